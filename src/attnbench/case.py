@@ -1,0 +1,147 @@
+"""A benchmark case: one implementation on one workload on one device, ready to call.
+
+:func:`prepare` checks support, makes inputs and calls the step once (warm-up, JIT); anything
+that stops the case becomes an :class:`UnsupportedError` whose message says why. The asv
+suite, the CLI and the tests all measure through the functions here.
+"""
+
+from __future__ import annotations
+
+import gc
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from .catalogue import get_workload
+from .devices import resolve_device, synchronize
+from .errors import UnsupportedError
+from .impls import Implementation, get_impl
+from .inputs import Inputs, make_inputs
+from .measure.accuracy import ErrorStats, compare, is_deterministic
+from .measure.memory import MemoryStats, measure_memory
+from .measure.timing import TimingStats, time_call
+from .workload import Workload
+
+MODES = ("forward", "forward_backward")
+FULL_CHECK_PAIRS = 1 << 24  # B*Hq*Sq*Skv up to which errors use the whole output
+SAMPLE_ROWS = 256  # otherwise: batch 0, KV head 0's query heads, the last rows
+
+
+@dataclass
+class Case:
+    impl: Implementation
+    workload: Workload
+    device: torch.device
+    inputs: Inputs
+
+    @property
+    def label(self) -> str:
+        return f"{self.impl.name} on {self.workload.name} ({self.device.type})"
+
+    def forward(self) -> torch.Tensor:
+        i = self.inputs
+        with torch.set_grad_enabled(self.workload.has_backward):
+            return self.impl.forward(i.q, i.k, i.v, causal=i.causal, scale=i.scale)
+
+    def forward_backward(self) -> tuple[torch.Tensor, ...]:
+        if not self.workload.has_backward:
+            raise UnsupportedError(f"{self.workload.name} is not a train workload")
+        out = self.forward()
+        return torch.autograd.grad(out, self.inputs.leaves(), self.inputs.grad_out)
+
+    def step(self, mode: str = "forward"):  # noqa: ANN201
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r} (known: {', '.join(MODES)})")
+        return self.forward() if mode == "forward" else self.forward_backward()
+
+    def call_synchronized(self, mode: str = "forward") -> None:
+        """One step, waiting for the device: what a wall-clock timer may time."""
+        self.step(mode)
+        synchronize(self.device)
+
+    # -- measurements ----------------------------------------------------------------------
+    def time(self, mode: str = "forward", **kwargs: float) -> TimingStats:
+        return time_call(lambda: self.step(mode), self.device, **kwargs)
+
+    def memory(self, mode: str = "forward") -> MemoryStats:
+        return measure_memory(lambda: self.step(mode), self.device)
+
+    def deterministic(self) -> bool:
+        with torch.no_grad():
+            return is_deterministic(lambda: self.impl.forward(
+                self.inputs.q, self.inputs.k, self.inputs.v,
+                causal=self.inputs.causal, scale=self.inputs.scale,
+            ))
+
+    def forward_error(self) -> ErrorStats:
+        """Output error against the float64 reference (on a sample of a large workload)."""
+        w, i = self.workload, self.inputs
+        with torch.no_grad():
+            out = self.impl.forward(i.q, i.k, i.v, causal=i.causal, scale=i.scale)
+            q, k, v = i.q, i.k, i.v
+            if w.batch * w.q_heads * w.q_len * w.kv_len > FULL_CHECK_PAIRS:
+                rows = slice(max(0, w.q_len - SAMPLE_ROWS), w.q_len)  # keeps bottom-right causal
+                q, k, v = q[:1, : w.group_size, rows], k[:1, :1], v[:1, :1]
+                out = out[:1, : w.group_size, rows]
+            expected = get_impl("reference").forward(q, k, v, causal=i.causal, scale=i.scale)
+        return compare(out, expected)
+
+    def gradient_errors(self) -> dict[str, ErrorStats]:
+        """dQ, dK, dV against float64 autograd of the reference (whole tensors: keep shapes small)."""
+        i = self.inputs
+        actual = self.forward_backward()
+        leaves = [t.detach().to("cpu", torch.float64).requires_grad_() for t in i.leaves()]
+        ref_out = get_impl("reference").forward(*leaves, causal=i.causal, scale=i.scale)
+        expected = torch.autograd.grad(ref_out, leaves, i.grad_out.to("cpu", torch.float64))
+        return {n: compare(a, e) for n, a, e in zip(("dq", "dk", "dv"), actual, expected)}
+
+
+def _why(exc: BaseException, caught: list[warnings.WarningMessage]) -> str:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return f"out of memory ({str(exc).splitlines()[0]})"
+    text = " ".join(str(exc).split())
+    details = [" ".join(str(w.message).split()) for w in caught if w.category is UserWarning]
+    if details:
+        text += " [" + "; ".join(dict.fromkeys(details)) + "]"
+    return f"{type(exc).__name__}: {text[:600]}"
+
+
+def prepare(
+    impl: str | Implementation,
+    workload: str | Workload,
+    device: str | torch.device | None = None,
+    *,
+    seed: int = 0,
+    magnitude: float = 1.0,
+    mode: str = "forward",
+) -> Case:
+    """A ready :class:`Case`, or :class:`UnsupportedError` saying why it cannot run here."""
+    impl = get_impl(impl) if isinstance(impl, str) else impl
+    workload = get_workload(workload) if isinstance(workload, str) else workload
+    device = resolve_device(device)
+    reasons = impl.unsupported_reasons(workload, device)
+    if reasons:
+        raise UnsupportedError(f"{impl.name}: {'; '.join(reasons)}")
+    if mode == "forward_backward" and not workload.has_backward:
+        raise UnsupportedError(f"{workload.name}: forward_backward needs a train workload")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            case = Case(impl, workload, device, make_inputs(workload, device, seed=seed, magnitude=magnitude))
+            out = case.step(mode)
+            synchronize(device)
+    except Exception as exc:  # noqa: BLE001 - any failure of a backend is a reason, not a crash
+        reason = _why(exc, caught)
+        case = out = None  # noqa: F841 - free the tensors before emptying the cache
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        raise UnsupportedError(f"{impl.name} on {workload.name}: {reason}") from exc
+    first = out if isinstance(out, torch.Tensor) else out[0]
+    expected = (workload.batch, workload.q_heads, workload.q_len, workload.dv)
+    if mode == "forward" and tuple(first.shape) != expected:
+        raise UnsupportedError(
+            f"{impl.name} returned shape {tuple(first.shape)}, expected {expected} (layout bug)"
+        )
+    return case

@@ -1,0 +1,88 @@
+"""The one interface every attention implementation offers, with its support stated as data.
+
+Tensors come in attnbench's canonical layout (see :mod:`attnbench.workload`):
+``q (B, Hq, Sq, D)``, ``k (B, Hkv, Skv, D)``, ``v (B, Hkv, Skv, Dv)`` -> ``o (B, Hq, Sq, Dv)``,
+causal aligned bottom-right. An adapter converts to its backend's layout inside ``forward``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import ClassVar
+
+import torch
+
+from ..devices import dtype_problem
+from ..workload import Workload
+
+ALL_DTYPES = frozenset({"fp32", "fp16", "bf16"})
+
+
+class Implementation:
+    """Base class: subclass it, set the class attributes, write ``forward``, and register it."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]  # "reference", "pytorch", "sdpa", "in-house", ...
+    description: ClassVar[str] = ""
+    #: dtypes (short names) supported per device type; a device type absent here is unsupported
+    dtypes: ClassVar[dict[str, frozenset[str]]] = {"cpu": ALL_DTYPES, "cuda": ALL_DTYPES}
+    max_head_dim: ClassVar[int | None] = None
+    head_dim_multiple: ClassVar[int] = 1
+    supports_backward: ClassVar[bool] = True
+    supports_v_head_dim: ClassVar[bool] = True  # head_dim of V may differ from that of Q/K
+    #: optional Python modules this implementation needs (checked without importing)
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: False for implementations that are not contenders (the float64 reference)
+    benchmarked: ClassVar[bool] = True
+
+    def availability(self) -> str | None:
+        """Why this implementation cannot be used at all on this machine, or ``None``."""
+        missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"needs the optional package(s) {', '.join(missing)}, not installed"
+        return None
+
+    def unsupported_reasons(self, workload: Workload, device: torch.device) -> list[str]:
+        """Every reason this implementation cannot run ``workload`` on ``device``; empty if it can."""
+        reasons = []
+        unavailable = self.availability()
+        if unavailable:
+            return [unavailable]
+        supported = self.dtypes.get(device.type)
+        if supported is None:
+            need = " or ".join(sorted(self.dtypes))
+            return [f"needs a {need.upper()} device" if len(self.dtypes) == 1 else f"runs on {need}"]
+        if workload.dtype not in supported:
+            reasons.append(
+                f"dtype {workload.dtype} unsupported on {device.type} "
+                f"(supports {', '.join(sorted(supported))})"
+            )
+        else:
+            problem = dtype_problem(device, workload.torch_dtype)
+            if problem:
+                reasons.append(problem)
+        for dim in {workload.head_dim, workload.dv}:
+            if self.max_head_dim is not None and dim > self.max_head_dim:
+                reasons.append(f"head_dim {dim} > {self.max_head_dim}")
+            if dim % self.head_dim_multiple:
+                reasons.append(f"head_dim {dim} is not a multiple of {self.head_dim_multiple}")
+        if workload.dv != workload.head_dim and not self.supports_v_head_dim:
+            reasons.append(
+                f"head_dim of V ({workload.dv}) differs from that of Q/K ({workload.head_dim})"
+            )
+        if workload.has_backward and not self.supports_backward:
+            reasons.append("no backward pass (forward only)")
+        return reasons + self.extra_reasons(workload, device)
+
+    def extra_reasons(self, workload: Workload, device: torch.device) -> list[str]:
+        """Reasons beyond the declared data; override for backend-specific rules."""
+        return []
+
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool, scale: float
+    ) -> torch.Tensor:
+        """Attention output in the canonical layout; differentiable when backward is supported."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"

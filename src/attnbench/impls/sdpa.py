@@ -1,0 +1,85 @@
+"""PyTorch's ``scaled_dot_product_attention``: its own dispatch, and each backend pinned."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.attention.bias import causal_lower_right
+
+from ..masks import causal_mask, causal_offset
+from .base import ALL_DTYPES, Implementation
+from .registry import register
+
+HALF = frozenset({"fp16", "bf16"})
+
+
+class _Sdpa(Implementation):
+    family = "sdpa"
+    backend: SDPBackend | None = None  # None: let PyTorch choose
+
+    def _mask_args(self, q: torch.Tensor, k: torch.Tensor, causal: bool) -> dict:
+        sq, skv = q.shape[2], k.shape[2]
+        if not causal or sq == 1:  # one query row against a cache sees every key
+            return {}
+        if sq == skv:
+            return {"is_causal": True}
+        if self.backend is None:  # PyTorch's own lower-right causal bias, fused where it can
+            return {"attn_mask": causal_lower_right(sq, skv)}
+        # CausalBias would pick a kernel itself, ignoring the pin: pass the mask as a tensor
+        return {"attn_mask": causal_mask(sq, skv, q.device, q_start=causal_offset(sq, skv))}
+
+    def forward(self, q, k, v, *, causal, scale):
+        kwargs = self._mask_args(q, k, causal)
+        gqa = q.shape[1] != k.shape[1]
+        if self.backend is None:
+            return F.scaled_dot_product_attention(q, k, v, scale=scale, enable_gqa=gqa, **kwargs)
+        with sdpa_kernel(self.backend):
+            return F.scaled_dot_product_attention(q, k, v, scale=scale, enable_gqa=gqa, **kwargs)
+
+
+@register
+class Sdpa(_Sdpa):
+    name = "sdpa"
+    description = "torch.nn.functional.scaled_dot_product_attention, PyTorch choosing the kernel"
+
+
+@register
+class SdpaMath(_Sdpa):
+    name = "sdpa-math"
+    description = "SDPA pinned to the MATH backend (unfused, in PyTorch ops)"
+    backend = SDPBackend.MATH
+
+
+@register
+class SdpaFlash(_Sdpa):
+    name = "sdpa-flash"
+    description = "SDPA pinned to FLASH_ATTENTION (FlashAttention-2 on CUDA; PyTorch's own on CPU)"
+    backend = SDPBackend.FLASH_ATTENTION
+    dtypes = {"cpu": ALL_DTYPES, "cuda": HALF}
+
+    def extra_reasons(self, workload, device):
+        reasons = []
+        if device.type == "cuda" and max(workload.head_dim, workload.dv) > 256:
+            reasons.append(f"head_dim {max(workload.head_dim, workload.dv)} > 256 on CUDA")
+        if workload.dv != workload.head_dim:
+            reasons.append(f"head_dim of V ({workload.dv}) differs from Q/K's ({workload.head_dim})")
+        return reasons
+
+
+@register
+class SdpaEfficient(_Sdpa):
+    name = "sdpa-efficient"
+    description = "SDPA pinned to EFFICIENT_ATTENTION (xFormers' memory-efficient kernel)"
+    backend = SDPBackend.EFFICIENT_ATTENTION
+    dtypes = {"cuda": ALL_DTYPES}
+
+
+@register
+class SdpaCudnn(_Sdpa):
+    name = "sdpa-cudnn"
+    description = "SDPA pinned to CUDNN_ATTENTION (cuDNN's fused flash attention)"
+    backend = SDPBackend.CUDNN_ATTENTION
+    dtypes = {"cuda": HALF}
+    max_head_dim = 256
+    head_dim_multiple = 8

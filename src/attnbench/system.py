@@ -1,0 +1,96 @@
+"""What a result was measured on: machine, GPU, driver and library versions."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+OPTIONAL_PACKAGES = ("triton", "flash-attn", "flash-attn-4", "xformers", "asv", "asv-runner")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _ram_bytes() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _driver_version() -> str | None:
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10, check=True,
+        )
+        return out.stdout.strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return None
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def gpu_name() -> str | None:
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def machine_info() -> dict:
+    """Everything a reader needs to know to trust (or reproduce) a figure."""
+    info: dict = {
+        "os": f"{platform.system()} {platform.release()}",
+        "arch": platform.machine(),
+        "cpu": _cpu_model(),
+        "num_cpu": os.cpu_count(),
+        "ram": _ram_bytes(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "gpu": gpu_name(),
+        "packages": {p: v for p in OPTIONAL_PACKAGES if (v := _version(p))},
+    }
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info.update(
+            gpu_count=torch.cuda.device_count(),
+            gpu_memory=props.total_memory,
+            gpu_sm_count=props.multi_processor_count,
+            gpu_capability=f"{props.major}.{props.minor}",
+            cudnn=torch.backends.cudnn.version(),
+            driver=_driver_version(),
+        )
+    return info
+
+
+def asv_machine_args(name: str) -> list[str]:
+    """Arguments for ``asv machine`` that record OS, CPU, RAM and the GPU (asv has no GPU
+    field: it is written into ``cpu``), not only the name."""
+    info = machine_info()
+    cpu = info["cpu"]
+    if info["gpu"]:
+        cpu += f" | GPU: {info['gpu']} x{info['gpu_count']}, driver {info['driver']}, CUDA {info['cuda']}"
+    args = ["--machine", name, "--os", info["os"], "--arch", info["arch"], "--cpu", cpu]
+    args += ["--num_cpu", str(info["num_cpu"])]
+    if info["ram"]:
+        args += ["--ram", f"{info['ram'] / 2**30:.0f} GiB"]
+    return args + ["--yes"]

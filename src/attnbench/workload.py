@@ -1,0 +1,191 @@
+"""A workload: one attention problem, as a frozen value that knows its own cost.
+
+Canonical tensor layout, used everywhere in attnbench (adapters convert at their edges):
+
+    q: (batch, q_heads,  q_len,  head_dim)
+    k: (batch, kv_heads, kv_len, head_dim)
+    v: (batch, kv_heads, kv_len, v_head_dim)
+    o: (batch, q_heads,  q_len,  v_head_dim)
+
+``kv_heads`` divides ``q_heads``: query head ``h`` reads KV head ``h // (q_heads // kv_heads)``
+(MHA when equal, MQA when ``kv_heads == 1``, GQA between). A causal mask is aligned to the
+bottom-right corner, as with a KV cache: query row ``i`` sees keys ``j <= i + kv_len - q_len``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from .dtypes import itemsize, to_torch
+from .errors import InvalidWorkloadError
+
+Scenario = Literal["prefill", "decode", "train"]
+SCENARIOS: tuple[str, ...] = ("prefill", "decode", "train")
+LSE_BYTES = 4  # the float32 log-sum-exp a backward pass reads per query row
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One attention call (``train``: forward and backward) of a given shape and dtype."""
+
+    batch: int
+    q_heads: int
+    kv_heads: int
+    q_len: int
+    kv_len: int
+    head_dim: int
+    causal: bool = True
+    dtype: str = "bf16"
+    scenario: Scenario = "prefill"
+    v_head_dim: int | None = None
+    model: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        for key in ("batch", "q_heads", "kv_heads", "q_len", "kv_len", "head_dim"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise InvalidWorkloadError(f"{key} must be a positive integer, got {value!r}")
+        if self.v_head_dim is not None and (
+            not isinstance(self.v_head_dim, int) or self.v_head_dim <= 0
+        ):
+            raise InvalidWorkloadError(
+                f"v_head_dim must be a positive integer, got {self.v_head_dim!r}"
+            )
+        if self.q_heads % self.kv_heads:
+            raise InvalidWorkloadError(
+                f"kv_heads ({self.kv_heads}) must divide q_heads ({self.q_heads})"
+            )
+        if self.scenario not in SCENARIOS:
+            raise InvalidWorkloadError(
+                f"unknown scenario {self.scenario!r} (known: {', '.join(SCENARIOS)})"
+            )
+        to_torch(self.dtype)  # raises InvalidWorkloadError naming the dtype
+        if self.causal and self.q_len > self.kv_len:
+            raise InvalidWorkloadError(
+                f"causal attention needs q_len <= kv_len (got q_len {self.q_len} > kv_len "
+                f"{self.kv_len}): the first query rows would see no key"
+            )
+        if not self.model:
+            object.__setattr__(self, "model", self.default_model_label())
+
+    # -- naming --------------------------------------------------------------------------
+    def default_model_label(self) -> str:
+        label = f"h{self.q_heads}"
+        if self.kv_heads != self.q_heads:
+            label += f"kv{self.kv_heads}"
+        label += f"d{self.head_dim}"
+        if self.dv != self.head_dim:
+            label += f"v{self.dv}"
+        return label
+
+    @property
+    def name(self) -> str:
+        """E.g. ``llama3-8b/prefill/s4096/b1/causal/bf16`` or ``h32d128/decode/kv4096/b8/causal/bf16``."""
+        if self.scenario == "decode" and self.q_len == 1:
+            lengths = f"kv{self.kv_len}"
+        elif self.q_len == self.kv_len:
+            lengths = f"s{self.q_len}"
+        else:
+            lengths = f"q{self.q_len}-kv{self.kv_len}"
+        mask = "causal" if self.causal else "full"
+        return f"{self.model}/{self.scenario}/{lengths}/b{self.batch}/{mask}/{self.dtype}"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def with_(self, **changes: object) -> Workload:
+        """A copy with some fields changed (the model label is recomputed unless given)."""
+        if "model" not in changes and self.model == self.default_model_label():
+            changes["model"] = ""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    # -- shape ---------------------------------------------------------------------------
+    @property
+    def dv(self) -> int:
+        """Head dimension of V and of the output."""
+        return self.v_head_dim or self.head_dim
+
+    @property
+    def group_size(self) -> int:
+        """Query heads per KV head (1: MHA; q_heads: MQA)."""
+        return self.q_heads // self.kv_heads
+
+    @property
+    def kind(self) -> str:
+        if self.kv_heads == self.q_heads:
+            return "MHA"
+        return "MQA" if self.kv_heads == 1 else "GQA"
+
+    @property
+    def has_backward(self) -> bool:
+        return self.scenario == "train"
+
+    @property
+    def torch_dtype(self):  # noqa: ANN201 - torch.dtype
+        return to_torch(self.dtype)
+
+    # -- cost ----------------------------------------------------------------------------
+    @property
+    def attended_pairs(self) -> int:
+        """(query, key) pairs that take part, per batch element and query head; exact for causal."""
+        if not self.causal:
+            return self.q_len * self.kv_len
+        offset = self.kv_len - self.q_len  # bottom-right alignment: row i sees i + offset + 1 keys
+        return self.q_len * offset + self.q_len * (self.q_len + 1) // 2
+
+    @property
+    def forward_flops(self) -> int:
+        """2 FLOPs per multiply-add of QKᵀ (head_dim) and of PV (v_head_dim), on attended pairs."""
+        return 2 * self.batch * self.q_heads * self.attended_pairs * (self.head_dim + self.dv)
+
+    @property
+    def backward_flops(self) -> int:
+        """Counted as 2.5x forward (recompute of S and P, then dV, dP, dS·K and dSᵀ·Q)."""
+        return self.forward_flops * 5 // 2
+
+    @property
+    def flops(self) -> int:
+        """FLOPs of the whole workload: forward, plus backward for ``train``."""
+        return self.forward_flops + (self.backward_flops if self.has_backward else 0)
+
+    def _elements(self) -> dict[str, int]:
+        b = self.batch
+        return {
+            "q": b * self.q_heads * self.q_len * self.head_dim,
+            "k": b * self.kv_heads * self.kv_len * self.head_dim,
+            "v": b * self.kv_heads * self.kv_len * self.dv,
+            "o": b * self.q_heads * self.q_len * self.dv,
+            "lse": b * self.q_heads * self.q_len,
+        }
+
+    @property
+    def forward_bytes(self) -> int:
+        """Fewest bytes a forward pass moves: read Q, K, V once, write O once."""
+        n = self._elements()
+        return itemsize(self.dtype) * (n["q"] + n["k"] + n["v"] + n["o"])
+
+    @property
+    def backward_bytes(self) -> int:
+        """Fewest bytes a backward pass moves: read Q, K, V, O, dO and LSE; write dQ, dK, dV."""
+        n = self._elements()
+        tensors = 2 * (n["q"] + n["k"] + n["v"]) + 2 * n["o"]
+        return itemsize(self.dtype) * tensors + LSE_BYTES * n["lse"]
+
+    @property
+    def bytes(self) -> int:
+        """Fewest bytes of the whole workload (``train`` also writes the LSE forward keeps)."""
+        if not self.has_backward:
+            return self.forward_bytes
+        return self.forward_bytes + LSE_BYTES * self._elements()["lse"] + self.backward_bytes
+
+    @property
+    def kv_bytes(self) -> int:
+        """Bytes of K and V, what a decode step must read."""
+        n = self._elements()
+        return itemsize(self.dtype) * (n["k"] + n["v"])
+
+    @property
+    def tokens(self) -> int:
+        """Query tokens processed (a decode step makes ``batch * q_len`` tokens)."""
+        return self.batch * self.q_len
