@@ -53,15 +53,17 @@ def ensure_venv() -> None:
 
 def asv_env() -> dict:
     """asv's environments reuse this machine's PyTorch instead of installing it per commit."""
-    site = subprocess.check_output(
-        [PY, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
-    ).strip()
+    probe = (
+        "import os, sysconfig, torch; "
+        "print(os.pathsep.join(dict.fromkeys([sysconfig.get_paths()['purelib'], "
+        "os.path.dirname(os.path.dirname(torch.__file__))])))"
+    )
     env = dict(os.environ)
     env["VIRTUALENV_SYSTEM_SITE_PACKAGES"] = "1"
-    # asv drops PYTHONPATH in the processes it starts unless ASV_PYTHONPATH names it; the
-    # editable attnbench of .venv is not on that path, so each commit's own install is used
-    paths = [p for p in (env.get("ASV_PYTHONPATH") or env.get("PYTHONPATH"), site) if p]
-    env["ASV_PYTHONPATH"] = os.pathsep.join(paths)
+    # read by asv.conf.json's install_command, which lists these in a .pth file of each asv
+    # environment: torch (and the rest) come from here; .venv's editable attnbench does not,
+    # as .pth files of an appended directory are not processed, so each commit's own is used
+    env["ATTNBENCH_HOST_SITE"] = subprocess.check_output([PY, "-c", probe], text=True).strip()
     env.setdefault("ATTNBENCH_SET", "quick")
     return env
 
@@ -85,11 +87,7 @@ def bench(args: argparse.Namespace) -> int:
         env["ATTNBENCH_SET"] = args.set
     asv = BIN / "asv"
     name = args.machine or machine_name()
-    machine_args = subprocess.check_output(
-        [PY, "-c", f"from attnbench.system import asv_machine_args as a; print(chr(10).join(a({name!r})))"],
-        text=True, env=env,
-    ).splitlines()
-    sh(asv, "machine", *machine_args, env=env)
+    sh(PY, "-c", f"from attnbench.system import register_asv_machine as r; print(r({name!r}))")
     launch = ["--launch-method", "forkserver"] if "cuda" not in args.launch else []
     rc = sh(asv, "run", "--machine", name, *launch, *args.asv_args, args.commits or commits_to_run(),
             env=env, check=False)

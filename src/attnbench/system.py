@@ -82,15 +82,22 @@ def machine_info() -> dict:
     return info
 
 
-def asv_machine_args(name: str) -> list[str]:
-    """Arguments for ``asv machine`` that record OS, CPU, RAM and the GPU (asv has no GPU
-    field: it is written into ``cpu``), not only the name."""
+def register_asv_machine(name: str) -> dict:
+    """Record this machine for asv under ``name`` with OS, CPU, RAM and the GPU (asv has no GPU
+    field: it is written into ``cpu``). ``asv machine --yes`` alone would record the name only."""
+    from asv.machine import MachineCollection
+
     info = machine_info()
     cpu = info["cpu"]
     if info["gpu"]:
         cpu += f" | GPU: {info['gpu']} x{info['gpu_count']}, driver {info['driver']}, CUDA {info['cuda']}"
-    args = ["--machine", name, "--os", info["os"], "--arch", info["arch"], "--cpu", cpu]
-    args += ["--num_cpu", str(info["num_cpu"])]
-    if info["ram"]:
-        args += ["--ram", f"{info['ram'] / 2**30:.0f} GiB"]
-    return args + ["--yes"]
+    entry = {
+        "machine": name,
+        "os": info["os"],
+        "arch": info["arch"],
+        "cpu": cpu,
+        "num_cpu": str(info["num_cpu"]),
+        "ram": str(info["ram"] or ""),
+    }
+    MachineCollection.save(name, entry)
+    return entry
