@@ -69,8 +69,12 @@ def asv_env() -> dict:
 
 
 def commits_to_run() -> str:
-    count = int(subprocess.check_output(["git", "rev-list", "--count", "HEAD"], cwd=ROOT, text=True))
-    return "HEAD~2..HEAD" if count >= 2 else "HEAD^!"
+    """HEAD and the commit before it (HEAD alone in a one-commit history), as an asv HASHFILE."""
+    hashes = subprocess.check_output(["git", "rev-list", "--max-count=2", "HEAD"], cwd=ROOT, text=True)
+    path = ROOT / ".asv" / "commits.txt"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(hashes)
+    return f"HASHFILE:{path}"
 
 
 def machine_name() -> str:
@@ -113,7 +117,7 @@ def main() -> int:
     b = sub.add_parser("bench", help="run the asv suite for HEAD and HEAD~1 and publish html/")
     b.add_argument("--set", help="workload set(s) for ATTNBENCH_SET (default: quick)")
     b.add_argument("--machine", help="asv machine name (default: $ATTNBENCH_MACHINE or hostname)")
-    b.add_argument("--commits", help="asv commit range (default: HEAD~2..HEAD)")
+    b.add_argument("--commits", help="asv commit range (default: HEAD and HEAD~1)")
     b.add_argument("--launch", default="forkserver", help="'forkserver' (CPU) or 'cuda' (spawn)")
     b.add_argument("asv_args", nargs="*", help="extra arguments for asv run (after --)")
     t = sub.add_parser("test", help="run the tests")
