@@ -3,6 +3,11 @@
 ``ATTNBENCH_SET`` picks the workloads (comma-separated sets, names or globs); by default the
 ``gpu`` set where CUDA is visible, else ``quick``. ``ATTNBENCH_IMPLS`` likewise picks
 implementations (default: every benchmarked one; those that cannot run here skip with a reason).
+
+Two kinds of classes, so that asv's process per (benchmark, parameters) stays cheap:
+- ``_Timed``: ``time_*``/``peakmem_*``, asv's own clock and RSS around a prepared case;
+- ``_Swept``: ``track_*`` figures, all measured once per class in ``setup_cache`` by
+  :func:`attnbench.sweep.sweep` (CUDA events, L2 flushed), then read back per parameter.
 """
 
 from __future__ import annotations
@@ -10,12 +15,22 @@ from __future__ import annotations
 import os
 import sys
 
+os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # no CUDA init before forkserver forks
+
 import torch
 from asv_runner.benchmarks.mark import skip_benchmark_if
 
-from attnbench import UnsupportedError, impl_names, prepare, select_impls, select_workloads
+from attnbench import (
+    UnsupportedError,
+    impl_names,
+    prepare,
+    select_impls,
+    select_workloads,
+)
 from attnbench.case import Case
-from attnbench.measure.rates import rates
+from attnbench.sweep import sweep
+
+HAS_CUDA = torch.cuda.is_available()
 
 
 def _from_env(var: str, default: list[str]) -> list[str]:
@@ -23,13 +38,20 @@ def _from_env(var: str, default: list[str]) -> list[str]:
     return [p.strip() for p in value.split(",") if p.strip()] if value else default
 
 
-WORKLOAD_SET = _from_env("ATTNBENCH_SET", ["gpu" if torch.cuda.is_available() else "quick"])
-ALL_WORKLOADS = select_workloads(WORKLOAD_SET)
+ALL_WORKLOADS = select_workloads(_from_env("ATTNBENCH_SET", ["gpu" if HAS_CUDA else "quick"]))
 WORKLOADS = [w.name for w in ALL_WORKLOADS]
 TRAIN_WORKLOADS = [w.name for w in ALL_WORKLOADS if w.has_backward]
-IMPLS = [i.name for i in select_impls(_from_env("ATTNBENCH_IMPLS", impl_names(benchmarked_only=True)))]
+IMPLS = [
+    i.name for i in select_impls(_from_env("ATTNBENCH_IMPLS", impl_names(benchmarked_only=True)))
+]
 BASELINE = "eager"
 PARAM_NAMES = ["implementation", "workload"]
+
+
+def skip(reason: str) -> None:
+    """asv's skip, with the reason on stderr."""
+    print(f"attnbench: skipped: {reason}", file=sys.stderr)
+    raise NotImplementedError(reason)
 
 
 def case_or_skip(impl: str, workload: str, mode: str = "forward") -> Case:
@@ -37,23 +59,18 @@ def case_or_skip(impl: str, workload: str, mode: str = "forward") -> Case:
     try:
         return prepare(impl, workload, mode=mode)
     except UnsupportedError as exc:
-        print(f"attnbench: skipped: {exc}", file=sys.stderr)
-        raise NotImplementedError(str(exc)) from None
+        skip(str(exc))
 
 
-def _label(method, text: str, unit: str | None = None):  # noqa: ANN001, ANN202
+def _label(method, text: str, unit: str | None = None):
     method.pretty_name = text
     if unit:
         method.unit = unit
     return method
 
 
-class _CaseBenchmarks:
-    """Shared by the suite's classes: one prepared case per (implementation, workload).
-
-    ``time_*`` (asv's host clock around a synchronized call) is the end-to-end wall time; the
-    ``track_*`` figures come from attnbench's own timing (CUDA events with L2 flushed on a GPU).
-    """
+class _Timed:
+    """End-to-end wall time of a synchronized call (asv's clock), and host peak RSS."""
 
     mode = "forward"
     param_names = PARAM_NAMES
@@ -66,37 +83,52 @@ class _CaseBenchmarks:
     def setup(self, impl, workload):
         self.case = case_or_skip(impl, workload, self.mode)
 
-    def _rates(self):
-        return rates(self.case.workload, self.case.time(self.mode).median, self.mode)
 
-    def track_tflops(self, impl, workload):
-        return self._rates().tflops
-
-    def track_gbps(self, impl, workload):
-        return self._rates().gbps
-
-    @skip_benchmark_if(not torch.cuda.is_available())
-    def track_gpu_peak_memory(self, impl, workload):
-        return self.case.memory(self.mode).gpu_peak_allocated
-
-    _label(track_tflops, "TFLOP/s (higher is better)", "TFLOP/s")
-    _label(track_gbps, "GB/s over the fewest bytes to move (higher is better)", "GB/s")
-    _label(track_gpu_peak_memory, "GPU peak allocated, inputs included", "bytes")
-
-
-class _SpeedupBenchmarks:
-    """Baseline time over implementation time, both measured in this one process."""
+class _Swept:
+    """Figures from attnbench's own timing, all pairs measured once in ``setup_cache``."""
 
     mode = "forward"
     param_names = PARAM_NAMES
     rounds = 1
-    timeout = 300
+    timeout = 3600  # setup_cache measures the whole class
 
-    def setup(self, impl, workload):
-        self.case = case_or_skip(impl, workload, self.mode)
-        self.baseline = case_or_skip(BASELINE, workload, self.mode)
+    def setup_cache(self):
+        impls, workloads = self.params
+        records = sweep(impls, workloads, self.mode, baseline=BASELINE)
+        return {(r.impl, r.workload): r.as_dict() for r in records}
 
-    def track_speedup_vs_eager(self, impl, workload):
-        return self.baseline.time(self.mode).median / self.case.time(self.mode).median
+    def setup(self, cache, impl, workload):
+        self.rec = cache[(impl, workload)]
+        if self.rec["reason"]:
+            skip(self.rec["reason"])
 
-    _label(track_speedup_vs_eager, "speedup vs eager (higher is better)", "x")
+    def track_seconds(self, cache, impl, workload):
+        return self.rec["time"]["median"]
+
+    def track_tflops(self, cache, impl, workload):
+        return self.rec["tflops"]
+
+    def track_gbps(self, cache, impl, workload):
+        return self.rec["gbps"]
+
+    def track_speedup_vs_eager(self, cache, impl, workload):
+        speedup = self.rec["speedup"]
+        return float("nan") if speedup is None else speedup
+
+    @skip_benchmark_if(not HAS_CUDA)
+    def track_gpu_peak_memory(self, cache, impl, workload):
+        return self.rec["gpu_peak_allocated"]
+
+    def track_max_error(self, cache, impl, workload):
+        return self.rec["max_abs_error"]
+
+    def track_rel_error(self, cache, impl, workload):
+        return self.rec["rel_error"]
+
+    _label(track_seconds, "median time (CUDA events, L2 flushed / CPU clock)", "seconds")
+    _label(track_tflops, "TFLOP/s (higher is better)", "TFLOP/s")
+    _label(track_gbps, "GB/s over the fewest bytes to move (higher is better)", "GB/s")
+    _label(track_speedup_vs_eager, "speedup vs eager, same process (higher is better)", "x")
+    _label(track_gpu_peak_memory, "GPU peak allocated, inputs included", "bytes")
+    _label(track_max_error, "forward max abs error vs float64 reference", "abs error")
+    _label(track_rel_error, "forward relative norm error vs float64 reference", "rel error")

@@ -1,24 +1,25 @@
 """Training step, forward and backward: every implementation on the set's train workloads."""
 
-from ._common import BASELINE, IMPLS, TRAIN_WORKLOADS, _CaseBenchmarks, _label, _SpeedupBenchmarks
+from asv_runner.benchmarks.mark import skip_benchmark_if
 
+from ._common import HAS_CUDA, IMPLS, TRAIN_WORKLOADS, _label, _Swept, _Timed
 
 if TRAIN_WORKLOADS:  # a set without train workloads has no such benchmarks
 
-    class ForwardBackward(_CaseBenchmarks):
+    class ForwardBackward(_Timed):
         mode = "forward_backward"
         params = (IMPLS, TRAIN_WORKLOADS)
 
         def time_forward_backward(self, impl, workload):
             self.case.call_synchronized("forward_backward")
 
+        @skip_benchmark_if(HAS_CUDA)
         def peakmem_forward_backward(self, impl, workload):
             self.case.step("forward_backward")
 
-        _label(time_forward_backward, "forward+backward: wall time, synchronized")
+        _label(time_forward_backward, "forward+backward: wall time of a synchronized call")
         _label(peakmem_forward_backward, "forward+backward: host peak RSS")
 
-
-    class ForwardBackwardSpeedup(_SpeedupBenchmarks):
+    class ForwardBackwardMetrics(_Swept):
         mode = "forward_backward"
-        params = ([i for i in IMPLS if i != BASELINE], TRAIN_WORKLOADS)
+        params = (IMPLS, TRAIN_WORKLOADS)

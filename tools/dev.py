@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The README's two commands, on a fresh machine with only Python >= 3.10, pip and git:
 
-    python3 tools/dev.py bench    # make .venv, run the quick asv set on HEAD and HEAD~1, publish html/
+    python3 tools/dev.py bench    # make .venv, asv on HEAD and HEAD~1 (quick set), publish html/
     python3 tools/dev.py test     # make .venv, run the tests
 
 On a machine whose Python already has a CUDA PyTorch, .venv sees it (system site packages) and
@@ -70,7 +70,9 @@ def asv_env() -> dict:
 
 def commits_to_run() -> str:
     """HEAD and the commit before it (HEAD alone in a one-commit history), as an asv HASHFILE."""
-    hashes = subprocess.check_output(["git", "rev-list", "--max-count=2", "HEAD"], cwd=ROOT, text=True)
+    hashes = subprocess.check_output(
+        ["git", "rev-list", "--max-count=2", "HEAD"], cwd=ROOT, text=True
+    )
     path = ROOT / ".asv" / "commits.txt"
     path.parent.mkdir(exist_ok=True)
     path.write_text(hashes)
@@ -93,8 +95,17 @@ def bench(args: argparse.Namespace) -> int:
     name = args.machine or machine_name()
     sh(PY, "-c", f"from attnbench.system import register_asv_machine as r; print(r({name!r}))")
     launch = ["--launch-method", "forkserver"] if "cuda" not in args.launch else []
-    rc = sh(asv, "run", "--machine", name, *launch, *args.asv_args, args.commits or commits_to_run(),
-            env=env, check=False)
+    rc = sh(
+        asv,
+        "run",
+        "--machine",
+        name,
+        *launch,
+        *args.asv_args,
+        args.commits or commits_to_run(),
+        env=env,
+        check=False,
+    )
     sh(asv, "publish", env=env)
     minutes = (time.monotonic() - start) / 60
     print(
@@ -112,7 +123,9 @@ def test(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("bench", help="run the asv suite for HEAD and HEAD~1 and publish html/")
     b.add_argument("--set", help="workload set(s) for ATTNBENCH_SET (default: quick)")

@@ -19,7 +19,7 @@ def _inverse(x: float | None) -> float | None:
     return 1.0 / x if x else x
 
 
-def _process_regression(cls, regressions, revision_to_hash, repo, all_params, graph_data, graph):  # noqa: ANN001, ANN202
+def _process_regression(cls, regressions, revision_to_hash, repo, all_params, graph_data, graph):
     j, entry_name, steps, threshold = graph_data
     if not higher_is_better(entry_name):
         return _original(cls, regressions, revision_to_hash, repo, all_params, graph_data, graph)
@@ -29,7 +29,15 @@ def _process_regression(cls, regressions, revision_to_hash, repo, all_params, gr
         if value and value > 0
     ]
     before = len(regressions)
-    _original(cls, regressions, revision_to_hash, repo, all_params, (j, entry_name, flipped, threshold), graph)
+    _original(
+        cls,
+        regressions,
+        revision_to_hash,
+        repo,
+        all_params,
+        (j, entry_name, flipped, threshold),
+        graph,
+    )
     for entry in regressions[before:]:
         entry[4], entry[5] = _inverse(entry[4]), _inverse(entry[5])  # last_v, best_v
         entry[6] = [(a, b, _inverse(vb), _inverse(va)) for a, b, vb, va in entry[6]]

@@ -50,7 +50,7 @@ class Case:
         out = self.forward()
         return torch.autograd.grad(out, self.inputs.leaves(), self.inputs.grad_out)
 
-    def step(self, mode: str = "forward"):  # noqa: ANN201
+    def step(self, mode: str = "forward"):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r} (known: {', '.join(MODES)})")
         return self.forward() if mode == "forward" else self.forward_backward()
@@ -69,10 +69,15 @@ class Case:
 
     def deterministic(self) -> bool:
         with torch.no_grad():
-            return is_deterministic(lambda: self.impl.forward(
-                self.inputs.q, self.inputs.k, self.inputs.v,
-                causal=self.inputs.causal, scale=self.inputs.scale,
-            ))
+            return is_deterministic(
+                lambda: self.impl.forward(
+                    self.inputs.q,
+                    self.inputs.k,
+                    self.inputs.v,
+                    causal=self.inputs.causal,
+                    scale=self.inputs.scale,
+                )
+            )
 
     def forward_error(self) -> ErrorStats:
         """Output error against the float64 reference (on a sample of a large workload)."""
@@ -88,13 +93,15 @@ class Case:
         return compare(out, expected)
 
     def gradient_errors(self) -> dict[str, ErrorStats]:
-        """dQ, dK, dV against float64 autograd of the reference (whole tensors: keep shapes small)."""
+        """dQ, dK, dV against float64 autograd of the reference (whole tensors: keep it small)."""
         i = self.inputs
         actual = self.forward_backward()
         leaves = [t.detach().to("cpu", torch.float64).requires_grad_() for t in i.leaves()]
         ref_out = get_impl("reference").forward(*leaves, causal=i.causal, scale=i.scale)
         expected = torch.autograd.grad(ref_out, leaves, i.grad_out.to("cpu", torch.float64))
-        return {n: compare(a, e) for n, a, e in zip(("dq", "dk", "dv"), actual, expected)}
+        return {
+            n: compare(a, e) for n, a, e in zip(("dq", "dk", "dv"), actual, expected, strict=True)
+        }
 
 
 def _why(exc: BaseException, caught: list[warnings.WarningMessage]) -> str:
@@ -128,12 +135,17 @@ def prepare(
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            case = Case(impl, workload, device, make_inputs(workload, device, seed=seed, magnitude=magnitude))
+            case = Case(
+                impl,
+                workload,
+                device,
+                make_inputs(workload, device, seed=seed, magnitude=magnitude),
+            )
             out = case.step(mode)
             synchronize(device)
-    except Exception as exc:  # noqa: BLE001 - any failure of a backend is a reason, not a crash
+    except Exception as exc:
         reason = _why(exc, caught)
-        case = out = None  # noqa: F841 - free the tensors before emptying the cache
+        case = out = None
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()

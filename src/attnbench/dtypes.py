@@ -19,9 +19,7 @@ def to_torch(name: str) -> torch.dtype:
     try:
         return DTYPES[name]
     except KeyError:
-        raise InvalidWorkloadError(
-            f"unknown dtype {name!r} (known: {', '.join(DTYPES)})"
-        ) from None
+        raise InvalidWorkloadError(f"unknown dtype {name!r} (known: {', '.join(DTYPES)})") from None
 
 
 def itemsize(name: str) -> int:

@@ -6,7 +6,12 @@ import torch
 
 
 def causal_mask(
-    q_len: int, kv_len: int, device: torch.device | str = "cpu", *, q_start: int = 0, kv_start: int = 0
+    q_len: int,
+    kv_len: int,
+    device: torch.device | str = "cpu",
+    *,
+    q_start: int = 0,
+    kv_start: int = 0,
 ) -> torch.Tensor:
     """Boolean ``(q_len, kv_len)`` mask, True where query row may see key column.
 

@@ -37,7 +37,10 @@ def _driver_version() -> str | None:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
         return out.stdout.strip().splitlines()[0]
     except (OSError, subprocess.SubprocessError, IndexError):
@@ -90,7 +93,8 @@ def register_asv_machine(name: str) -> dict:
     info = machine_info()
     cpu = info["cpu"]
     if info["gpu"]:
-        cpu += f" | GPU: {info['gpu']} x{info['gpu_count']}, driver {info['driver']}, CUDA {info['cuda']}"
+        gpu = f"{info['gpu']} x{info['gpu_count']}, driver {info['driver']}, CUDA {info['cuda']}"
+        cpu += f" | GPU: {gpu}"
     entry = {
         "machine": name,
         "os": info["os"],

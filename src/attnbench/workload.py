@@ -81,7 +81,7 @@ class Workload:
 
     @property
     def name(self) -> str:
-        """E.g. ``llama3-8b/prefill/s4096/b1/causal/bf16`` or ``h32d128/decode/kv4096/b8/causal/bf16``."""
+        """E.g. ``llama3-8b/prefill/s4096/b1/causal/bf16``, ``h8d64/decode/kv512/b8/full/fp32``."""
         if self.scenario == "decode" and self.q_len == 1:
             lengths = f"kv{self.kv_len}"
         elif self.q_len == self.kv_len:
@@ -122,7 +122,7 @@ class Workload:
         return self.scenario == "train"
 
     @property
-    def torch_dtype(self):  # noqa: ANN201 - torch.dtype
+    def torch_dtype(self):
         return to_torch(self.dtype)
 
     # -- cost ----------------------------------------------------------------------------

@@ -43,7 +43,7 @@ class Implementation:
         return None
 
     def unsupported_reasons(self, workload: Workload, device: torch.device) -> list[str]:
-        """Every reason this implementation cannot run ``workload`` on ``device``; empty if it can."""
+        """Every reason this cannot run ``workload`` on ``device``; empty if it can."""
         reasons = []
         unavailable = self.availability()
         if unavailable:
@@ -51,7 +51,9 @@ class Implementation:
         supported = self.dtypes.get(device.type)
         if supported is None:
             need = " or ".join(sorted(self.dtypes))
-            return [f"needs a {need.upper()} device" if len(self.dtypes) == 1 else f"runs on {need}"]
+            return [
+                f"needs a {need.upper()} device" if len(self.dtypes) == 1 else f"runs on {need}"
+            ]
         if workload.dtype not in supported:
             reasons.append(
                 f"dtype {workload.dtype} unsupported on {device.type} "

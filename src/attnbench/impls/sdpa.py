@@ -63,7 +63,9 @@ class SdpaFlash(_Sdpa):
         if device.type == "cuda" and max(workload.head_dim, workload.dv) > 256:
             reasons.append(f"head_dim {max(workload.head_dim, workload.dv)} > 256 on CUDA")
         if workload.dv != workload.head_dim:
-            reasons.append(f"head_dim of V ({workload.dv}) differs from Q/K's ({workload.head_dim})")
+            reasons.append(
+                f"head_dim of V ({workload.dv}) differs from Q/K's ({workload.head_dim})"
+            )
         return reasons
 
 

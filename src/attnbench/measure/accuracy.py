@@ -25,7 +25,9 @@ class ErrorStats:
 
     def within(self, dtype: str, factor: float = 1.0) -> bool:
         rel, abs_ = TOLERANCES[dtype]
-        return self.nonfinite == 0 and self.rel_norm <= rel * factor and self.max_abs <= abs_ * factor
+        return (
+            self.nonfinite == 0 and self.rel_norm <= rel * factor and self.max_abs <= abs_ * factor
+        )
 
 
 def compare(actual: torch.Tensor, expected: torch.Tensor) -> ErrorStats:

@@ -60,7 +60,11 @@ class TimingStats:
 
 
 def time_cpu(
-    fn: Callable[[], object], *, warmup: int = 2, min_time: float = 0.2, min_runs: int = 5,
+    fn: Callable[[], object],
+    *,
+    warmup: int = 2,
+    min_time: float = 0.2,
+    min_runs: int = 5,
     max_runs: int = 1000,
 ) -> TimingStats:
     """Call ``fn`` until ``min_time`` seconds and ``min_runs`` calls are spent; each call timed."""
@@ -77,7 +81,9 @@ def time_cpu(
     return TimingStats.from_samples(samples, "perf_counter")
 
 
-def time_cuda(fn: Callable[[], object], *, warmup_ms: float = 25, rep_ms: float = 100) -> TimingStats:
+def time_cuda(
+    fn: Callable[[], object], *, warmup_ms: float = 25, rep_ms: float = 100
+) -> TimingStats:
     """``triton.testing.do_bench``: CUDA events around each call, L2 cache cleared before it."""
     from triton.testing import do_bench
 

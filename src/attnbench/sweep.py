@@ -1,0 +1,121 @@
+"""Measure many (implementation, workload) pairs in one process: the record every consumer
+reads (asv's ``track_*`` figures via ``setup_cache``, the CLI's tables, the tests).
+
+A pair that cannot run is recorded with its reason; a failure never loses the other records.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from .case import Case, prepare
+from .devices import resolve_device
+from .errors import AttnbenchError, UnsupportedError
+from .impls import Implementation
+from .measure.rates import rates
+from .measure.timing import TimingStats
+from .workload import Workload
+
+
+@dataclass
+class Record:
+    """What was measured for one implementation on one workload, or why nothing was."""
+
+    impl: str
+    workload: str
+    mode: str
+    device: str
+    reason: str | None = None  # set when skipped
+    time: TimingStats | None = None
+    tflops: float | None = None
+    gbps: float | None = None
+    tokens_per_s: float | None = None
+    gpu_peak_allocated: int | None = None
+    host_peak_rss: int | None = None
+    max_abs_error: float | None = None
+    rel_error: float | None = None
+    nonfinite: int | None = None
+    speedup: float | None = None  # baseline median time / this median time
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def measure_case(case: Case, mode: str = "forward", *, errors: bool = True) -> Record:
+    """Time (device-correct), rates, memory and (forward) error of a prepared case."""
+    stats = case.time(mode)
+    r = rates(case.workload, stats.median, mode)
+    mem = case.memory(mode)
+    rec = Record(
+        case.impl.name,
+        case.workload.name,
+        mode,
+        case.device.type,
+        time=stats,
+        tflops=r.tflops,
+        gbps=r.gbps,
+        tokens_per_s=r.tokens_per_s,
+        gpu_peak_allocated=mem.gpu_peak_allocated,
+        host_peak_rss=mem.host_peak_rss,
+    )
+    if errors:
+        err = case.forward_error()
+        rec.max_abs_error, rec.rel_error, rec.nonfinite = err.max_abs, err.rel_norm, err.nonfinite
+    return rec
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def sweep(
+    impls: Iterable[Implementation | str],
+    workloads: Iterable[Workload | str],
+    mode: str = "forward",
+    device: str | torch.device | None = None,
+    *,
+    baseline: str | None = "eager",
+    errors: bool = True,
+    on_record: Callable[[Record], None] | None = None,
+) -> list[Record]:
+    """Measure every pair, workload by workload; ``speedup`` is against ``baseline``, timed
+    in this same process (``None`` where the baseline cannot run the workload)."""
+    device = resolve_device(device)
+    names = [i if isinstance(i, str) else i.name for i in impls]
+    records: list[Record] = []
+    for workload in workloads:
+        wname = workload if isinstance(workload, str) else workload.name
+        row: dict[str, Record] = {}
+        order = ([baseline] if baseline and baseline not in names else []) + names
+        for name in order:
+            try:
+                case = prepare(name, workload, device, mode=mode)
+                rec = measure_case(case, mode, errors=errors)
+            except (UnsupportedError, AttnbenchError) as exc:
+                rec = Record(name, wname, mode, device.type, reason=str(exc))
+            except Exception as exc:
+                rec = Record(name, wname, mode, device.type, reason=f"{type(exc).__name__}: {exc}")
+            finally:
+                case = None
+                _free(device)
+            row[name] = rec
+        base = row.get(baseline) if baseline else None
+        for name in names:
+            rec = row[name]
+            if rec.ok and base is not None and base.ok:
+                rec.speedup = base.time.median / rec.time.median
+            records.append(rec)
+            if on_record:
+                on_record(rec)
+    return records
