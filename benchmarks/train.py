@@ -23,3 +23,6 @@ if TRAIN_WORKLOADS:  # a set without train workloads has no such benchmarks
     class ForwardBackwardMetrics(_Swept):
         mode = "forward_backward"
         params = (IMPLS, TRAIN_WORKLOADS)
+
+        def setup_cache(self):
+            return self.measure()

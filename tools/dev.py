@@ -64,7 +64,6 @@ def asv_env() -> dict:
     # environment: torch (and the rest) come from here; .venv's editable attnbench does not,
     # as .pth files of an appended directory are not processed, so each commit's own is used
     env["ATTNBENCH_HOST_SITE"] = subprocess.check_output([PY, "-c", probe], text=True).strip()
-    env.setdefault("ATTNBENCH_SET", "quick")
     return env
 
 

@@ -8,6 +8,7 @@ suite, the CLI and the tests all measure through the functions here.
 from __future__ import annotations
 
 import gc
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -104,11 +105,17 @@ class Case:
         }
 
 
+def _tidy(text: str) -> str:
+    """One line, without PyTorch's "(Triggered internally at file:line.)" notes."""
+    return " ".join(re.sub(r"\(Triggered internally at [^)]*\)", "", text).split()).strip(" .;:")
+
+
 def _why(exc: BaseException, caught: list[warnings.WarningMessage]) -> str:
     if isinstance(exc, torch.OutOfMemoryError):
-        return f"out of memory ({str(exc).splitlines()[0]})"
-    text = " ".join(str(exc).split())
-    details = [" ".join(str(w.message).split()) for w in caught if w.category is UserWarning]
+        return f"out of memory ({_tidy(str(exc)).split('. ')[0]})"
+    text = _tidy(str(exc))
+    details = [_tidy(str(w.message)) for w in caught if w.category is UserWarning]
+    details = [d for d in details if d]
     if details:
         text += " [" + "; ".join(dict.fromkeys(details)) + "]"
     return f"{type(exc).__name__}: {text[:600]}"

@@ -1,6 +1,7 @@
 """Which figures improve by rising. asv treats every figure as lower-is-better; attnbench
 publishes speedups and rates as they are (3.1 x, 600 TFLOP/s) and corrects the direction
-where asv judges: the site's regression list (:mod:`attnbench.asv_plugin`) and comparisons."""
+where it can: the site's regression list (:mod:`attnbench.asv_plugin`). ``asv compare``
+is not corrected: its marks on these figures read the other way round."""
 
 from __future__ import annotations
 

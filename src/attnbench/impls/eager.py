@@ -1,36 +1,12 @@
-"""Plain PyTorch attention, QKᵀ -> softmax -> V: the naive baseline, and the reference's math."""
+"""Plain PyTorch attention, QKᵀ -> softmax -> V: the naive baseline of every seed."""
 
 from __future__ import annotations
 
 import torch
 
-from ..masks import causal_mask, causal_offset
 from .base import Implementation
+from .math import math_attention
 from .registry import register
-
-
-def math_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    *,
-    causal: bool,
-    scale: float,
-    softmax_dtype: torch.dtype | None = None,
-) -> torch.Tensor:
-    """Attention by materializing the score matrix; GQA by grouping query heads (no K/V copy)."""
-    b, hq, sq, d = q.shape
-    hkv, skv = k.shape[1], k.shape[2]
-    g = hq // hkv
-    # (B, Hkv, G*Sq, D): the G query heads that share a KV head become extra rows
-    scores = torch.matmul(q.reshape(b, hkv, g * sq, d), k.transpose(-1, -2)) * scale
-    scores = scores.view(b, hkv, g, sq, skv)
-    if causal:
-        allowed = causal_mask(sq, skv, q.device, q_start=causal_offset(sq, skv))
-        scores = scores.masked_fill(~allowed, float("-inf"))
-    probs = torch.softmax(scores, dim=-1, dtype=softmax_dtype).to(v.dtype)
-    out = torch.matmul(probs.view(b, hkv, g * sq, skv), v)
-    return out.view(b, hq, sq, v.shape[-1])
 
 
 @register

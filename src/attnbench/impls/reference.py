@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .base import ALL_DTYPES, Implementation
-from .eager import math_attention
+from .math import math_attention
 from .registry import register
 
 

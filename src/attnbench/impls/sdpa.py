@@ -17,6 +17,7 @@ HALF = frozenset({"fp16", "bf16"})
 class _Sdpa(Implementation):
     family = "sdpa"
     backend: SDPBackend | None = None  # None: let PyTorch choose
+    native_gqa = True  # False: the kernel needs equal head counts, K/V heads are repeated
 
     def _mask_args(self, q: torch.Tensor, k: torch.Tensor, causal: bool) -> dict:
         sq, skv = q.shape[2], k.shape[2]
@@ -32,6 +33,10 @@ class _Sdpa(Implementation):
     def forward(self, q, k, v, *, causal, scale):
         kwargs = self._mask_args(q, k, causal)
         gqa = q.shape[1] != k.shape[1]
+        if gqa and not self.native_gqa:
+            group = q.shape[1] // k.shape[1]
+            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+            gqa = False
         if self.backend is None:
             return F.scaled_dot_product_attention(q, k, v, scale=scale, enable_gqa=gqa, **kwargs)
         with sdpa_kernel(self.backend):
@@ -72,8 +77,12 @@ class SdpaFlash(_Sdpa):
 @register
 class SdpaEfficient(_Sdpa):
     name = "sdpa-efficient"
-    description = "SDPA pinned to EFFICIENT_ATTENTION (xFormers' memory-efficient kernel)"
+    description = (
+        "SDPA pinned to EFFICIENT_ATTENTION (xFormers' memory-efficient kernel); "
+        "GQA/MQA by repeating K/V heads, which this kernel needs (the copy is timed)"
+    )
     backend = SDPBackend.EFFICIENT_ATTENTION
+    native_gqa = False
     dtypes = {"cuda": ALL_DTYPES}
 
 

@@ -37,7 +37,7 @@ def compare(actual: torch.Tensor, expected: torch.Tensor) -> ErrorStats:
     a = actual.detach().to("cpu", torch.float64)
     e = expected.detach().to("cpu", torch.float64)
     nonfinite = int((~torch.isfinite(a)).sum())
-    diff = torch.nan_to_num(a - e, nan=float("inf"))
+    diff = torch.nan_to_num(a - e, nan=float("inf"), posinf=float("inf"), neginf=float("-inf"))
     denom = float(torch.linalg.vector_norm(e)) or 1.0
     return ErrorStats(
         max_abs=float(diff.abs().max()) if diff.numel() else 0.0,
