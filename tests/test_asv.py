@@ -1,0 +1,339 @@
+"""The asv suite for real (``slow``: it runs asv, about a minute) and the regression plugin.
+
+The end-to-end test clones the repository into a temporary directory, adds a commit, and runs
+``asv run`` on both commits the way ``tools/dev.py bench`` does (same environment variables,
+forkserver), on one small workload and two implementations, then ``asv publish`` and
+``asv compare``. ``HOME`` is the temporary directory, so ``~/.asv-machine.json`` is isolated.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from asv.plugins.regressions import Regressions
+
+from attnbench import get_workload
+from attnbench.direction import higher_is_better
+from attnbench.measure.accuracy import TOLERANCES
+
+from .conftest import ROOT
+
+ASV = Path(sys.executable).parent / "asv"
+WORKLOAD = "h8kv2d64/prefill/s256/b2/full/fp32"  # of the quick set: small, GQA, fp32
+IMPLS = ["eager", "chunked"]
+MACHINE = "testbox"
+
+needs_asv = pytest.mark.skipif(not ASV.exists(), reason=f"no asv next to {sys.executable}")
+needs_git = pytest.mark.skipif(not (ROOT / ".git").exists(), reason="needs the git repository")
+
+
+def _run(cmd, *, cwd, env, timeout=600) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, (
+        f"{' '.join(map(str, cmd))} exited {proc.returncode}\n"
+        f"--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}"
+    )
+    return proc
+
+
+def _dev_module():
+    spec = importlib.util.spec_from_file_location("attnbench_tools_dev", ROOT / "tools" / "dev.py")
+    dev = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dev)
+    dev.PY = Path(sys.executable)  # probe the Python running the tests (normally .venv's)
+    return dev
+
+
+# -- asv check ------------------------------------------------------------------------------
+@pytest.mark.slow
+@needs_asv
+def test_asv_check_passes():
+    env = {**os.environ, "ATTNBENCH_SET": "quick"}
+    env.pop("ATTNBENCH_IMPLS", None)
+    proc = _run([ASV, "check", "--python=same"], cwd=ROOT, env=env, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert "No problems found" in out, out
+
+
+# -- end to end -----------------------------------------------------------------------------
+def _results(results_dir: Path, commit: str) -> dict:
+    files = sorted(results_dir.glob(f"{commit[:8]}-*.json"))
+    assert len(files) == 1, (commit, sorted(p.name for p in results_dir.iterdir()))
+    data = json.loads(files[0].read_text())
+    assert data["commit_hash"] == commit
+    return data
+
+
+def _values(data: dict) -> dict[str, dict[tuple[str, str], float]]:
+    """{benchmark: {(implementation, workload): value}} from asv 0.6's result file."""
+    columns = data["result_columns"]
+    iv, ip = columns.index("result"), columns.index("params")
+    out = {}
+    for name, row in data["results"].items():
+        values, params = row[iv], row[ip]
+        impls = [p.strip("'") for p in params[0]]
+        workloads = [p.strip("'") for p in params[1]]
+        combos = [(i, w) for i in impls for w in workloads]
+        assert len(values) == len(combos), (name, values, params)
+        out[name] = dict(zip(combos, values, strict=True))
+    return out
+
+
+def _set_values(path: Path, new: dict[str, list[float]]) -> None:
+    """Overwrite the result values of some benchmarks (and drop their statistics)."""
+    data = json.loads(path.read_text())
+    columns = data["result_columns"]
+    keep = columns.index("duration") + 1
+    for name, values in new.items():
+        row = data["results"][name]
+        assert len(row[0]) == len(values)
+        data["results"][name] = [values, *row[1:keep]]
+    path.write_text(json.dumps(data))
+
+
+@pytest.fixture(scope="module")
+def asv_project(tmp_path_factory):
+    """A clone with two commits, benchmarked by asv, plus the environment that ran it."""
+    tmp = tmp_path_factory.mktemp("asv")
+    home = tmp / "home"
+    home.mkdir()
+    repo = tmp / "repo"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True, timeout=120)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    first = subprocess.check_output([*git, "rev-parse", "HEAD"], text=True).strip()
+    (repo / "docs").mkdir(exist_ok=True)
+    (repo / "docs" / "test-note.md").write_text("A commit that changes no code.\n")
+    subprocess.run([*git, "add", "docs"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "docs: a note"], check=True)
+    second = subprocess.check_output([*git, "rev-parse", "HEAD"], text=True).strip()
+    hashfile = tmp / "commits.txt"
+    hashfile.write_text(f"{second}\n{first}\n")
+
+    env = _dev_module().asv_env()
+    env.update(
+        HOME=str(home),
+        ATTNBENCH_SET=WORKLOAD,
+        ATTNBENCH_IMPLS=",".join(IMPLS),
+    )
+    assert env["VIRTUALENV_SYSTEM_SITE_PACKAGES"] == "1"
+    assert env["ATTNBENCH_HOST_SITE"]
+    register = f"from attnbench.system import register_asv_machine as r; r({MACHINE!r})"
+    _run([sys.executable, "-c", register], cwd=repo, env=env, timeout=120)
+    machines = json.loads((home / ".asv-machine.json").read_text())
+    assert machines[MACHINE]["machine"] == MACHINE and machines[MACHINE]["num_cpu"]
+
+    run = _run(
+        [
+            ASV,
+            "run",
+            "--launch-method",
+            "forkserver",
+            "--machine",
+            MACHINE,
+            "--bench",
+            r"^forward\.",
+            f"HASHFILE:{hashfile}",
+        ],
+        cwd=repo,
+        env=env,
+        timeout=600,
+    )
+    return SimpleNamespace(repo=repo, env=env, first=first, second=second, run=run)
+
+
+@pytest.mark.slow
+@needs_asv
+@needs_git
+def test_asv_run_records_both_commits(asv_project):
+    p = asv_project
+    results_dir = p.repo / "results" / MACHINE
+    assert (results_dir / "machine.json").exists()
+    workload = get_workload(WORKLOAD)
+    for commit in (p.first, p.second):
+        values = _values(_results(results_dir, commit))
+        time_names = [n for n in values if n.rsplit(".", 1)[-1].startswith("time_")]
+        rising = [n for n in values if higher_is_better(n)]
+        assert "forward.Forward.time_forward" in time_names
+        assert any(n.endswith(".track_tflops") for n in rising), sorted(values)
+        for name, by_pair in values.items():
+            assert set(by_pair) == {(i, WORKLOAD) for i in IMPLS}, name
+            for pair, v in by_pair.items():
+                assert isinstance(v, (int, float)) and math.isfinite(v), (name, pair, v)
+                assert v >= 0, (name, pair, v)
+                if not name.endswith("_error"):
+                    assert v > 0, (name, pair, v)
+        # the figures of one sweep agree with each other and with the workload's cost
+        tflops = next(values[n] for n in rising if n.endswith(".track_tflops"))
+        cls = next(n for n in rising if n.endswith(".track_tflops")).rsplit(".", 1)[0]
+        if f"{cls}.track_seconds" in values:
+            for pair, seconds in values[f"{cls}.track_seconds"].items():
+                expected = workload.forward_flops / seconds / 1e12
+                assert tflops[pair] == pytest.approx(expected, rel=1e-9), pair
+        if f"{cls}.track_speedup_vs_eager" in values:
+            assert values[f"{cls}.track_speedup_vs_eager"][("eager", WORKLOAD)] == 1.0
+        if f"{cls}.track_max_error" in values:
+            for pair, err in values[f"{cls}.track_max_error"].items():
+                assert err <= TOLERANCES["fp32"][1], pair
+
+
+@pytest.mark.slow
+@needs_asv
+@needs_git
+def test_asv_compare(asv_project):
+    p = asv_project
+    proc = _run(
+        [ASV, "compare", p.first, p.second, "--machine", MACHINE],
+        cwd=p.repo,
+        env=p.env,
+        timeout=300,
+    )
+    assert "forward.Forward.time_forward('eager', " in proc.stdout
+    assert "forward.Forward.time_forward('chunked', " in proc.stdout
+    assert ".track_tflops(" in proc.stdout
+    assert p.first[:8] in proc.stdout and p.second[:8] in proc.stdout
+
+
+def _regressions(repo: Path) -> list:
+    data = json.loads((repo / "html" / "regressions.json").read_text())
+    return data["regressions"]
+
+
+@pytest.mark.slow
+@needs_asv
+@needs_git
+def test_asv_publish_with_the_direction_aware_plugin(asv_project):
+    p = asv_project
+    html = p.repo / "html"
+    _run([ASV, "publish"], cwd=p.repo, env=p.env, timeout=300)
+    assert (html / "index.html").exists()
+    graphs = {f.name for f in (html / "graphs").rglob("*.json")}
+    assert "forward.Forward.time_forward.json" in graphs
+    assert any(g.endswith(".track_tflops.json") for g in graphs), graphs
+    # whatever the noise did, each reported regression points the figure's own way
+    for name, _path, _params, _idx, last_v, best_v, _jumps in _regressions(p.repo):
+        if higher_is_better(name):
+            assert last_v < best_v, (name, last_v, best_v)
+        else:
+            assert last_v > best_v, (name, last_v, best_v)
+
+    # now results with known steps: which of them regress depends on the figure's direction
+    results_dir = p.repo / "results" / MACHINE
+    before = next(results_dir.glob(f"{p.first[:8]}-*.json"))
+    after = next(results_dir.glob(f"{p.second[:8]}-*.json"))
+    names = _values(_results(results_dir, p.first))
+    tflops = next(n for n in names if n.endswith(".track_tflops"))
+    steady = {n: [1.0, 1.0] for n in names}  # IMPLS order: eager, chunked
+    _set_values(
+        before, {**steady, "forward.Forward.time_forward": [0.01, 0.01], tflops: [0.02, 0.02]}
+    )
+    _set_values(
+        after, {**steady, "forward.Forward.time_forward": [0.02, 0.005], tflops: [0.01, 0.04]}
+    )
+    _run([ASV, "publish"], cwd=p.repo, env=p.env, timeout=300)
+    found = {r[0]: r for r in _regressions(p.repo)}
+    time_eager = f"forward.Forward.time_forward('eager', '{WORKLOAD}')"
+    tflops_eager = f"{tflops}('eager', '{WORKLOAD}')"
+    assert set(found) == {time_eager, tflops_eager}, sorted(found)  # the chunked rises are not
+    assert found[time_eager][4:6] == [0.02, 0.01]  # last, best: slower is worse
+    assert found[tflops_eager][4] == pytest.approx(0.01)  # fewer TFLOP/s is worse
+    assert found[tflops_eager][5] == pytest.approx(0.02)
+    (jump,) = found[tflops_eager][6]
+    assert jump[2:] == pytest.approx([0.02, 0.01])  # before, after: in TFLOP/s again
+
+
+# -- the plugin alone -----------------------------------------------------------------------
+class _FakeRepo:
+    def __init__(self, commits_per_range: int) -> None:
+        self.n = commits_per_range
+
+    def get_range_spec(self, a, b):
+        return f"{a}..{b}"
+
+    def get_hashes_from_range(self, spec):
+        return [f"{spec}#{i}" for i in range(self.n)]
+
+
+@pytest.fixture
+def plugged(monkeypatch):
+    """asv's Regressions with attnbench's plugin set up (restored after the test)."""
+    import attnbench.asv_plugin as plugin
+
+    monkeypatch.setattr(
+        Regressions, "_process_regression", Regressions.__dict__["_process_regression"]
+    )
+    plugin.setup()
+    return plugin
+
+
+def _process(name, values, *, commits_per_range=1, errors=0.0, original=None):
+    """Run the regression detection on steps with these levels, 3 revisions each."""
+    steps = [(3 * i, 3 * i + 3, v, v, errors) for i, v in enumerate(values)]
+    revision_to_hash = {r: f"{r:040x}" for r in range(3 * len(values))}
+    graph = SimpleNamespace(params={"machine": MACHINE, "branch": "main"}, path="graphs/x")
+    all_params = {"machine": [MACHINE], "branch": ["main"]}
+    regressions = []
+    args = (
+        regressions,
+        revision_to_hash,
+        _FakeRepo(commits_per_range),
+        all_params,
+        (None, name, steps, 0.05),
+        graph,
+    )
+    if original is None:
+        Regressions._process_regression(*args)
+    else:
+        original(Regressions, *args)
+    return regressions
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "x.Y.track_tflops",
+        "forward.ForwardMetrics.track_speedup_vs_eager('chunked', 'w')",
+        "train.ForwardBackwardMetrics.track_gbps",
+    ],
+)
+def test_plugin_reports_a_drop_of_a_rising_figure(plugged, name):
+    (reg,) = _process(name, [600.0, 300.0])
+    entry_name, graph_path, graph_params, _idx, last_v, best_v, jumps = reg
+    assert entry_name == name and graph_path == "graphs/x.json" and graph_params == {}
+    assert last_v == pytest.approx(300.0)
+    assert best_v == pytest.approx(600.0)
+    (jump,) = jumps
+    assert jump[0] is None and jump[1] == 3  # a single commit between revisions 2 and 3
+    assert jump[2:] == pytest.approx((600.0, 300.0))
+    # asv alone would have seen an improvement
+    assert _process(name, [600.0, 300.0], original=plugged._original) == []
+
+
+def test_plugin_ignores_a_rise_of_a_rising_figure(plugged):
+    assert _process("x.Y.track_tflops", [300.0, 600.0]) == []
+    assert _process("x.Y.track_tflops", [300.0, 600.0], original=plugged._original) != []
+
+
+def test_plugin_keeps_asv_behaviour_for_times(plugged):
+    (reg,) = _process("x.Y.time_forward", [1.0, 2.0], commits_per_range=2)
+    assert reg[4:6] == [2.0, 1.0]
+    (jump,) = reg[6]
+    assert jump == (2, 3, 1.0, 2.0)  # two commits in the range: both ends kept
+    assert _process("x.Y.time_forward", [2.0, 1.0]) == []
+    assert _process("x.Y.track_max_error", [1e-6, 1e-3]) != []
+
+
+def test_plugin_reports_the_worst_level_after_several_steps(plugged):
+    (reg,) = _process("x.Y.track_tflops", [600.0, 500.0, 550.0, 200.0, 250.0])
+    assert reg[4] == pytest.approx(250.0)  # latest
+    assert reg[5] == pytest.approx(600.0)  # best
+    assert all(before > after for _, _, before, after in reg[6])

@@ -1,0 +1,291 @@
+"""The measuring code: timing statistics, memory peaks, rates, direction, errors."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from attnbench import Workload, get_impl, prepare
+from attnbench.direction import higher_is_better, is_regression
+from attnbench.impls.eager import Eager
+from attnbench.measure.accuracy import ErrorStats, compare, is_deterministic
+from attnbench.measure.memory import host_peak_rss, measure_memory, reset_host_peak
+from attnbench.measure.rates import rates
+from attnbench.measure.timing import TimingStats, time_call, time_cpu
+
+from .conftest import CPU
+
+MB = 1 << 20
+
+
+# -- timing -------------------------------------------------------------------------------
+def test_timing_stats_on_known_samples(seed):
+    samples = [float(x) for x in range(1, 102)]  # 1..101
+    random.Random(seed).shuffle(samples)
+    s = TimingStats.from_samples(samples, "perf_counter")
+    assert (s.n, s.min, s.max, s.median, s.mean) == (101, 1.0, 101.0, 51.0, 51.0)
+    assert s.p50 == pytest.approx(51.0)
+    assert s.p95 == pytest.approx(96.0)  # inclusive: 1 + 0.95 * 100
+    assert s.p99 == pytest.approx(100.0)
+    assert s.iqr == pytest.approx(76.0 - 26.0)
+    assert s.spread == pytest.approx(50.0 / 51.0)
+    assert s.stdev == pytest.approx(float(np.std(samples, ddof=1)))
+    assert s.clock == "perf_counter"
+    assert s.as_dict()["p95"] == s.p95
+
+
+def test_timing_stats_match_numpy_percentiles(seed):
+    rng = np.random.default_rng(seed)
+    samples = list(rng.lognormal(mean=-6, sigma=0.5, size=37))
+    s = TimingStats.from_samples(samples, "cuda_event")
+    assert s.median == pytest.approx(float(np.median(samples)))
+    assert s.mean == pytest.approx(float(np.mean(samples)))
+    for attr, q in (("p50", 50), ("p95", 95), ("p99", 99)):
+        assert getattr(s, attr) == pytest.approx(float(np.percentile(samples, q))), attr
+    assert s.iqr == pytest.approx(float(np.percentile(samples, 75) - np.percentile(samples, 25)))
+    assert s.min == min(samples) and s.max == max(samples)
+
+
+def test_timing_stats_single_and_empty():
+    s = TimingStats.from_samples([0.25], "perf_counter")
+    assert (s.median, s.p95, s.p99, s.stdev, s.iqr, s.n) == (0.25, 0.25, 0.25, 0.0, 0.0, 1)
+    with pytest.raises(ValueError, match="no timing samples"):
+        TimingStats.from_samples([], "perf_counter")
+
+
+def test_time_cpu_counts_and_times():
+    calls = []
+
+    def fn():
+        calls.append(1)
+        time.sleep(0.002)
+
+    s = time_cpu(fn, warmup=3, min_time=0.0, min_runs=7)
+    assert s.n >= 7
+    assert len(calls) == s.n + 3  # warm-up calls are not timed
+    assert s.min >= 0.002 * 0.9 and s.median > 0 and s.max < 1.0
+    assert s.clock == "perf_counter"
+
+
+def test_time_cpu_runs_for_min_time_and_stops_at_max_runs():
+    s = time_cpu(lambda: time.sleep(0.005), warmup=0, min_time=0.1, min_runs=2)
+    assert s.n * s.mean >= 0.1 * 0.9
+    assert s.n >= 10 * 0.5
+    capped = time_cpu(lambda: time.sleep(0.001), warmup=0, min_time=10.0, min_runs=1, max_runs=4)
+    assert capped.n == 4
+
+
+def test_time_call_on_cpu_and_case_time(seed):
+    w = Workload(1, 4, 2, 64, 64, 32, dtype="fp32")
+    case = prepare("eager", w, CPU, seed=seed)
+    s = case.time(min_time=0.02, min_runs=5)
+    assert s.n >= 5 and s.min > 0 and s.median >= s.min
+    t = time_call(lambda: None, CPU, min_time=0.0, min_runs=3)
+    assert t.n >= 3
+
+
+# -- memory -------------------------------------------------------------------------------
+def _current_rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    pytest.skip("no /proc/self/status")
+
+
+def test_measure_memory_on_cpu(seed):
+    case = prepare("eager", Workload(1, 4, 2, 64, 64, 32, dtype="fp32"), CPU, seed=seed)
+    m = case.memory()
+    assert m.host_peak_rss > 0
+    assert m.gpu_peak_allocated is None and m.gpu_extra_allocated is None
+
+
+def test_big_allocation_raises_the_host_peak(seed):
+    size = 200 * MB
+
+    def allocate():
+        t = torch.empty(size // 4, dtype=torch.float32)
+        t.uniform_(generator=torch.Generator().manual_seed(seed))  # touch every page
+        return float(t[:: 4096 // 4].sum())
+
+    rss_before = _current_rss()
+    baseline = measure_memory(lambda: None, CPU).host_peak_rss
+    peak = measure_memory(allocate, CPU).host_peak_rss
+    assert peak >= rss_before + 150 * MB
+    if reset_host_peak():  # Linux >= 4.0: the peak is per call, not per process lifetime
+        assert peak - baseline >= 150 * MB, (peak, baseline)
+        after = measure_memory(lambda: None, CPU).host_peak_rss
+        assert after < peak - 150 * MB  # the peak was reset: the next call does not see it
+        assert host_peak_rss() < peak
+
+
+# -- rates --------------------------------------------------------------------------------
+def test_rates_on_a_known_workload():
+    w = Workload(1, 4, 4, 100, 200, 32, causal=False, dtype="fp16")
+    # 2 * B * H * Sq * Skv * (D + Dv) = 2 * 4 * 100 * 200 * 64
+    flops = 10_240_000
+    # fp16 bytes of q (4*100*32) + k (4*200*32) + v (4*200*32) + o (4*100*32)
+    moved = 2 * (12_800 + 25_600 + 25_600 + 12_800)
+    r = rates(w, 0.002)
+    assert r.tflops == pytest.approx(flops / 0.002 / 1e12)
+    assert r.tflops == pytest.approx(5.12e-3)
+    assert r.gbps == pytest.approx(moved / 0.002 / 1e9)
+    assert r.tokens_per_s == pytest.approx(100 / 0.002)
+
+    t = w.with_(scenario="train")
+    rt = rates(t, 0.004, mode="forward_backward")
+    assert rt.tflops == pytest.approx(flops * 3.5 / 0.004 / 1e12)
+    assert rt.gbps == pytest.approx(t.bytes / 0.004 / 1e9)
+    assert rates(t, 0.004).tflops == pytest.approx(flops / 0.004 / 1e12)  # forward alone
+
+
+def test_rates_of_a_decode_step():
+    w = Workload(8, 32, 8, 1, 4096, 128, dtype="bf16", scenario="decode")
+    r = rates(w, 1e-4)
+    assert r.tokens_per_s == pytest.approx(8 / 1e-4)
+    kv = 2 * 8 * 8 * 4096 * 128 * 2  # K and V, bf16
+    qo = 2 * 8 * 32 * 1 * 128 * 2
+    assert r.gbps == pytest.approx((kv + qo) / 1e-4 / 1e9)
+
+
+# -- direction ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "higher"),
+    [
+        ("forward.Forward.track_tflops", True),
+        ("forward.ForwardSpeedup.track_speedup_vs_eager", True),
+        ("forward.ForwardSpeedup.track_speedup_vs_eager('chunked', 'h8d64/prefill/s512')", True),
+        ("train.ForwardBackward.track_gbps", True),
+        ("train.ForwardBackward.track_gbps('eager', 'x/train/s256/b1/causal/fp32')", True),
+        ("forward.Forward.track_tokens_per_s", True),
+        ("forward.Forward.time_forward", False),
+        ("forward.Forward.time_forward('eager', 'h8d64/prefill/s512/b1/causal/fp32')", False),
+        ("forward.Forward.peakmem_forward", False),
+        ("forward.Forward.track_max_error", False),
+        ("forward.Forward.track_rel_error", False),
+        ("forward.Forward.track_gpu_peak_memory", False),
+        ("train.ForwardBackward.time_forward_backward", False),
+        ("forward.Forward.time_tflops", False),
+    ],
+)
+def test_higher_is_better(name, higher):
+    assert higher_is_better(name) is higher
+
+
+def test_is_regression_in_both_directions():
+    tflops, time_ = "forward.Forward.track_tflops", "forward.Forward.time_forward"
+    assert is_regression(tflops, 600.0, 300.0)
+    assert not is_regression(tflops, 300.0, 600.0)
+    assert is_regression(time_, 1.0, 2.0)
+    assert not is_regression(time_, 2.0, 1.0)
+    # within the factor (default 1.1): not a regression either way
+    assert not is_regression(tflops, 600.0, 560.0)
+    assert not is_regression(time_, 1.0, 1.05)
+    assert is_regression(time_, 1.0, 1.05, factor=1.01)
+    assert is_regression("forward.ForwardSpeedup.track_speedup_vs_eager('a', 'b')", 3.0, 2.0)
+
+
+# -- accuracy helpers ---------------------------------------------------------------------
+def test_eager_is_deterministic_on_cpu(seed):
+    case = prepare("eager", Workload(2, 8, 2, 96, 96, 64, dtype="fp32"), CPU, seed=seed)
+    assert case.deterministic() is True
+
+
+def test_is_deterministic_can_say_no(seed):
+    gen = torch.Generator().manual_seed(seed)
+    assert is_deterministic(lambda: torch.randn(16, generator=gen)) is False
+
+    class Noisy(Eager):
+        name = "test-noisy"
+
+        def forward(self, q, k, v, *, causal, scale):
+            out = super().forward(q, k, v, causal=causal, scale=scale)
+            return out + 1e-6 * torch.randn(out.shape, generator=gen)
+
+    case = prepare(Noisy(), Workload(1, 2, 2, 8, 8, 16, dtype="fp32"), CPU, seed=seed)
+    assert case.deterministic() is False
+
+
+def test_compare_counts_nonfinite_and_fails_within(seed):
+    gen = torch.Generator().manual_seed(seed)
+    expected = torch.randn(2, 4, 8, 16, generator=gen, dtype=torch.float64)
+    good = expected.float()
+    stats = compare(good, expected)
+    assert stats.nonfinite == 0 and stats.within("fp32")
+    assert stats.max_abs < 1e-6
+
+    bad = good.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    bad[1, 2, 3, 4] = float("inf")
+    bad[1, 3, 7, 15] = float("-inf")
+    stats = compare(bad, expected)
+    assert stats.nonfinite == 3
+    assert not stats.within("fp32") and not stats.within("bf16", factor=1e9)
+    assert stats.max_abs == float("inf")
+
+
+def test_compare_counts_an_infinity_as_an_infinite_error(seed):
+    gen = torch.Generator().manual_seed(seed)
+    expected = torch.randn(3, 5, generator=gen, dtype=torch.float64)
+    bad = expected.clone()
+    bad[1, 2] = float("inf")
+    stats = compare(bad, expected)
+    assert stats.nonfinite == 1
+    assert stats.max_abs == float("inf") and stats.rel_norm == float("inf")
+    assert not stats.within("bf16", factor=1e300)
+
+
+def test_compare_errors_and_tolerance_factor(seed):
+    gen = torch.Generator().manual_seed(seed)
+    expected = torch.randn(64, 64, generator=gen, dtype=torch.float64)
+    noise = torch.randn(64, 64, generator=gen, dtype=torch.float64)
+    actual = expected + 1e-3 * noise
+    stats = compare(actual, expected)
+    assert stats.max_abs == pytest.approx(float((1e-3 * noise).abs().max()))
+    assert stats.rel_norm == pytest.approx(
+        float(torch.linalg.norm(1e-3 * noise) / torch.linalg.norm(expected))
+    )
+    assert not stats.within("fp32")
+    assert stats.within("fp32", factor=1000)
+    assert ErrorStats(0.0, 0.0, 0).within("fp64")
+    with pytest.raises(ValueError, match="shape"):
+        compare(actual[:, :3], expected)
+
+
+# -- sweep --------------------------------------------------------------------------------
+def test_sweep_records_every_pair_with_reasons():
+    from attnbench.sweep import sweep
+
+    w = Workload(1, 4, 2, 64, 96, 32, dtype="fp32")
+    seen = []
+    records = sweep(["chunked", "sdpa-cudnn"], [w], device=CPU, on_record=seen.append)
+    assert [(r.impl, r.workload) for r in records] == [("chunked", w.name), ("sdpa-cudnn", w.name)]
+    assert seen == records  # the baseline (eager) is measured, not recorded
+    ok, skipped = records
+    assert ok.ok and ok.reason is None
+    assert ok.time.n >= 5 and ok.time.median > 0
+    assert ok.tflops == pytest.approx(rates(w, ok.time.median).tflops)
+    assert ok.speedup is not None and ok.speedup > 0
+    assert ok.max_abs_error < 2e-4 and ok.nonfinite == 0
+    assert ok.host_peak_rss > 0 and ok.gpu_peak_allocated is None
+    assert not skipped.ok and "needs a CUDA device" in skipped.reason
+    assert skipped.time is None and skipped.speedup is None
+    assert skipped.as_dict()["reason"] == skipped.reason
+
+
+def test_sweep_survives_a_crashing_implementation(monkeypatch):
+    from attnbench.sweep import sweep
+
+    def crash(q, k, v, *, causal, scale):
+        raise ZeroDivisionError("tile count")
+
+    monkeypatch.setattr(get_impl("chunked"), "forward", crash)  # this instance only, undone after
+    w = Workload(1, 2, 2, 16, 16, 16, dtype="fp32")
+    records = sweep(["chunked", "eager"], [w], device=CPU, baseline=None)
+    assert [r.impl for r in records] == ["chunked", "eager"]
+    assert "ZeroDivisionError: tile count" in records[0].reason
+    assert records[1].ok and records[1].speedup is None  # no baseline asked for
