@@ -92,7 +92,8 @@ def sweep(
     """Measure every pair, workload by workload; ``speedup`` is against ``baseline``, timed
     in this same process (``None`` where the baseline cannot run the workload)."""
     device = resolve_device(device)
-    names = [i if isinstance(i, str) else i.name for i in impls]
+    by_name = {(i if isinstance(i, str) else i.name): i for i in impls}
+    names = list(by_name)
     records: list[Record] = []
     for workload in workloads:
         wname = workload if isinstance(workload, str) else workload.name
@@ -100,7 +101,7 @@ def sweep(
         order = ([baseline] if baseline and baseline not in names else []) + names
         for name in order:
             try:
-                case = prepare(name, workload, device, mode=mode)
+                case = prepare(by_name.get(name, name), workload, device, mode=mode)
                 rec = measure_case(case, mode, errors=errors)
             except (UnsupportedError, AttnbenchError) as exc:
                 rec = Record(name, wname, mode, device.type, reason=str(exc))

@@ -47,7 +47,9 @@ class Workload:
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise InvalidWorkloadError(f"{key} must be a positive integer, got {value!r}")
         if self.v_head_dim is not None and (
-            not isinstance(self.v_head_dim, int) or self.v_head_dim <= 0
+            not isinstance(self.v_head_dim, int)
+            or isinstance(self.v_head_dim, bool)
+            or self.v_head_dim <= 0
         ):
             raise InvalidWorkloadError(
                 f"v_head_dim must be a positive integer, got {self.v_head_dim!r}"
