@@ -1,0 +1,373 @@
+"""The ``attnbench`` command: ``list``, ``run`` (measure through :func:`attnbench.sweep.sweep`)
+and ``check`` (a correctness matrix against the float64 reference). Standard library only.
+
+Exit codes: 0 success, 1 ``check`` found a failing pair, 2 bad arguments (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import TextIO
+
+from . import catalogue, system
+from .case import prepare
+from .devices import default_device, resolve_device
+from .errors import AttnbenchError, UnsupportedError
+from .impls import get_impl, impl_names, select_impls
+from .impls.registry import _REGISTRY
+from .measure.accuracy import TOLERANCES
+from .sweep import Record, sweep
+from .workload import SCENARIOS, Workload
+
+PROG = "attnbench"
+MAGNITUDES = (1e-3, 1.0, 1e3)
+#: at magnitude 1e3 the softmax is near one-hot and the output is ~1e3 times V's scale: the
+#: absolute error scales with it, so only the relative error is judged, 10x looser
+LARGE_MAGNITUDE_FACTOR = 10.0
+_SHAPE_FLAGS = ("batch", "heads", "kv_heads", "seq_len", "kv_len", "head_dim", "causal")
+_SHAPE_FLAGS += ("dtype", "scenario")
+
+
+class _UsageError(AttnbenchError):
+    """argparse's complaint, turned into attnbench's one-line error (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage block, and no SystemExit mid-test
+        raise _UsageError(message)
+
+
+# -- formatting ---------------------------------------------------------------------------
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    """A plain text table: numeric columns right-aligned, text columns left-aligned."""
+    full = [r for r in rows if len(r) == len(headers)]
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *full, strict=False)]
+    widths[0] = max([widths[0]] + [len(str(r[0])) for r in rows])
+    numeric = [
+        i > 0 and bool(full) and all(str(r[i])[:1] in "0123456789-." for r in full)
+        for i in range(len(headers))
+    ]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            str(c).rjust(w) if numeric[i] else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=False))
+        ]
+        return "  ".join(parts).rstrip()
+
+    print(line(headers), file=out)
+    print("  ".join("-" * w for w in widths), file=out)
+    for row in rows:
+        if len(row) < len(headers):  # a skipped row: its text runs across the columns
+            print(line(row[:1]).ljust(widths[0]) + "  " + "  ".join(row[1:]), file=out)
+        else:
+            print(line(row), file=out)
+
+
+def _seconds(s: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s / 1e-9:.3g} ns"
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.3g} {unit}"
+        value /= 1024
+    return str(n)
+
+
+def _num(x: float | None, fmt: str = ".3g") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+# -- arguments ----------------------------------------------------------------------------
+def _add_selection(p: argparse.ArgumentParser, *, default_set: str | None) -> None:
+    p.add_argument(
+        "-i",
+        "--impl",
+        action="append",
+        metavar="NAME",
+        help="implementation name or glob, repeatable (default: every benchmarked one)",
+    )
+    p.add_argument(
+        "-w",
+        "--workload",
+        action="append",
+        metavar="NAME",
+        help="workload set, name or glob, repeatable"
+        + (f" (default: set {default_set})" if default_set else ""),
+    )
+    p.add_argument("--quick", action="store_true", help="the quick set (same as -w quick)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if visible, else cpu)")
+    g = p.add_argument_group(
+        "one workload from flags (any of these builds it; the others take defaults)"
+    )
+    g.add_argument("--batch", type=int, help="batch size (default 1)")
+    g.add_argument("--heads", type=int, help="query heads (default 8)")
+    g.add_argument("--kv-heads", type=int, help="KV heads, dividing --heads (default: --heads)")
+    g.add_argument(
+        "--seq-len", type=int, help="query length (default 512; decode: 1 query, this many keys)"
+    )
+    g.add_argument("--kv-len", type=int, help="key/value length (default: --seq-len)")
+    g.add_argument("--head-dim", type=int, help="head dimension (default 64)")
+    g.add_argument(
+        "--causal", action=argparse.BooleanOptionalAction, default=None, help="(default causal)"
+    )
+    g.add_argument("--dtype", help="fp32, fp16 or bf16 (default: fp32 on CPU, bf16 on CUDA)")
+    g.add_argument("--scenario", choices=SCENARIOS, help="(default prefill)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Benchmark and check attention implementations.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="implementations and workload sets")
+    p.add_argument("--workloads", metavar="SET", help="list the workload names of a set")
+
+    p = sub.add_parser("run", help="measure implementations on workloads")
+    _add_selection(p, default_set=None)
+    p.add_argument("--baseline", default="eager", help="speedup reference ('none': no speedup)")
+    p.add_argument("--json", metavar="PATH", help="write all records and the system to PATH")
+    p.add_argument("--csv", metavar="PATH", help="write all records, flattened, to PATH")
+
+    p = sub.add_parser("check", help="correctness matrix against the float64 reference")
+    _add_selection(p, default_set="quick")
+    return parser
+
+
+def _flag_workload(args: argparse.Namespace, device) -> Workload | None:
+    if all(getattr(args, f) is None for f in _SHAPE_FLAGS):
+        return None
+    scenario = args.scenario or "prefill"
+    heads = args.heads or 8
+    if scenario == "decode":
+        q_len, kv_len = 1, args.kv_len or args.seq_len or 2048
+    else:
+        q_len = args.seq_len or 512
+        kv_len = args.kv_len or q_len
+    return Workload(
+        batch=1 if args.batch is None else args.batch,
+        q_heads=heads,
+        kv_heads=heads if args.kv_heads is None else args.kv_heads,
+        q_len=q_len,
+        kv_len=kv_len,
+        head_dim=64 if args.head_dim is None else args.head_dim,
+        causal=True if args.causal is None else args.causal,
+        dtype=args.dtype or ("bf16" if device.type == "cuda" else "fp32"),
+        scenario=scenario,
+    )
+
+
+def _selection(args: argparse.Namespace, default_set: str | None):
+    device = resolve_device(args.device) if args.device else default_device()
+    impls = (
+        select_impls(args.impl)
+        if args.impl
+        else [get_impl(n) for n in impl_names(benchmarked_only=True)]
+    )
+    patterns = list(args.workload or []) + (["quick"] if args.quick else [])
+    built = _flag_workload(args, device)
+    if not patterns and built is None:
+        patterns = [default_set or ("gpu" if device.type == "cuda" else "quick")]
+    workloads = catalogue.select_workloads(patterns) if patterns else []
+    if built is not None and built.name not in {w.name for w in workloads}:
+        workloads.append(built)
+    return impls, workloads, device
+
+
+# -- list ---------------------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
+    if args.workloads:
+        for w in catalogue.workload_set(args.workloads):
+            print(w.name, file=out)
+        return 0
+    device = default_device()
+    print(f"Implementations (default device: {device.type})", file=out)
+    rows = []
+    for name, impl in _REGISTRY.items():
+        why = impl.availability()
+        if why is None and device.type not in impl.dtypes:
+            why = f"not on {device.type}"
+        devices = "; ".join(f"{d}: {','.join(sorted(ds))}" for d, ds in impl.dtypes.items())
+        note = "" if impl.benchmarked else " (not benchmarked)"
+        rows.append((name, impl.family + note, why or "available", devices))
+    table(("name", "family", "availability", "devices: dtypes"), rows, out)
+    print("\nWorkload sets (attnbench list --workloads SET names them)", file=out)
+    rows = [
+        (s, str(len(catalogue.workload_set(s))), catalogue.describe_set(s))
+        for s in catalogue.set_names()
+    ]
+    table(("set", "size", "description"), rows, out)
+    return 0
+
+
+# -- run ----------------------------------------------------------------------------------
+def _record_row(rec: Record) -> list[str]:
+    if not rec.ok:
+        return [rec.impl, f"skipped: {rec.reason}"]
+    t = rec.time
+    peak = rec.gpu_peak_allocated if rec.gpu_peak_allocated is not None else rec.host_peak_rss
+    return [
+        rec.impl,
+        f"{_seconds(t.median)} ± {_seconds(t.iqr)}",
+        _num(rec.tflops),
+        _num(rec.tokens_per_s),
+        _num(rec.gbps),
+        _bytes(peak),
+        "-" if rec.speedup is None else f"{rec.speedup:.2f}x",
+        _num(rec.max_abs_error, ".2e"),
+    ]
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    flat: dict = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    impls, workloads, device = _selection(args, None)
+    baseline = None if args.baseline.lower() in ("", "none") else get_impl(args.baseline).name
+    train = [w for w in workloads if w.has_backward]
+    records = sweep(impls, workloads, "forward", device, baseline=baseline)
+    if train:
+        records += sweep(impls, train, "forward_backward", device, baseline=baseline)
+    by_name = {w.name: w for w in workloads}
+    headers = ("impl", "median ± IQR", "TFLOP/s", "tokens/s", "GB/s", "peak mem")
+    headers += (f"vs {baseline or '-'}", "max abs err")
+    wins: dict[tuple[str, str], dict[str, int]] = {}
+    for w in workloads:
+        for mode in ("forward", "forward_backward"):
+            recs = [r for r in records if r.workload == w.name and r.mode == mode]
+            if not recs:
+                continue
+            print(f"\n{w.name}  [{mode}, {device.type}]", file=out)
+            table(headers, [_record_row(r) for r in recs], out)
+            ok = [r for r in recs if r.ok]
+            if ok:
+                best = min(ok, key=lambda r: r.time.median)
+                tally = wins.setdefault((by_name[w.name].scenario, mode), {})
+                tally[best.impl] = tally.get(best.impl, 0) + 1
+    print("\nWinner per scenario (lowest median, counted per workload)", file=out)
+    rows = []
+    for (scenario, mode), tally in wins.items():
+        winner = max(tally, key=tally.get)
+        total = sum(tally.values())
+        rows.append((f"{scenario} [{mode}]", winner, f"fastest on {tally[winner]} of {total}"))
+    table(("scenario", "winner", "workloads"), rows, out)
+    if args.json:
+        doc = {
+            "system": system.machine_info(),
+            "device": str(device),
+            "baseline": baseline,
+            "workloads": {w.name: asdict(w) for w in workloads},
+            "records": [r.as_dict() for r in records],
+        }
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2)
+        print(f"\nwrote {len(records)} records to {args.json}", file=out)
+    if args.csv:
+        flat = [_flatten(r.as_dict()) for r in records]
+        fields = list(dict.fromkeys(k for row in flat for k in row))
+        # a skipped record has time None where the others have time.median ...: keep the latter
+        fields = [k for k in fields if not any(f.startswith(k + ".") for f in fields)]
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(flat)
+        print(f"wrote {len(records)} records to {args.csv}", file=out)
+    return 0
+
+
+# -- check --------------------------------------------------------------------------------
+def check_pair(impl, workload: Workload, device) -> tuple[str, list[str]]:
+    """("ok" | "FAIL" | "n/a" | "skip", notes) for one pair."""
+    reasons = impl.unsupported_reasons(workload, device)
+    if reasons:
+        return "n/a", ["; ".join(reasons)]
+    dtype, notes, failed = workload.dtype, [], False
+    rel_tol = TOLERANCES[dtype][0]
+    for m in MAGNITUDES:
+        try:
+            case = prepare(impl, workload, device, magnitude=m)
+        except UnsupportedError as exc:
+            # a runtime refusal (no kernel for this shape, out of memory) is a skip as in
+            # sweep(), not a wrong answer
+            return "skip", [str(exc)]
+        err = case.forward_error()
+        if m >= 1e3:  # near one-hot softmax: relative error only, looser (see top)
+            good = err.nonfinite == 0 and err.rel_norm <= rel_tol * LARGE_MAGNITUDE_FACTOR
+        else:
+            good = err.within(dtype)
+        if not good:
+            failed = True
+            notes.append(
+                f"x{m:g}: max abs {err.max_abs:.2e}, rel {err.rel_norm:.2e}, "
+                f"{err.nonfinite} NaN/Inf"
+            )
+        if m == 1.0:
+            if not case.deterministic():
+                # reported, not failed: atomics may legitimately reorder sums between calls
+                notes.append("not deterministic")
+            if workload.has_backward:
+                for name, gerr in case.gradient_errors().items():
+                    if not gerr.within(dtype):
+                        failed = True
+                        notes.append(
+                            f"{name}: max abs {gerr.max_abs:.2e}, rel {gerr.rel_norm:.2e}, "
+                            f"{gerr.nonfinite} NaN/Inf"
+                        )
+        case = None
+    return ("FAIL" if failed else "ok"), notes
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    impls, workloads, device = _selection(args, "quick")
+    results = {(i.name, w.name): check_pair(i, w, device) for w in workloads for i in impls}
+    print(
+        f"Correctness on {device.type} against the float64 reference: input magnitudes "
+        f"{', '.join(f'{m:g}' for m in MAGNITUDES)}; gradients for train workloads",
+        file=out,
+    )
+    rows = [[w.name] + [results[i.name, w.name][0] for i in impls] for w in workloads]
+    table(["workload"] + [i.name for i in impls], rows, out)
+    notes = [(k, v) for k, v in results.items() if v[1] and v[0] != "n/a"]
+    if notes:
+        print("", file=out)
+    for (iname, wname), (status, lines) in notes:
+        print(f"{status}  {iname} on {wname}: {'; '.join(lines)}", file=out)
+    failed = sum(status == "FAIL" for status, _ in results.values())
+    checked = sum(status in ("ok", "FAIL") for status, _ in results.values())
+    print(f"\n{checked - failed} of {checked} supported pairs pass, {failed} fail", file=out)
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    out = sys.stdout
+    try:
+        args = build_parser().parse_args(argv)
+        command = {"list": cmd_list, "run": cmd_run, "check": cmd_check}[args.command]
+        return command(args, out)
+    except AttnbenchError as exc:
+        message = " ".join(str(exc).split())
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

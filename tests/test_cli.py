@@ -1,0 +1,122 @@
+"""The ``attnbench`` command line, run in-process (plus one ``python -m attnbench`` check)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+import attnbench
+from attnbench import cli
+from attnbench.impls.eager import Eager
+from attnbench.impls.registry import _REGISTRY
+
+SMALL = "h8d64/prefill/s512/b1/causal/fp32"
+CUDA = attnbench.devices.default_device().type == "cuda"
+TINY_FLAGS = ["--heads", "4", "--kv-heads", "2", "--seq-len", "64", "--head-dim", "32"]
+
+
+def test_list_names_every_implementation_and_set(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in attnbench.impl_names():
+        assert name in out
+    for name in attnbench.set_names():
+        assert name in out
+
+
+def test_list_workloads_of_a_set(capsys):
+    assert cli.main(["list", "--workloads", "quick"]) == 0
+    lines = capsys.readouterr().out.split()
+    assert lines == [w.name for w in attnbench.workload_set("quick")]
+
+
+def test_python_dash_m_list():
+    out = subprocess.run(
+        [sys.executable, "-m", "attnbench", "list"], capture_output=True, text=True, check=True
+    )
+    assert "chunked" in out.stdout and "quick" in out.stdout
+
+
+def test_run_prints_both_and_a_winner_and_writes_json_csv(capsys, tmp_path):
+    js, cs = tmp_path / "r.json", tmp_path / "r.csv"
+    argv = ["run", "-i", "eager", "-i", "chunked", "-w", SMALL, "--json", str(js), "--csv", str(cs)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert SMALL in out and "median ± IQR" in out
+    table = out.split("Winner")[0]
+    assert "\neager " in table and "\nchunked " in table
+    winner_line = [line for line in out.splitlines() if line.startswith("prefill [forward]")]
+    assert winner_line and any(n in winner_line[0] for n in ("eager", "chunked"))
+
+    doc = json.loads(js.read_text())
+    assert doc["system"]["torch"] and "cpu" in doc["system"]
+    assert [(r["impl"], r["workload"]) for r in doc["records"]] == [
+        ("eager", SMALL),
+        ("chunked", SMALL),
+    ]
+    assert all(r["time"]["median"] > 0 for r in doc["records"])
+
+    with cs.open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and {"impl", "time.median", "speedup"} <= set(rows[0])
+    assert float(rows[0]["speedup"]) == pytest.approx(1.0)
+
+
+def test_run_flag_built_workload_and_skip_rows(capsys):
+    argv = ["run", "-i", "eager", "-i", "sdpa-efficient", *TINY_FLAGS, "--dtype", "fp32"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "h4kv2d32/prefill/s64/b1/causal/fp32" in out
+    if not CUDA:
+        assert "skipped: sdpa-efficient: needs a CUDA device" in out
+
+
+def test_check_passes_on_honest_implementations(capsys):
+    argv = ["check", "-i", "eager", "-i", "chunked", *TINY_FLAGS, "--scenario", "train"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "2 of 2 supported pairs pass, 0 fail" in out
+
+
+class _Broken(Eager):
+    """Right shape, wrong scale: every magnitude but the near-one-hot one is off."""
+
+    name = "test-broken"
+
+    def forward(self, q, k, v, *, causal, scale):
+        return super().forward(q, k, v, causal=causal, scale=scale * 1.5)
+
+
+def test_check_fails_on_a_wrong_implementation(capsys, monkeypatch):
+    monkeypatch.setitem(_REGISTRY, _Broken.name, _Broken())
+    argv = ["check", "-i", "eager", "-i", _Broken.name, *TINY_FLAGS]
+    assert cli.main(argv) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  test-broken on h4kv2d32/prefill/s64/b1/causal/fp32" in out
+    assert "1 of 2 supported pairs pass, 1 fail" in out
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["run", "-i", "nope"], "unknown implementation 'nope'"),
+        (["check", "-w", "no/such/*"], "unknown workload or set"),
+        (["run", "--heads", "4", "--kv-heads", "3"], "kv_heads (3) must divide q_heads (4)"),
+        (["run", "--dtype", "fp8", "--heads", "2"], "fp8"),
+        (["run", "--device", "tpu" if CUDA else "cuda:0"], "device"),
+        (["list", "--workloads", "nope"], "unknown workload set 'nope'"),
+        (["frobnicate"], "invalid choice"),
+        (["run", "--seq-len", "many"], "invalid int value"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(argv, words, capsys):
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("attnbench: error: "), captured.err
+    assert words in lines[0]
+    assert "Traceback" not in captured.err + captured.out
