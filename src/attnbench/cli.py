@@ -19,7 +19,6 @@ from .case import prepare
 from .devices import default_device, resolve_device
 from .errors import AttnbenchError, UnsupportedError
 from .impls import get_impl, impl_names, select_impls
-from .impls.registry import _REGISTRY
 from .measure.accuracy import TOLERANCES
 from .sweep import Record, sweep
 from .workload import SCENARIOS, Workload
@@ -195,7 +194,8 @@ def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
     device = default_device()
     print(f"Implementations (default device: {device.type})", file=out)
     rows = []
-    for name, impl in _REGISTRY.items():
+    for name in impl_names():
+        impl = get_impl(name)
         why = impl.availability()
         if why is None and device.type not in impl.dtypes:
             why = f"not on {device.type}"
