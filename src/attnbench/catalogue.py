@@ -162,6 +162,11 @@ _SETS: dict[str, Callable[[], list[Workload]]] = {
 }
 
 
+def default_set(device_type: str) -> str:
+    """The set measured when none is named: ``gpu`` on a CUDA device, else ``quick``."""
+    return "gpu" if device_type == "cuda" else "quick"
+
+
 def set_names() -> list[str]:
     return list(_SETS)
 

@@ -178,7 +178,7 @@ def _selection(args: argparse.Namespace, default_set: str | None):
     patterns = list(args.workload or []) + (["quick"] if args.quick else [])
     built = _flag_workload(args, device)
     if not patterns and built is None:
-        patterns = [default_set or ("gpu" if device.type == "cuda" else "quick")]
+        patterns = [default_set or catalogue.default_set(device.type)]
     workloads = catalogue.select_workloads(patterns) if patterns else []
     if built is not None and built.name not in {w.name for w in workloads}:
         workloads.append(built)
