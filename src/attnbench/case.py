@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import gc
 import re
+import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -18,6 +19,7 @@ from .catalogue import get_workload
 from .devices import resolve_device, synchronize
 from .errors import UnsupportedError
 from .impls import Implementation, get_impl
+from .impls.base import AttentionFn
 from .inputs import Inputs, make_inputs
 from .measure.accuracy import ErrorStats, compare, is_deterministic
 from .measure.memory import MemoryStats, measure_memory
@@ -35,6 +37,14 @@ class Case:
     workload: Workload
     device: torch.device
     inputs: Inputs
+    fn: AttentionFn | None = None  # impl.bind(workload, device): what is timed
+    #: wall time of bind() plus the first call (compilation, JIT, autotuning): never in timings
+    first_call_seconds: float | None = None
+    config: dict | None = field(default=None)  # the kernel configuration the impl chose
+
+    def __post_init__(self) -> None:
+        if self.fn is None:
+            self.fn = self.impl.bind(self.workload, self.device)
 
     @property
     def label(self) -> str:
@@ -43,7 +53,7 @@ class Case:
     def forward(self) -> torch.Tensor:
         i = self.inputs
         with torch.set_grad_enabled(self.workload.has_backward):
-            return self.impl.forward(i.q, i.k, i.v, causal=i.causal, scale=i.scale)
+            return self.fn(i.q, i.k, i.v)
 
     def forward_backward(self) -> tuple[torch.Tensor, ...]:
         if not self.workload.has_backward:
@@ -76,13 +86,15 @@ class Case:
         """Output error against the float64 reference (on a sample of a large workload)."""
         w, i = self.workload, self.inputs
         with torch.no_grad():
-            out = self.impl.forward(i.q, i.k, i.v, causal=i.causal, scale=i.scale)
+            out = self.fn(i.q, i.k, i.v)
             q, k, v = i.q, i.k, i.v
             if w.batch * w.q_heads * w.q_len * w.kv_len > FULL_CHECK_PAIRS:
-                rows = slice(max(0, w.q_len - SAMPLE_ROWS), w.q_len)  # keeps bottom-right causal
-                q, k, v = q[:1, : w.group_size, rows], k[:1, :1], v[:1, :1]
-                out = out[:1, : w.group_size, rows]
-            expected = get_impl("reference").forward(q, k, v, causal=i.causal, scale=i.scale)
+                # the last rows keep their (bottom-right) masks; ALiBi slopes need every head
+                rows = slice(max(0, w.q_len - SAMPLE_ROWS), w.q_len)
+                heads, kv = (slice(None),) * 2 if w.alibi else (slice(w.group_size), slice(1))
+                q, k, v = q[:1, heads, rows], k[:1, kv], v[:1, kv]
+                out = out[:1, heads, rows]
+            expected = _reference(q, k, v, w)
         return compare(out, expected)
 
     def gradient_errors(self) -> dict[str, ErrorStats]:
@@ -90,11 +102,18 @@ class Case:
         i = self.inputs
         actual = self.forward_backward()
         leaves = [t.detach().to("cpu", torch.float64).requires_grad_() for t in i.leaves()]
-        ref_out = get_impl("reference").forward(*leaves, causal=i.causal, scale=i.scale)
+        ref_out = _reference(*leaves, self.workload)
         expected = torch.autograd.grad(ref_out, leaves, i.grad_out.to("cpu", torch.float64))
         return {
             n: compare(a, e) for n, a, e in zip(("dq", "dk", "dv"), actual, expected, strict=True)
         }
+
+
+def _reference(q, k, v, workload: Workload) -> torch.Tensor:
+    mask = workload.mask if workload.mask.features else None
+    return get_impl("reference").forward(
+        q, k, v, causal=workload.causal, scale=workload.scale, mask=mask
+    )
 
 
 def _tidy(text: str) -> str:
@@ -134,14 +153,13 @@ def prepare(
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            case = Case(
-                impl,
-                workload,
-                device,
-                make_inputs(workload, device, seed=seed, magnitude=magnitude),
-            )
+            inputs = make_inputs(workload, device, seed=seed, magnitude=magnitude)
+            synchronize(device)
+            start = time.perf_counter()
+            case = Case(impl, workload, device, inputs, config=impl.config(workload, device))
             out = case.step(mode)
             synchronize(device)
+            case.first_call_seconds = time.perf_counter() - start
     except Exception as exc:
         reason = _why(exc, caught)
         case = out = None

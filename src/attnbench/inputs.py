@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -48,4 +47,4 @@ def make_inputs(
     grad_out = None
     if w.has_backward:
         grad_out = randn(w.batch, w.q_heads, w.q_len, w.dv).detach()
-    return Inputs(q, k, v, grad_out, scale=1.0 / math.sqrt(w.head_dim), causal=w.causal)
+    return Inputs(q, k, v, grad_out, scale=w.scale, causal=w.causal)

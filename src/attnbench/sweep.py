@@ -67,6 +67,9 @@ def measure_case(case: Case, mode: str = "forward", *, errors: bool = True) -> R
         gpu_peak_allocated=mem.gpu_peak_allocated,
         host_peak_rss=mem.host_peak_rss,
     )
+    rec.extra["first_call_seconds"] = case.first_call_seconds
+    if case.config:
+        rec.extra["config"] = case.config
     if errors:
         err = case.forward_error()
         rec.max_abs_error, rec.rel_error, rec.nonfinite = err.max_abs, err.rel_norm, err.nonfinite

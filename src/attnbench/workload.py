@@ -10,15 +10,20 @@ Canonical tensor layout, used everywhere in attnbench (adapters convert at their
 ``kv_heads`` divides ``q_heads``: query head ``h`` reads KV head ``h // (q_heads // kv_heads)``
 (MHA when equal, MQA when ``kv_heads == 1``, GQA between). A causal mask is aligned to the
 bottom-right corner, as with a KV cache: query row ``i`` sees keys ``j <= i + kv_len - q_len``.
+Beyond that a workload may restrict keys further (sliding ``window``, packed ``documents``) or
+bias the scores (``alibi``): see :class:`attnbench.masks.MaskSpec`.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from typing import Literal
 
 from .dtypes import itemsize, to_torch
 from .errors import InvalidWorkloadError
+from .masks import MaskSpec
 
 Scenario = Literal["prefill", "decode", "train"]
 SCENARIOS: tuple[str, ...] = ("prefill", "decode", "train")
@@ -39,6 +44,9 @@ class Workload:
     dtype: str = "bf16"
     scenario: Scenario = "prefill"
     v_head_dim: int | None = None
+    window: int | None = None  # sliding window: each query sees at most this many keys (causal)
+    documents: int = 1  # >1: the sequence packs this many documents of varied lengths
+    alibi: bool = False  # ALiBi bias on the scores
     model: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -68,8 +76,29 @@ class Workload:
                 f"causal attention needs q_len <= kv_len (got q_len {self.q_len} > kv_len "
                 f"{self.kv_len}): the first query rows would see no key"
             )
+        self._check_mask()
         if not self.model:
             object.__setattr__(self, "model", self.default_model_label())
+
+    def _check_mask(self) -> None:
+        if self.window is not None:
+            if not isinstance(self.window, int) or isinstance(self.window, bool) or self.window < 1:
+                raise InvalidWorkloadError(
+                    f"window must be a positive integer, got {self.window!r}"
+                )
+            if not self.causal:
+                raise InvalidWorkloadError("a sliding window needs causal attention")
+        if not isinstance(self.documents, int) or self.documents < 1:
+            raise InvalidWorkloadError(f"documents must be >= 1, got {self.documents!r}")
+        if self.documents > 1:
+            if self.q_len != self.kv_len:
+                raise InvalidWorkloadError(
+                    f"packed documents need q_len == kv_len (got {self.q_len} and {self.kv_len})"
+                )
+            if self.documents > self.q_len:
+                raise InvalidWorkloadError(
+                    f"cannot pack {self.documents} documents into {self.q_len} tokens"
+                )
 
     # -- naming --------------------------------------------------------------------------
     def default_model_label(self) -> str:
@@ -91,6 +120,12 @@ class Workload:
         else:
             lengths = f"q{self.q_len}-kv{self.kv_len}"
         mask = "causal" if self.causal else "full"
+        if self.window is not None:
+            mask += f"-win{self.window}"
+        if self.documents > 1:
+            mask += f"-docs{self.documents}"
+        if self.alibi:
+            mask += "-alibi"
         return f"{self.model}/{self.scenario}/{lengths}/b{self.batch}/{mask}/{self.dtype}"
 
     def __str__(self) -> str:
@@ -124,17 +159,38 @@ class Workload:
         return self.scenario == "train"
 
     @property
+    def scale(self) -> float:
+        """Softmax scale, 1/sqrt(head_dim)."""
+        return self.head_dim**-0.5
+
+    @property
     def torch_dtype(self):
         return to_torch(self.dtype)
+
+    @property
+    def doc_lens(self) -> tuple[int, ...] | None:
+        """Lengths of the packed documents (varied, seeded by the shape; sum ``kv_len``)."""
+        if self.documents == 1:
+            return None
+        cuts = sorted(
+            random.Random(self.kv_len * 1009 + self.documents).sample(
+                range(1, self.kv_len), self.documents - 1
+            )
+        )
+        bounds = [0, *cuts, self.kv_len]
+        return tuple(b - a for a, b in pairwise(bounds))
+
+    @property
+    def mask(self) -> MaskSpec:
+        return MaskSpec(self.causal, self.window, self.doc_lens, self.alibi)
 
     # -- cost ----------------------------------------------------------------------------
     @property
     def attended_pairs(self) -> int:
-        """(query, key) pairs that take part, per batch element and query head; exact for causal."""
-        if not self.causal:
-            return self.q_len * self.kv_len
-        offset = self.kv_len - self.q_len  # bottom-right alignment: row i sees i + offset + 1 keys
-        return self.q_len * offset + self.q_len * (self.q_len + 1) // 2
+        """(query, key) pairs that take part, per batch element and query head; exact."""
+        if self.documents > 1:
+            return sum(_pairs(n, n, self.causal, self.window) for n in self.doc_lens or ())
+        return _pairs(self.q_len, self.kv_len, self.causal, self.window)
 
     @property
     def forward_flops(self) -> int:
@@ -191,3 +247,18 @@ class Workload:
     def tokens(self) -> int:
         """Query tokens processed (a decode step makes ``batch * q_len`` tokens)."""
         return self.batch * self.q_len
+
+
+def _span(a: int, b: int) -> int:
+    """Sum of the integers a..b (0 when b < a)."""
+    return (a + b) * (b - a + 1) // 2 if b >= a else 0
+
+
+def _pairs(q_len: int, kv_len: int, causal: bool, window: int | None) -> int:
+    """Attended pairs of one (q_len, kv_len) block, bottom-right causal, optional window."""
+    if not causal:
+        return q_len * kv_len
+    lo, hi = kv_len - q_len + 1, kv_len  # row i sees lo + i keys before any window
+    if window is None or window >= hi:
+        return _span(lo, hi)
+    return _span(lo, min(hi, window)) + max(0, hi - max(lo - 1, window)) * window

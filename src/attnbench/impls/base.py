@@ -3,19 +3,30 @@
 Tensors come in attnbench's canonical layout (see :mod:`attnbench.workload`):
 ``q (B, Hq, Sq, D)``, ``k (B, Hkv, Skv, D)``, ``v (B, Hkv, Skv, Dv)`` -> ``o (B, Hq, Sq, Dv)``,
 causal aligned bottom-right. An adapter converts to its backend's layout inside ``forward``.
+``mask`` (a :class:`~attnbench.masks.MaskSpec`) is passed only for workloads with a sliding
+window, packed documents or ALiBi, and only to implementations whose ``mask_features`` say so.
+
+``bind(workload, device)`` runs once per case, before anything is timed: an implementation that
+must compile, build block masks or pick a kernel configuration does it there and returns the
+callable that is then timed.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
 
 from ..devices import dtype_problem
+from ..masks import FEATURE_NAMES, MaskSpec
 from ..workload import Workload
 
 ALL_DTYPES = frozenset({"fp32", "fp16", "bf16"})
+ALL_MASKS = frozenset(FEATURE_NAMES)
+
+AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class Implementation:
@@ -30,6 +41,8 @@ class Implementation:
     head_dim_multiple: ClassVar[int] = 1
     supports_backward: ClassVar[bool] = True
     supports_v_head_dim: ClassVar[bool] = True  # head_dim of V may differ from that of Q/K
+    #: mask features beyond causal/full it handles: "window", "documents", "alibi"
+    mask_features: ClassVar[frozenset[str]] = frozenset()
     #: optional Python modules this implementation needs (checked without importing)
     requires: ClassVar[tuple[str, ...]] = ()
     #: False for implementations that are not contenders (the float64 reference)
@@ -74,6 +87,8 @@ class Implementation:
             )
         if workload.has_backward and not self.supports_backward:
             reasons.append("no backward pass (forward only)")
+        for feature in sorted(workload.mask.features - self.mask_features):
+            reasons.append(f"no support for {FEATURE_NAMES[feature]}")
         return reasons + self.extra_reasons(workload, device)
 
     def extra_reasons(self, workload: Workload, device: torch.device) -> list[str]:
@@ -81,10 +96,34 @@ class Implementation:
         return []
 
     def forward(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool, scale: float
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        causal: bool,
+        scale: float,
+        mask: MaskSpec | None = None,
     ) -> torch.Tensor:
-        """Attention output in the canonical layout; differentiable when backward is supported."""
+        """Attention output in the canonical layout; differentiable when backward is supported.
+        ``mask`` is ``None`` unless the workload uses one of ``mask_features``."""
         raise NotImplementedError
+
+    def bind(self, workload: Workload, device: torch.device) -> AttentionFn:
+        """The callable to time for ``workload`` (untimed set-up happens here, once)."""
+        mask = workload.mask if workload.mask.features else None
+        scale = workload.scale
+        kwargs = {"mask": mask} if mask is not None else {}
+
+        def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return self.forward(q, k, v, causal=workload.causal, scale=scale, **kwargs)
+
+        return attention
+
+    def config(self, workload: Workload, device: torch.device) -> dict | None:
+        """The kernel configuration chosen for ``workload`` (tiles, warps...), if any: recorded
+        with each result so that a change of configuration shows in history."""
+        return None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -62,5 +62,5 @@ class Chunked(Implementation):
     family = "in-house"
     description = "in-house pure-PyTorch online-softmax attention, tiled; memory linear in length"
 
-    def forward(self, q, k, v, *, causal, scale):
+    def forward(self, q, k, v, *, causal, scale, mask=None):
         return chunked_attention(q, k, v, causal=causal, scale=scale)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Implementation
+from .base import ALL_MASKS, Implementation
 from .math import math_attention
 from .registry import register
 
@@ -12,8 +12,11 @@ from .registry import register
 @register
 class Eager(Implementation):
     name = "eager"
+    mask_features = ALL_MASKS
     family = "pytorch"
     description = "plain PyTorch QKᵀ -> softmax (float32) -> V; memory grows as q_len x kv_len"
 
-    def forward(self, q, k, v, *, causal, scale):
-        return math_attention(q, k, v, causal=causal, scale=scale, softmax_dtype=torch.float32)
+    def forward(self, q, k, v, *, causal, scale, mask=None):
+        return math_attention(
+            q, k, v, causal=causal, scale=scale, softmax_dtype=torch.float32, mask=mask
+        )

@@ -8,7 +8,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.bias import causal_lower_right
 
 from ..masks import causal_mask, causal_offset
-from .base import ALL_DTYPES, Implementation
+from .base import ALL_DTYPES, ALL_MASKS, Implementation
 from .registry import register
 
 HALF = frozenset({"fp16", "bf16"})
@@ -19,8 +19,12 @@ class _Sdpa(Implementation):
     backend: SDPBackend | None = None  # None: let PyTorch choose
     native_gqa = True  # False: the kernel needs equal head counts, K/V heads are repeated
 
-    def _mask_args(self, q: torch.Tensor, k: torch.Tensor, causal: bool) -> dict:
+    mask_features = ALL_MASKS  # as a materialized attn_mask (pinned flash/cuDNN: not at all)
+
+    def _mask_args(self, q: torch.Tensor, k: torch.Tensor, causal: bool, mask) -> dict:
         sq, skv = q.shape[2], k.shape[2]
+        if mask is not None:
+            return {"attn_mask": mask.additive(q.shape[1], sq, skv, q.device, q.dtype)}
         if not causal or sq == 1:  # one query row against a cache sees every key
             return {}
         if sq == skv:
@@ -30,8 +34,8 @@ class _Sdpa(Implementation):
         # CausalBias would pick a kernel itself, ignoring the pin: pass the mask as a tensor
         return {"attn_mask": causal_mask(sq, skv, q.device, q_start=causal_offset(sq, skv))}
 
-    def forward(self, q, k, v, *, causal, scale):
-        kwargs = self._mask_args(q, k, causal)
+    def forward(self, q, k, v, *, causal, scale, mask=None):
+        kwargs = self._mask_args(q, k, causal, mask)
         gqa = q.shape[1] != k.shape[1]
         if gqa and not self.native_gqa:
             group = q.shape[1] // k.shape[1]
@@ -61,6 +65,7 @@ class SdpaFlash(_Sdpa):
     name = "sdpa-flash"
     description = "SDPA pinned to FLASH_ATTENTION (FlashAttention-2 on CUDA; PyTorch's own on CPU)"
     backend = SDPBackend.FLASH_ATTENTION
+    mask_features = frozenset()  # no attn_mask in FlashAttention-2
     dtypes = {"cpu": ALL_DTYPES, "cuda": HALF}
 
     def extra_reasons(self, workload, device):
@@ -91,6 +96,7 @@ class SdpaCudnn(_Sdpa):
     name = "sdpa-cudnn"
     description = "SDPA pinned to CUDNN_ATTENTION (cuDNN's fused flash attention)"
     backend = SDPBackend.CUDNN_ATTENTION
+    mask_features = frozenset()
     dtypes = {"cuda": HALF}
     max_head_dim = 256
     head_dim_multiple = 8
