@@ -1,5 +1,6 @@
-"""The ``attnbench`` command: ``list``, ``run`` (measure through :func:`attnbench.sweep.sweep`)
-and ``check`` (a correctness matrix against the float64 reference). Standard library only.
+"""The ``attnbench`` command: ``list``, ``run`` (measure through :func:`attnbench.sweep.sweep`),
+``check`` (a correctness matrix against the float64 reference), ``plot`` (figures of a run's
+JSON) and ``leaderboard`` (an HTML page from asv's results). Standard library only here.
 
 Exit codes: 0 success, 1 ``check`` found a failing pair, 2 bad arguments (one line on stderr).
 """
@@ -140,9 +141,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", default="eager", help="speedup reference ('none': no speedup)")
     p.add_argument("--json", metavar="PATH", help="write all records and the system to PATH")
     p.add_argument("--csv", metavar="PATH", help="write all records, flattened, to PATH")
+    p.add_argument(
+        "--ceilings",
+        action="store_true",
+        help="also time a matmul and a copy per dtype (roofline of an unknown card, in --json)",
+    )
 
     p = sub.add_parser("check", help="correctness matrix against the float64 reference")
     _add_selection(p, default_set="quick")
+
+    p = sub.add_parser("plot", help="figures of a run's JSON (attnbench run --json)")
+    p.add_argument("run_json", metavar="RUN.json", help="the file attnbench run --json wrote")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for the figures")
+    p.add_argument("--format", default="png,svg", help="comma-separated: png, svg (default both)")
+
+    p = sub.add_parser("leaderboard", help="HTML leaderboard from asv's results")
+    p.add_argument("--results", default="results", metavar="DIR", help="asv results directory")
+    p.add_argument("--html", default="html", metavar="DIR", help="asv's published site")
     return parser
 
 
@@ -272,8 +287,11 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         rows.append((f"{scenario} [{mode}]", winner, f"fastest on {tally[winner]} of {total}"))
     table(("scenario", "winner", "workloads"), rows, out)
     if args.json:
+        info = system.machine_info()
+        if args.ceilings:
+            info["ceilings"] = _ceilings(device, {w.dtype for w in workloads}, out)
         doc = {
-            "system": system.machine_info(),
+            "system": info,
             "device": str(device),
             "baseline": baseline,
             "workloads": {w.name: asdict(w) for w in workloads},
@@ -292,6 +310,39 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             writer.writeheader()
             writer.writerows(flat)
         print(f"wrote {len(records)} records to {args.csv}", file=out)
+    return 0
+
+
+def _ceilings(device, dtypes: set[str], out: TextIO) -> dict:
+    from .measure.ceilings import measure_ceilings
+
+    found: dict = {}
+    for dtype in sorted(dtypes):
+        try:
+            found[dtype] = measure_ceilings(device, dtype).as_dict()
+        except Exception as exc:  # a dtype the device cannot multiply: say so, keep the run
+            found[dtype] = {"error": f"{type(exc).__name__}: {exc}"}
+        c = found[dtype]
+        shown = c.get("error") or f"{c['matmul_tflops']:.3g} TFLOP/s, {c['copy_gbps']:.3g} GB/s"
+        print(f"ceilings {dtype}: {shown}", file=out)
+    return found
+
+
+# -- plot, leaderboard --------------------------------------------------------------------
+def cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
+    from .plot import load_run, plot_run
+
+    formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
+    for path in plot_run(load_run(args.run_json), args.out, formats):
+        print(path, file=out)
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace, out: TextIO) -> int:
+    from .leaderboard import write_leaderboard
+
+    for path in write_leaderboard(args.results, args.html):
+        print(path, file=out)
     return 0
 
 
@@ -362,7 +413,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = sys.stdout
     try:
         args = build_parser().parse_args(argv)
-        command = {"list": cmd_list, "run": cmd_run, "check": cmd_check}[args.command]
+        command = {
+            "list": cmd_list,
+            "run": cmd_run,
+            "check": cmd_check,
+            "plot": cmd_plot,
+            "leaderboard": cmd_leaderboard,
+        }[args.command]
         return command(args, out)
     except AttnbenchError as exc:
         message = " ".join(str(exc).split())
