@@ -33,6 +33,10 @@ MODELS: dict[str, ModelShape] = {
     "deepseek-v3-mha": ModelShape(128, 128, 56),  # hidden 7168 over 128 heads, plain MHA
     "gpt2-small": ModelShape(12, 12, 64),
     "mha32-d128": ModelShape(32, 32, 128),  # the 32 x 128 MHA of the GPU seeds
+    "mqa32-d128": ModelShape(32, 1, 128),  # multi-query: one KV head for 32 query heads
+    # DeepSeek-V3's MLA as attention sees it at prefill/train: 128 heads, Q/K 192 (128 + 64
+    # rotary), V 128
+    "mla-192-128": ModelShape(128, 128, 192, v_head_dim=128),
 }
 
 
@@ -45,8 +49,12 @@ def model_workload(
     causal: bool = True,
     dtype: str = "bf16",
     kv_len: int | None = None,
+    window: int | None = None,
+    documents: int = 1,
+    alibi: bool = False,
 ) -> Workload:
-    """A workload on a model's heads. ``decode``: one query token against ``seq`` cached keys."""
+    """A workload on a model's heads. ``decode``: one query token against ``seq`` cached keys.
+    ``window``, ``documents`` and ``alibi`` as in :class:`~attnbench.workload.Workload`."""
     try:
         shape = MODELS[model]
     except KeyError:
@@ -63,6 +71,9 @@ def model_workload(
         causal=causal,
         dtype=dtype,
         scenario=scenario,  # type: ignore[arg-type]
+        window=window,
+        documents=documents,
+        alibi=alibi,
         model=model,
     )
 
@@ -132,22 +143,103 @@ def _models() -> list[Workload]:
     return out
 
 
+# The GPU sets. ``gpu`` (the default on CUDA) is sized for one commit's ``asv run`` on an H100:
+# every scenario once or twice, no shape whose eager baseline takes seconds or cannot fit.
+# The larger sets are for the CLI (``attnbench run -w gpu-decode``).
+INHOUSE = "mha32-d128"  # the in-house kernel issue's B=4, H=32 MHA, D=128
+
+
 def _gpu() -> list[Workload]:
-    """The default GPU set: one of each kind that matters, sized for one asv run on an H100."""
+    """The default GPU set: prefill/decode/train, GQA/MQA, masks, MLA, head_dim 64-256, fp16/bf16;
+    sized for one asv run on an H100."""
+    m = model_workload
     return [
-        model_workload("llama3-8b", "prefill", 4096, 1),
-        model_workload("llama3-8b", "prefill", 4096, 1, causal=False),
-        model_workload("mha32-d128", "prefill", 8192, 4),
-        model_workload("llama3-70b", "prefill", 2048, 1),
-        model_workload("gemma-d256", "prefill", 4096, 1),
-        model_workload("deepseek-v3-mha", "prefill", 2048, 2),
-        model_workload("gpt2-small", "prefill", 1024, 8, dtype="fp16"),
-        model_workload("llama3-8b", "decode", 4096, 8),
-        model_workload("llama3-8b", "decode", 16384, 1),
-        model_workload("mha32-d128", "decode", 2048, 4),
-        model_workload("llama3-8b", "train", 4096, 1),
-        model_workload("mha32-d128", "train", 2048, 4, causal=False),
+        # prefill, forward
+        m("llama3-8b", "prefill", 4096, 1),
+        m("llama3-8b", "prefill", 4096, 1, causal=False),
+        *_inhouse("prefill"),  # S 8192/16384 at B=4: eager and sdpa-math run out of memory
+        m("gemma-d256", "prefill", 4096, 1),
+        m("deepseek-v3-mha", "prefill", 2048, 2),
+        m("gpt2-small", "prefill", 1024, 8, dtype="fp16"),
+        m("mla-192-128", "prefill", 2048, 1),
+        # masks beyond causal: sliding window, packed documents (varlen), ALiBi
+        m("llama3-8b", "prefill", 4096, 1, window=1024),
+        m("llama3-8b", "prefill", 4096, 1, documents=8),
+        m(INHOUSE, "prefill", 2048, 2, alibi=True),
+        # decode against a KV cache: GQA 32/8 and MQA, KV 2k-128k, batch 1-64
+        m("llama3-8b", "decode", 4096, 8),
+        m("llama3-8b", "decode", 16384, 8),
+        m("llama3-8b", "decode", 65536, 8),
+        m("llama3-8b", "decode", 131072, 1),
+        m("llama3-8b", "decode", 2048, 64),
+        m("mqa32-d128", "decode", 8192, 16, dtype="fp16"),
+        # forward + backward
+        m("llama3-8b", "train", 4096, 1),
+        *_inhouse("train", (4096,)),
+        m("llama3-8b", "train", 4096, 1, documents=8),
     ]
+
+
+def _inhouse(scenario: str, seqs: tuple[int, ...] = (4096, 8192, 16384)) -> list[Workload]:
+    """B=4, 32 heads x 128 (MHA), bf16, causal and full, at each length."""
+    return [
+        model_workload(INHOUSE, scenario, s, 4, causal=c) for s, c in product(seqs, (True, False))
+    ]
+
+
+def _gpu_inhouse() -> list[Workload]:
+    """The in-house kernel issue's grid: B=4, 32 heads x 128 MHA, S 4096/8192/16384, causal and
+    full, forward and train, bf16; decode B=8, GQA 32/8, KV 16k/64k."""
+    decode = [model_workload("llama3-8b", "decode", kv, 8) for kv in (16384, 65536)]
+    return _inhouse("prefill") + _inhouse("train") + decode
+
+
+def _gpu_decode() -> list[Workload]:
+    """Decode grid: GQA 32/8 and MQA x KV 2k/8k/32k/128k x batch 1/8/64, bf16 (and fp16 MQA)."""
+    out = [
+        model_workload(model, "decode", kv, batch)
+        for model, kv, batch in product(
+            ("llama3-8b", "mqa32-d128"), (2048, 8192, 32768, 131072), (1, 8, 64)
+        )
+    ]
+    return [*out, model_workload("mqa32-d128", "decode", 32768, 8, dtype="fp16")]
+
+
+def _gpu_masks() -> list[Workload]:
+    """Masks beyond causal at 8k-16k: sliding windows, packed documents, ALiBi; forward and
+    train."""
+    m = model_workload
+    return [
+        *(m("llama3-8b", "prefill", 8192, 1, window=w) for w in (256, 1024, 4096)),
+        *(m("llama3-8b", "prefill", s, 1, documents=d) for s in (8192, 16384) for d in (4, 16)),
+        m(INHOUSE, "prefill", 4096, 2, alibi=True),
+        m(INHOUSE, "prefill", 4096, 2, causal=False, alibi=True),
+        m("llama3-8b", "train", 8192, 1, window=1024),
+        m("llama3-8b", "train", 8192, 1, documents=16),
+        m(INHOUSE, "train", 4096, 1, alibi=True),
+    ]
+
+
+def _gpu_headdim() -> list[Workload]:
+    """head_dim 64/128/256 and MLA's 192/128, fp16 and bf16, prefill and train at s4096."""
+    out = [
+        model_workload(model, scenario, 4096, 1, dtype=dtype)
+        for model, scenario, dtype in product(
+            ("gpt2-small", "mha32-d128", "gemma-d256", "mla-192-128"),
+            ("prefill", "train"),
+            ("fp16", "bf16"),
+        )
+    ]
+    return out
+
+
+def _gpu_full() -> list[Workload]:
+    """Every GPU set together (hours, not minutes: for the CLI)."""
+    out: dict[str, Workload] = {}
+    for make in (_gpu, _gpu_inhouse, _gpu_decode, _gpu_masks, _gpu_headdim, _prefill, _decode):
+        for w in make():
+            out.setdefault(w.name, w)
+    return list(out.values()) + [w for w in _train() if w.name not in out]
 
 
 _SETS: dict[str, Callable[[], list[Workload]]] = {
@@ -159,6 +251,11 @@ _SETS: dict[str, Callable[[], list[Workload]]] = {
     "train": _train,
     "models": _models,
     "gpu": _gpu,
+    "gpu-inhouse": _gpu_inhouse,
+    "gpu-decode": _gpu_decode,
+    "gpu-masks": _gpu_masks,
+    "gpu-headdim": _gpu_headdim,
+    "gpu-full": _gpu_full,
 }
 
 
