@@ -296,3 +296,30 @@ def plot_run(run: Run, out: str | Path, formats: Sequence[str] = FORMATS) -> lis
     if any(p.tflops for p in run.points):
         written += _save(plt, _roofline_figure(plt, run), out, "roofline", formats)
     return written
+
+
+def bar_chart(
+    data: dict[str, dict[str, float]],
+    title: str,
+    xlabel: str,
+    out: str | Path,
+    stem: str,
+    formats: Sequence[str] = FORMATS,
+) -> list[Path]:
+    """Horizontal bars, one block per category (``data``'s keys), one bar per series, log x."""
+    plt = _pyplot()
+    series = list(dict.fromkeys(s for values in data.values() for s in values))
+    height = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(8.5, 0.9 + 0.22 * len(data) * max(1, len(series))))
+    for j, name in enumerate(series):
+        ys = [i + j * height for i, values in enumerate(data.values()) if name in values]
+        xs = [values[name] for values in data.values() if name in values]
+        ax.barh(ys, xs, height=height, label=name)
+    ax.set_yticks([i + 0.4 - height / 2 for i in range(len(data))], list(data), fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="k", lw=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    return _save(plt, fig, Path(out), stem, formats)
