@@ -120,3 +120,38 @@ def test_bad_arguments_exit_2_with_one_line(argv, words, capsys):
     assert len(lines) == 1 and lines[0].startswith("attnbench: error: "), captured.err
     assert words in lines[0]
     assert "Traceback" not in captured.err + captured.out
+
+
+def test_run_json_and_csv_schemas_with_ceilings(tmp_path, capsys, monkeypatch):
+    from attnbench.measure import ceilings
+
+    monkeypatch.setitem(ceilings.SIZES, "cpu", (128, 4))  # a fast roof; the schema is the point
+    js, cs = tmp_path / "r.json", tmp_path / "r.csv"
+    argv = ["run", "-i", "eager", "-i", "sdpa-efficient", *TINY_FLAGS, "--dtype", "fp32"]
+    assert cli.main([*argv, "--ceilings", "--json", str(js), "--csv", str(cs)]) == 0
+    assert "ceilings fp32: " in capsys.readouterr().out
+    doc = json.loads(js.read_text())
+    assert set(doc) == {"system", "device", "baseline", "workloads", "records"}
+    assert isinstance(doc["system"]["packages"], dict) and isinstance(doc["system"]["python"], str)
+    ceil = doc["system"]["ceilings"]["fp32"]
+    assert ceil["matmul_tflops"] > 0 and ceil["copy_gbps"] > 0 and isinstance(ceil["how"], str)
+    (shape,) = doc["workloads"].values()
+    assert shape["q_heads"] == 4 and shape["kv_heads"] == 2 and shape["head_dim"] == 32
+    ok = [r for r in doc["records"] if r["reason"] is None]
+    assert [r["impl"] for r in ok] == ["eager"]
+    for rec in doc["records"]:
+        assert set(attnbench.sweep.Record.__dataclass_fields__) == set(rec)
+        assert rec["workload"] in doc["workloads"] and rec["mode"] == "forward"
+    rec = ok[0]
+    for key in ("tflops", "gbps", "tokens_per_s", "max_abs_error", "speedup"):
+        assert isinstance(rec[key], float) and rec[key] > 0, key
+    assert isinstance(rec["time"]["median"], float) and isinstance(rec["time"]["n"], int)
+    assert isinstance(rec["host_peak_rss"], int)
+    if not CUDA:
+        skipped = next(r for r in doc["records"] if r["impl"] == "sdpa-efficient")
+        assert isinstance(skipped["reason"], str) and skipped["time"] is None
+    with cs.open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["impl"] for r in rows] == [r["impl"] for r in doc["records"]]
+    assert {"workload", "mode", "reason", "time.median", "time.n", "tflops", "gbps"} <= set(rows[0])
+    assert float(rows[0]["time.median"]) == pytest.approx(rec["time"]["median"])
