@@ -1,0 +1,182 @@
+"""PyTorch SDPA with FlashAttention-3 or -4 switched in (``torch.nn.attention``'s
+``activate_flash_attention_impl``), pinned to the FLASH_ATTENTION backend.
+
+Activation is process-wide (it re-registers ATen's flash kernels), so it must not leak into
+implementations measured later: ``bind`` activates, the bound callable re-activates if someone
+restored the default meanwhile, and the default is restored when the bound callable is freed
+(a sweep drops each case before the next). :meth:`forward` activates only around its own call.
+"""
+
+from __future__ import annotations
+
+import traceback
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import ClassVar
+
+import torch
+from torch.nn.attention import SDPBackend
+
+from ..errors import UnsupportedError
+from ..workload import Workload
+from ._external import capability_problem, load, trim
+from ._external import version as dist_version
+from .registry import register
+from .sdpa import HALF, _Sdpa
+
+
+def _api() -> ModuleType | None:
+    """``torch.nn.attention`` if it offers flash-attention impls, else ``None``."""
+    import torch.nn.attention as api
+
+    needed = ("activate_flash_attention_impl", "list_flash_attention_impls")
+    return api if all(hasattr(api, n) for n in needed) else None
+
+
+def _current(api: ModuleType) -> str | None:
+    current = getattr(api, "current_flash_attention_impl", None)
+    return current() if current else None
+
+
+def _restore(impl: str) -> None:
+    """Back to PyTorch's default flash kernels, if ``impl`` is still the active one."""
+    api = _api()
+    if api is None or _current(api) != impl:
+        return
+    restore = getattr(api, "restore_flash_attention_impl", None)
+    if restore is None:
+        return
+    try:
+        restore(_raise_warn=False)
+    except TypeError:
+        restore()
+
+
+class _SdpaFa(_Sdpa):
+    backend = SDPBackend.FLASH_ATTENTION
+    mask_features = frozenset()
+    dtypes = {"cuda": HALF}
+    max_head_dim = 256
+    head_dim_multiple = 8
+    impl: ClassVar[str]  # "FA3" or "FA4", as torch.nn.attention names them
+    module: ClassVar[str]  # what activating it imports
+    distribution: ClassVar[str]
+    capability: ClassVar[tuple[tuple[int, ...], str]]
+
+    def availability(self) -> str | None:
+        api = _api()
+        if api is None:
+            return (
+                f"PyTorch {torch.__version__} has no "
+                "torch.nn.attention.activate_flash_attention_impl"
+            )
+        listed = api.list_flash_attention_impls()
+        if self.impl not in listed:
+            return f"PyTorch {torch.__version__} lists no {self.impl} (lists: {listed})"
+        reason = load(self.module, self.distribution)[1]
+        if reason:
+            return f"activate_flash_attention_impl({self.impl!r}) {reason}"
+        return None
+
+    def extra_reasons(self, workload: Workload, device: torch.device) -> list[str]:
+        reasons = []
+        majors, need = self.capability
+        problem = capability_problem(device, majors, self.name, need)
+        if problem:
+            reasons.append(problem)
+        if workload.causal and 1 < workload.q_len < workload.kv_len:
+            reasons.append("SDPA's flash path aligns causal top-left: q_len < kv_len unsupported")
+        if workload.dv != workload.head_dim:
+            reasons.append(
+                f"head_dim of V ({workload.dv}) differs from Q/K's ({workload.head_dim})"
+            )
+        return reasons
+
+    def _activate(self) -> None:
+        api = _api()
+        if api is None:
+            raise UnsupportedError(self.availability() or "no flash-attention impls in torch")
+        if _current(api) == self.impl:
+            return
+        try:
+            api.activate_flash_attention_impl(self.impl)
+        except Exception as exc:
+            raise UnsupportedError(
+                f"activate_flash_attention_impl({self.impl!r}) failed: "
+                f"{type(exc).__name__}: {trim(str(exc))}"
+            ) from exc
+
+    def _explained(self, exc: Exception) -> Exception:
+        """An error raised inside torch's own FA3/FA4 glue, said so with the versions."""
+        glue = f"_fa{self.impl[-1]}.py"
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(glue)]
+        if not frames:
+            return exc
+        where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}"
+        ver = dist_version(self.distribution)
+        return RuntimeError(
+            f"SDPA's {self.impl} path fails inside torch (torch/nn/attention/{where}): "
+            f"{type(exc).__name__}: {trim(str(exc))} [torch {torch.__version__}, "
+            f"{self.distribution} {ver or 'version unknown'}]"
+        )
+
+    def _call(self, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+        try:
+            return fn()
+        except Exception as exc:
+            explained = self._explained(exc)
+            if explained is exc:
+                raise
+            raise explained from exc
+
+    def bind(self, workload, device):
+        self._activate()
+        inner = super().bind(workload, device)
+        activate, call = self._activate, self._call
+
+        def attention(q, k, v):
+            activate()  # a no-op unless another case restored the default meanwhile
+            return call(lambda: inner(q, k, v))
+
+        weakref.finalize(attention, _restore, self.impl)
+        return attention
+
+    def forward(self, q, k, v, *, causal, scale, mask=None):
+        api = _api()
+        before = _current(api) if api else None
+        self._activate()
+        try:
+            return self._call(
+                lambda: super(_SdpaFa, self).forward(q, k, v, causal=causal, scale=scale, mask=mask)
+            )
+        finally:
+            if before != self.impl:
+                _restore(self.impl)
+
+    def config(self, workload, device):
+        return {
+            "flash_attention_impl": self.impl,
+            self.distribution: dist_version(self.distribution),
+        }
+
+
+@register
+class SdpaFa3(_SdpaFa):
+    name = "sdpa-fa3"
+    description = "SDPA (FLASH_ATTENTION) with FlashAttention-3 activated in torch.nn.attention"
+    impl = "FA3"
+    module = "flash_attn_interface"
+    distribution = "flash-attn-3"
+    capability = ((9,), "sm_90 (Hopper)")
+
+
+@register
+class SdpaFa4(_SdpaFa):
+    name = "sdpa-fa4"
+    description = "SDPA (FLASH_ATTENTION) with FlashAttention-4 activated in torch.nn.attention"
+    impl = "FA4"
+    module = "flash_attn.cute.interface"
+    distribution = "flash-attn-4"
+    capability = ((9, 10), "sm_90 or sm_100")
