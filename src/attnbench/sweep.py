@@ -16,6 +16,8 @@ from .case import Case, prepare
 from .devices import resolve_device
 from .errors import AttnbenchError, UnsupportedError
 from .impls import Implementation
+from .measure.gpu_state import device_name, gpu_state
+from .measure.peaks import ImplausibleRateError, check_plausible
 from .measure.rates import rates
 from .measure.timing import TimingStats
 from .workload import Workload
@@ -36,6 +38,7 @@ class Record:
     tokens_per_s: float | None = None
     gpu_peak_allocated: int | None = None
     host_peak_rss: int | None = None
+    host_extra_rss: int | None = None  # host peak above the resident set before the call
     max_abs_error: float | None = None
     rel_error: float | None = None
     nonfinite: int | None = None
@@ -51,9 +54,24 @@ class Record:
 
 
 def measure_case(case: Case, mode: str = "forward", *, errors: bool = True) -> Record:
-    """Time (device-correct), rates, memory and (forward) error of a prepared case."""
+    """Time (device-correct), rates, memory and (forward) error of a prepared case.
+
+    The GPU's SM clock and temperature are read before and after timing (``extra``); a rate
+    above the card's peak makes the record a failure whose reason says so."""
+    start = gpu_state(case.device)
     stats = case.time(mode)
+    end = gpu_state(case.device)
     r = rates(case.workload, stats.median, mode)
+    name = device_name(case.device)
+    if name is not None:
+        try:
+            note = check_plausible(name, case.workload.dtype, r.tflops, r.gbps)
+        except ImplausibleRateError as exc:
+            bad = Record(case.impl.name, case.workload.name, mode, case.device.type)
+            bad.reason = f"implausible rate, not published: {exc}"
+            bad.extra["rejected_median_seconds"] = stats.median
+            bad.extra["gpu_state"] = {"start": start, "end": end}
+            return bad
     mem = case.memory(mode)
     rec = Record(
         case.impl.name,
@@ -66,8 +84,13 @@ def measure_case(case: Case, mode: str = "forward", *, errors: bool = True) -> R
         tokens_per_s=r.tokens_per_s,
         gpu_peak_allocated=mem.gpu_peak_allocated,
         host_peak_rss=mem.host_peak_rss,
+        host_extra_rss=mem.host_extra_rss,
     )
     rec.extra["first_call_seconds"] = case.first_call_seconds
+    if start or end:
+        rec.extra["gpu_state"] = {"start": start, "end": end}
+    if name is not None and note:
+        rec.extra["plausibility"] = note
     if case.config:
         rec.extra["config"] = case.config
     if errors:

@@ -10,7 +10,17 @@ from pathlib import Path
 
 import torch
 
-OPTIONAL_PACKAGES = ("triton", "flash-attn", "flash-attn-4", "xformers", "asv", "asv-runner")
+OPTIONAL_PACKAGES = (
+    "triton",
+    "flash-attn",
+    "flash-attn-3",
+    "flash-attn-4",
+    "nvidia-cutlass-dsl",
+    "xformers",
+    "nvidia-ml-py",
+    "asv",
+    "asv-runner",
+)
 
 
 def _cpu_model() -> str:

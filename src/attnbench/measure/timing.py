@@ -1,13 +1,22 @@
-"""Timing a call: a monotonic clock on the CPU; CUDA events with the L2 flushed on the GPU."""
+"""Timing a call: a monotonic clock on the CPU; CUDA events with the L2 flushed on the GPU.
+
+On the GPU a call shorter than :data:`GRAPH_BELOW_S` (decode) is captured once in a CUDA graph
+and its replays are timed, so that the launch overhead of the Python and dispatcher layers does
+not stand in for the kernel's time; the L2 cache is still flushed before each replay. A call
+that cannot be captured (one that synchronizes, say) keeps its plain timing, with a note.
+"""
 
 from __future__ import annotations
 
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
+
+GRAPH_BELOW_S = 50e-6  # plain median under this: time CUDA-graph replays instead
+L2_FLUSH_BYTES = 256 * 1024 * 1024  # more than any GPU's L2 cache (as triton's do_bench)
 
 
 @dataclass(frozen=True)
@@ -24,10 +33,11 @@ class TimingStats:
     p95: float
     p99: float
     n: int
-    clock: str  # "perf_counter" or "cuda_event"
+    clock: str  # "perf_counter", "cuda_event" or "cuda_graph" (events around graph replays)
+    note: str | None = None  # how it was timed when that is not the plain method
 
     @classmethod
-    def from_samples(cls, samples: list[float], clock: str) -> TimingStats:
+    def from_samples(cls, samples: list[float], clock: str, note: str | None = None) -> TimingStats:
         if not samples:
             raise ValueError("no timing samples")
         s = sorted(samples)
@@ -48,6 +58,7 @@ class TimingStats:
             p99=p99,
             n=len(s),
             clock=clock,
+            note=note,
         )
 
     @property
@@ -81,14 +92,67 @@ def time_cpu(
     return TimingStats.from_samples(samples, "perf_counter")
 
 
-def time_cuda(
-    fn: Callable[[], object], *, warmup_ms: float = 25, rep_ms: float = 100
-) -> TimingStats:
-    """``triton.testing.do_bench``: CUDA events around each call, L2 cache cleared before it."""
+def _event_samples(fn: Callable[[], object], warmup_ms: float, rep_ms: float) -> list[float]:
+    """Seconds per call: ``triton.testing.do_bench``, CUDA events, L2 cleared before each."""
     from triton.testing import do_bench
 
-    samples_ms = do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="all")
-    return TimingStats.from_samples([t / 1e3 for t in samples_ms], "cuda_event")
+    return [t / 1e3 for t in do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="all")]
+
+
+def _graph_samples(fn: Callable[[], object], rep_ms: float) -> list[float]:
+    """Seconds per replay of ``fn`` captured once in a CUDA graph, L2 cleared before each.
+
+    ``fn`` must use the same (static) input tensors on every call, as a prepared case does."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the default stream, as capture requires
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    cache = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device="cuda")
+
+    def replays(n: int) -> list[float]:
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                  for _ in range(n)]  # fmt: skip
+        for start, end in events:
+            cache.zero_()
+            start.record()
+            graph.replay()
+            end.record()
+        torch.cuda.synchronize()
+        return [s.elapsed_time(e) / 1e3 for s, e in events]
+
+    estimate = statistics.median(replays(5))
+    n = max(10, min(10_000, int(rep_ms / 1e3 / max(estimate, 1e-7))))
+    return replays(n)
+
+
+def time_cuda(
+    fn: Callable[[], object],
+    *,
+    warmup_ms: float = 25,
+    rep_ms: float = 100,
+    graph: bool | None = None,
+) -> TimingStats:
+    """CUDA events around each call with the L2 cache cleared (``do_bench``); for a call
+    under :data:`GRAPH_BELOW_S` (or ``graph=True``), CUDA-graph replays of it instead.
+    ``graph=False`` never captures. A failed capture keeps the plain timing, with a note."""
+    plain = TimingStats.from_samples(_event_samples(fn, warmup_ms, rep_ms), "cuda_event")
+    if graph is False or (graph is None and plain.median >= GRAPH_BELOW_S):
+        return plain
+    why = "forced" if graph else f"plain median {plain.median * 1e6:.1f} us"
+    try:
+        samples = _graph_samples(fn, rep_ms)
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:200]
+        return replace(
+            plain, note=f"CUDA-graph capture failed ({type(exc).__name__}: {text}): plain timing"
+        )
+    return TimingStats.from_samples(samples, "cuda_graph", note=f"CUDA-graph replay ({why})")
 
 
 def time_call(fn: Callable[[], object], device: torch.device, **kwargs: float) -> TimingStats:
