@@ -26,11 +26,14 @@ _PROBE = Workload(1, 2, 2, 8, 8, 32, causal=True, dtype="fp32")
 
 
 def cpu_impl_names() -> list[str]:
-    """Benchmarked implementations that run fp32 on the CPU, in registry order."""
+    """Benchmarked implementations that run fp32 on the CPU, in registry order; those that
+    compile on their first call (``compiles = True``: seconds per shape on a CPU) are left to
+    tests/test_compiled_cpu.py, which runs them on a few workloads."""
     return [
         name
         for name in attnbench.impl_names(benchmarked_only=True)
         if not attnbench.get_impl(name).unsupported_reasons(_PROBE, CPU)
+        and not getattr(attnbench.get_impl(name), "compiles", False)
     ]
 
 
