@@ -34,7 +34,7 @@ class Point:
     mode: str
     seconds: float
     tflops: float | None
-    memory: int | None  # GPU peak allocated, else host peak RSS (whole process)
+    memory: int | None  # GPU peak allocated, else host peak above the RSS before the call
 
     @property
     def length(self) -> int:
@@ -69,7 +69,7 @@ class Run:
     def memory_label(self) -> str:
         if self.device.startswith("cuda") or self.system.get("gpu"):
             return "GPU peak allocated bytes"
-        return "host peak RSS bytes (whole process)"
+        return "host peak RSS above the RSS before the call, bytes"
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -98,7 +98,11 @@ def load_run(path: str | Path) -> Run:
             if rec.get("reason") is not None:
                 skipped += 1
                 continue
+            # GPU: bytes allocated at the peak; host: the peak above the RSS before the call
+            # (the process's own footprint would flatten the fitted exponent to ~0)
             mem = rec.get("gpu_peak_allocated")
+            if mem is None:
+                mem = rec.get("host_extra_rss")
             points.append(
                 Point(
                     impl=str(rec["impl"]),
