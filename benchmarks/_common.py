@@ -141,6 +141,12 @@ class _Swept:
     def track_rel_error(self, cache, impl, workload):
         return self.rec["rel_error"]
 
+    def track_compile_seconds(self, cache, impl, workload):
+        seconds = (self.rec.get("extra") or {}).get("first_call_seconds")
+        if seconds is None:  # a commit that does not record it
+            skip("no first-call time in this commit's records")
+        return seconds
+
     _label(track_seconds, "median time (CUDA events, L2 flushed / CPU clock)", "seconds")
     _label(track_tflops, "TFLOP/s (higher is better)", "TFLOP/s")
     _label(track_gbps, "GB/s over the fewest bytes to move (higher is better)", "GB/s")
@@ -148,3 +154,4 @@ class _Swept:
     _label(track_gpu_peak_memory, "GPU peak allocated, inputs included", "bytes")
     _label(track_max_error, "forward max abs error vs float64 reference", "abs error")
     _label(track_rel_error, "forward relative norm error vs float64 reference", "rel error")
+    _label(track_compile_seconds, "first call: bind + compile/JIT (not in timings)", "seconds")
