@@ -2,6 +2,7 @@
 """The README's two commands, on a fresh machine with only Python >= 3.10, pip and git:
 
     python3 tools/dev.py bench    # make .venv, asv on HEAD and HEAD~1 (quick set), publish html/
+    python3 tools/dev.py gate --machine NAME --base HEAD~1   # tools/ci/gate.py (exit 1: regression)
     python3 tools/dev.py test     # make .venv, run the tests
 
 On a machine whose Python already has a CUDA PyTorch, .venv sees it (system site packages) and
@@ -18,7 +19,11 @@ import time
 import venv
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "ci"))
+import pipeline  # tools/ci/pipeline.py: no third-party imports at load time
+
 ROOT = Path(__file__).resolve().parent.parent
+
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
@@ -52,30 +57,16 @@ def ensure_venv() -> None:
 
 
 def asv_env() -> dict:
-    """asv's environments reuse this machine's PyTorch instead of installing it per commit."""
-    probe = (
-        "import os, sysconfig, torch; "
-        "print(os.pathsep.join(dict.fromkeys([sysconfig.get_paths()['purelib'], "
-        "os.path.dirname(os.path.dirname(torch.__file__))])))"
-    )
-    env = dict(os.environ)
-    env["VIRTUALENV_SYSTEM_SITE_PACKAGES"] = "1"
-    # read by asv.conf.json's install_command, which lists these in a .pth file of each asv
-    # environment: torch (and the rest) come from here; .venv's editable attnbench does not,
-    # as .pth files of an appended directory are not processed, so each commit's own is used
-    env["ATTNBENCH_HOST_SITE"] = subprocess.check_output([PY, "-c", probe], text=True).strip()
-    return env
+    """asv's environments reuse this machine's PyTorch (see tools/ci/pipeline.py)."""
+    return pipeline.asv_env(PY)
 
 
-def commits_to_run() -> str:
-    """HEAD and the commit before it (HEAD alone in a one-commit history), as an asv HASHFILE."""
+def recent_commits(count: int = 2) -> str:
+    """HEAD and the commit before it (HEAD alone in a one-commit history), for bench.py."""
     hashes = subprocess.check_output(
-        ["git", "rev-list", "--max-count=2", "HEAD"], cwd=ROOT, text=True
+        ["git", "rev-list", f"--max-count={count}", "HEAD"], cwd=ROOT, text=True
     )
-    path = ROOT / ".asv" / "commits.txt"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(hashes)
-    return f"HASHFILE:{path}"
+    return ",".join(hashes.split())
 
 
 def machine_name() -> str:
@@ -84,36 +75,35 @@ def machine_name() -> str:
     return os.environ.get("ATTNBENCH_MACHINE") or platform.node() or "local"
 
 
+def ci_script(name: str, *args: str, env: dict | None = None) -> int:
+    """Run tools/ci/<name>.py with .venv's Python: the same step the workflows run."""
+    return sh(PY, ROOT / "tools" / "ci" / f"{name}.py", *args, env=env, check=False)
+
+
 def bench(args: argparse.Namespace) -> int:
     start = time.monotonic()
     ensure_venv()
-    env = asv_env()
-    if args.set:
-        env["ATTNBENCH_SET"] = args.set
-    asv = BIN / "asv"
     name = args.machine or machine_name()
-    sh(PY, "-c", f"from attnbench.system import register_asv_machine as r; print(r({name!r}))")
-    launch = ["--launch-method", "forkserver"] if "cuda" not in args.launch else []
-    rc = sh(
-        asv,
-        "run",
-        "--machine",
-        name,
-        *launch,
-        *args.asv_args,
-        args.commits or commits_to_run(),
-        env=env,
-        check=False,
-    )
-    sh(asv, "publish", env=env)
+    which = ["--new", "--max-commits", str(args.max_commits)] if args.new else []
+    which = which or ["--commits", args.commits or recent_commits()]
+    opts = ["--machine", name, *which, "--launch", args.launch]
+    opts += ["--set", args.set] if args.set else []
+    opts += ["--shard-timeout", str(args.shard_timeout)] if args.shard_timeout else []
+    for shard in args.shard or []:
+        opts += ["--shard", shard]
+    rc = ci_script("bench", *opts, "--", *args.asv_args)
+    published = ci_script("publish")
     minutes = (time.monotonic() - start) / 60
+    asv = BIN / "asv"
     print(
-        f"\nDone in {minutes:.1f} min (asv run exited {rc}). The site is in html/.\n"
+        f"\nDone in {minutes:.1f} min (asv runs: worst exit {rc}; publish exited {published}). "
+        f"The site is in html/.\n"
         f"  browse:   {asv} preview           (then open the address it prints)\n"
         f"  compare:  {asv} compare --machine {name} HEAD~1 HEAD\n"
+        f"  gate:     python3 tools/dev.py gate --machine {name} --base HEAD~1 --no-run\n"
         f"  (speedup and TFLOP/s figures improve by rising: see docs/reading-the-numbers.md)"
     )
-    return rc
+    return rc or published
 
 
 def test(args: argparse.Namespace) -> int:
@@ -129,12 +119,28 @@ def main() -> int:
     b = sub.add_parser("bench", help="run the asv suite for HEAD and HEAD~1 and publish html/")
     b.add_argument("--set", help="workload set(s) for ATTNBENCH_SET (default: quick)")
     b.add_argument("--machine", help="asv machine name (default: $ATTNBENCH_MACHINE or hostname)")
-    b.add_argument("--commits", help="asv commit range (default: HEAD and HEAD~1)")
-    b.add_argument("--launch", default="forkserver", help="'forkserver' (CPU) or 'cuda' (spawn)")
+    b.add_argument("--commits", help="comma-separated names or A..B ranges (default: HEAD~1,HEAD)")
+    b.add_argument("--new", action="store_true", help="the branch's commits not yet measured here")
+    b.add_argument("--max-commits", type=int, default=10, help="bound for --new (newest first)")
+    b.add_argument("--shard", action="append", help="asv --bench regex per shard (default: class)")
+    b.add_argument("--shard-timeout", type=float, help="seconds before a shard is stopped")
+    b.add_argument("--launch", default="forkserver", help="asv launch method (spawn for CUDA)")
     b.add_argument("asv_args", nargs="*", help="extra arguments for asv run (after --)")
     t = sub.add_parser("test", help="run the tests")
     t.add_argument("pytest_args", nargs="*", help="extra arguments for pytest (after --)")
-    args = parser.parse_args()
+    g = sub.add_parser(
+        "gate", add_help=False, help="tools/ci/gate.py: base vs head, exit 1 on a regression"
+    )
+    g.add_argument("gate_args", nargs=argparse.REMAINDER, help="arguments for gate.py")
+    p = sub.add_parser(
+        "publish", add_help=False, help="tools/ci/publish.py: asv publish (+ leaderboard)"
+    )
+    p.add_argument("publish_args", nargs=argparse.REMAINDER, help="arguments for publish.py")
+    argv = sys.argv[1:]
+    if argv and argv[0] in ("gate", "publish"):  # all their arguments go to the script
+        ensure_venv()
+        return ci_script(argv[0], *argv[1:])
+    args = parser.parse_args(argv)
     return bench(args) if args.command == "bench" else test(args)
 
 

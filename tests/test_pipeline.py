@@ -1,0 +1,346 @@
+"""The continuous pipeline (tools/ci/) end to end, with real git and real asv, on the CPU.
+
+A small project in a temporary repository stands in for attnbench: an "eager" baseline and an
+"inhouse" implementation whose cost one commit doubles and the next halves (they sleep, so the
+2x steps stand out of a busy machine's noise), and an asv suite shaped like attnbench's (a
+``time_*`` class, and a class of ``track_*`` figures measured once in ``setup_cache``:
+seconds, TFLOP/s, speedup vs eager). Its asv.conf.json is the project's own with other names.
+The scripts run as the workflows run them: as processes, with ``HOME`` isolated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from .conftest import ROOT
+
+CI = ROOT / "tools" / "ci"
+ASV = Path(sys.executable).parent / "asv"
+MACHINE = "pipebox"
+FACTOR = "1.3"  # the steps are 2x; sleeps on a busy machine stay well inside 1.3x
+
+needs_asv = pytest.mark.skipif(not ASV.exists(), reason=f"no asv next to {sys.executable}")
+needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+
+PACKAGE = '''"""A stand-in for attnbench: two implementations that cost what COST says."""
+import time
+
+COST = {{"eager": 0.02, "inhouse": {inhouse}}}  # seconds per call
+FLOPS = 4.0e9  # of one call
+
+
+def attention(impl):
+    time.sleep(COST[impl])
+'''
+
+SUITE = """import os
+import time
+
+import fakeattn
+
+IMPLS = ["eager", "inhouse"]
+
+
+class Attn:
+    params = (IMPLS,)
+    param_names = ["implementation"]
+    number = 1
+    repeat = (5, 5, 10.0)
+    warmup_time = 0
+    rounds = 1
+
+    def time_forward(self, impl):
+        fakeattn.attention(impl)
+
+
+class AttnMetrics:
+    params = (IMPLS,)
+    param_names = ["implementation"]
+    rounds = 1
+
+    def setup_cache(self):
+        seconds = {}
+        for impl in IMPLS:
+            samples = []
+            for _ in range(3):
+                start = time.perf_counter()
+                fakeattn.attention(impl)
+                samples.append(time.perf_counter() - start)
+            seconds[impl] = sorted(samples)[1]
+        return seconds
+
+    def track_seconds(self, cache, impl):
+        return cache[impl]
+
+    def track_tflops(self, cache, impl):
+        return fakeattn.FLOPS / cache[impl] / 1e12
+
+    def track_speedup_vs_eager(self, cache, impl):
+        return cache["eager"] / cache[impl]
+
+
+class Hang:
+    timeout = 600
+
+    def track_hang(self):
+        if os.environ.get("FAKEATTN_HANG"):
+            time.sleep(600)
+        return 1.0
+"""
+
+
+def _write_project(repo: Path) -> None:
+    """pyproject, package, suite and asv.conf.json (the project's, renamed)."""
+    from asv import util
+
+    (repo / "src" / "fakeattn").mkdir(parents=True)
+    (repo / "benchmarks").mkdir()
+    (repo / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=64"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "fakeattn"\nversion = "0.1"\n'
+        '[tool.setuptools.packages.find]\nwhere = ["src"]\n'
+    )
+    (repo / "src" / "fakeattn" / "__init__.py").write_text(PACKAGE.format(inhouse=0.02))
+    (repo / "benchmarks" / "__init__.py").write_text("")
+    (repo / "benchmarks" / "attn.py").write_text(SUITE)
+    conf = util.load_json(str(ROOT / "asv.conf.json"), js_comments=True)
+    conf.update(project="fakeattn", project_url="", show_commit_url="", branches=["main"])
+    (repo / "asv.conf.json").write_text(json.dumps(conf, indent=2))
+    (repo / ".gitignore").write_text(".asv/\nhtml/\nresults/\n")
+
+
+def _git(repo: Path, *args: str) -> str:
+    cmd = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args]
+    return subprocess.check_output(cmd, text=True).strip()
+
+
+def _commit(repo: Path, message: str, files: dict[str, str]) -> str:
+    for name, text in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", message)
+    return _git(repo, "rev-parse", "HEAD")
+
+
+def _script(name: str, *args: str, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(CI / f"{name}.py"), *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}"
+    )
+    return proc
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A repository of five commits: base, docs-only, 2x slower, 2x faster, docs-only.
+    The gate's tests compare docs -> slower (asv continuous), slower -> faster and faster ->
+    later (stored results); the resume test sweeps base."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    repo, home = tmp / "repo", tmp / "home"
+    home.mkdir()
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    _write_project(repo)
+    pkg = "src/fakeattn/__init__.py"
+    commits = SimpleNamespace(
+        base=_commit(repo, "base", {}),
+        docs=_commit(repo, "docs only", {"docs/note.md": "No code changes.\n"}),
+        slower=_commit(repo, "inhouse 2x slower", {pkg: PACKAGE.format(inhouse=0.04)}),
+        faster=_commit(repo, "inhouse 2x faster", {pkg: PACKAGE.format(inhouse=0.02)}),
+        later=_commit(repo, "docs again", {"docs/note.md": "Still no code changes.\n"}),
+    )
+    env = {**os.environ, "HOME": str(home)}
+    env.pop("ATTNBENCH_HOST_SITE", None)
+    return SimpleNamespace(repo=repo, env=env, c=commits, results=repo / "results" / MACHINE)
+
+
+def _keys(results: Path, commit: str) -> dict[str, list]:
+    (path,) = results.glob(f"{commit[:8]}-*.json")
+    return json.loads(path.read_text())["results"]
+
+
+@pytest.fixture(scope="module")
+def measured(project):
+    """faster and later measured by bench.py (one shard: the attn.* classes but Hang)."""
+    p = project
+    commits = ",".join([p.c.faster, p.c.later])
+    args = ["--repo", str(p.repo), "--machine", MACHINE, "--commits", commits]
+    proc = _ok(_script("bench", *args, "--shard", r"^attn\.Attn", env=p.env))
+    return proc
+
+
+def _gate(p, base: str, head: str, *extra: str) -> tuple[subprocess.CompletedProcess, str]:
+    comment = p.repo.parent / f"gate-{base[:6]}-{head[:6]}.md"
+    args = ["--repo", str(p.repo), "--machine", MACHINE, "--base", base, "--head", head]
+    proc = _script("gate", *args, "--factor", FACTOR, "--comment", str(comment), *extra, env=p.env)
+    assert comment.exists(), proc.stderr
+    return proc, comment.read_text()
+
+
+def _rows(comment: str) -> dict[tuple[str, str], str]:
+    """{(benchmark, params): verdict} from the markdown table(s)."""
+    out = {}
+    for line in comment.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[0].startswith("`"):
+            out[(cells[0].strip("`"), cells[1])] = cells[5].split()[-1]
+    return out
+
+
+@pytest.mark.slow
+@needs_asv
+@needs_git
+def test_bench_records_each_commit(project, measured):
+    for commit in (project.c.faster, project.c.later):
+        keys = _keys(project.results, commit)
+        assert "attn.Attn.time_forward" in keys and "attn.AttnMetrics.track_tflops" in keys
+        assert not any(k.startswith("attn.Hang") for k in keys)  # not in the chosen shard
+    assert (project.results / "machine.json").exists()
+
+
+@pytest.fixture(scope="module")
+def regression_gate(project, measured):
+    """The gate for real: asv continuous on docs and slower, then the comparison."""
+    return _gate(project, project.c.docs, project.c.slower, "--bench", r"^attn\.Attn")
+
+
+@pytest.mark.slow
+@needs_asv
+@needs_git
+def test_gate_fails_on_a_2x_slower_commit(regression_gate):
+    proc, comment = regression_gate
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "asv continuous" in proc.stdout
+    rows = _rows(comment)
+    assert rows[("attn.Attn.time_forward", "'inhouse'")] == "regression"
+    assert rows[("attn.AttnMetrics.track_tflops", "'inhouse'")] == "regression"  # a drop
+    assert rows[("attn.AttnMetrics.track_speedup_vs_eager", "'inhouse'")] == "regression"
+    assert rows[("attn.Attn.time_forward", "'eager'")] == "unchanged"
+    assert "regression(s)" in comment.splitlines()[3]
+
+
+@pytest.mark.slow
+@needs_asv
+@needs_git
+def test_gate_passes_a_2x_faster_commit_as_an_improvement(project, regression_gate):
+    proc, comment = _gate(project, project.c.slower, project.c.faster, "--no-run")
+    assert proc.returncode == 0, comment
+    rows = _rows(comment)
+    assert rows[("attn.Attn.time_forward", "'inhouse'")] == "improvement"
+    assert rows[("attn.AttnMetrics.track_tflops", "'inhouse'")] == "improvement"  # a rise
+    assert rows[("attn.AttnMetrics.track_speedup_vs_eager", "'inhouse'")] == "improvement"
+    assert "No significant regression" in comment and "improvement(s)" in comment
+
+
+@pytest.mark.slow
+@needs_asv
+@needs_git
+def test_gate_sees_no_regression_in_a_docs_only_commit(project, measured):
+    proc, comment = _gate(project, project.c.faster, project.c.later, "--no-run")
+    assert proc.returncode == 0, comment
+    verdicts = _rows(comment)
+    assert len(verdicts) == 2 * 4  # 2 implementations x 4 figures
+    assert set(verdicts.values()) == {"unchanged"}, comment
+
+
+@pytest.mark.slow
+@needs_asv
+@needs_git
+def test_gate_says_why_when_results_are_missing(project, measured):
+    args = ["--repo", str(project.repo), "--machine", "nobody", "--base", project.c.base]
+    proc = _script("gate", *args, "--no-run", env=project.env)
+    assert proc.returncode == 2
+    assert f"no results of {project.c.base[:8]} for machine 'nobody'" in proc.stderr
+
+
+@pytest.mark.slow
+@needs_asv
+@needs_git
+def test_publish_builds_the_site(project, measured):
+    _ok(_script("publish", "--repo", str(project.repo), "--no-leaderboard", env=project.env))
+    html = project.repo / "html"
+    assert (html / "index.html").exists()
+    graphs = {f.name for f in (html / "graphs").rglob("*.json")}
+    assert {"attn.Attn.time_forward.json", "attn.AttnMetrics.track_tflops.json"} <= graphs
+
+
+@pytest.mark.slow
+@needs_asv
+@needs_git
+def test_a_killed_sweep_resumes_with_the_rest(project, measured):
+    """The Hang shard hangs; the sweep is killed once the shards before it saved."""
+    p, commit = project, project.c.base
+    args = ["--repo", str(p.repo), "--machine", MACHINE, "--commits", commit]
+    cmd = [sys.executable, str(CI / "bench.py"), *args]
+    log = p.repo.parent / "killed.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            cmd,
+            env={**p.env, "FAKEATTN_HANG": "1"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if "--bench ^attn\\.Hang\\." not in log.read_text():
+                time.sleep(1)
+                continue
+            break  # the Hang shard has started: both shards before it have saved
+        assert proc.poll() is None, log.read_text()
+        time.sleep(2)
+        os.killpg(proc.pid, signal.SIGKILL)  # a preempted runner: no cleanup at all
+        proc.wait()
+    keys = _keys(p.results, commit)
+    assert "attn.Attn.time_forward" in keys and "attn.AttnMetrics.track_tflops" in keys
+    assert not any(k.startswith("attn.Hang.") for k in keys), sorted(keys)
+    started = {k: v[3] for k, v in keys.items()}  # result_columns[3] is started_at
+
+    rerun = _ok(_script("bench", *args, env=p.env))
+    assert "1 shard(s) to run, 2 done" in rerun.stdout, rerun.stdout
+    assert "--bench ^attn\\.Hang\\." in rerun.stdout
+    assert "--bench ^attn\\.Attn\\." not in rerun.stdout
+    keys = _keys(p.results, commit)
+    assert "attn.Hang.track_hang" in keys
+    assert {k: keys[k][3] for k in started} == started  # the saved shards were not re-run
+
+
+def test_shard_timeout_stops_a_hanging_shard(tmp_path):
+    """--shard-timeout: the shard's process group is stopped and reported as 124."""
+    sys.path.insert(0, str(CI))
+    import bench
+
+    p = SimpleNamespace(repo=tmp_path)
+    hang = [sys.executable, "-c", "import time; time.sleep(60)"]
+    start = time.monotonic()
+    rc = bench.run_shard(p, hang, "0" * 40, "^x", dict(os.environ), timeout=1)
+    assert rc == bench.KILLED and time.monotonic() - start < 30
+
+
+def test_shards_are_the_suite_classes(tmp_path):
+    sys.path.insert(0, str(CI))
+    import bench
+
+    (tmp_path / "attn.py").write_text(SUITE)
+    (tmp_path / "_common.py").write_text("class Shared:\n    pass\n")
+    assert bench.discover_shards(tmp_path) == [
+        r"^attn\.Attn\.",
+        r"^attn\.AttnMetrics\.",
+        r"^attn\.Hang\.",
+    ]
+    assert bench.discover_shards(ROOT / "benchmarks")  # the project's own suite has classes

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Measure commits with asv in shards, so that a sweep that dies loses at most one shard.
+
+asv writes a commit's results once, when an ``asv run`` ends. Here each shard (by default one
+benchmark class, e.g. ``^forward\\.ForwardMetrics\\.``) is its own ``asv run --bench REGEX`` on
+one commit: when it ends, its results are merged into the commit's result file (asv loads the
+existing file before saving). A shard whose benchmarks are already in that file is done and is
+skipped, so a rerun after a kill measures only the rest. Each benchmark has asv's own timeout
+(its ``timeout`` attribute); ``--shard-timeout`` bounds a whole shard (its process group is
+killed), so a hang costs one shard, not the sweep.
+
+    python tools/ci/bench.py --machine h100-x1 --new --max-commits 10
+    python tools/ci/bench.py --machine cpu-box --commits HEAD~1,HEAD --shard '^forward\\.'
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline import (
+    ROOT,
+    PipelineError,
+    Project,
+    asv_env,
+    asv_executable,
+    log,
+    register_machine,
+)
+
+KILLED = 124  # exit status of a shard stopped by --shard-timeout (as timeout(1) reports it)
+
+
+def discover_shards(benchmarks_dir: Path) -> list[str]:
+    """One ``--bench`` regex per benchmark class (public top-level classes of the suite)."""
+    shards = []
+    for path in sorted(benchmarks_dir.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                shards.append(rf"^{re.escape(path.stem)}\.{re.escape(node.name)}\.")
+    if not shards:
+        raise PipelineError(f"no benchmark classes in {benchmarks_dir}")
+    return shards
+
+
+def measured_keys(project: Project, machine: str, commit: str) -> set[str]:
+    """Benchmark names already in this machine's result file(s) of ``commit``."""
+    keys: set[str] = set()
+    for path in (project.results / machine).glob(f"{commit[:8]}-*.json"):
+        data = json.loads(path.read_text())
+        if data.get("commit_hash") == commit:
+            keys.update(data.get("results", {}))
+    return keys
+
+
+def pending_shards(project: Project, machine: str, commit: str, shards: list[str]) -> list[str]:
+    """The shards with no result yet for ``commit`` (a shard saves only when its run ends)."""
+    keys = measured_keys(project, machine, commit)
+    return [s for s in shards if not any(re.search(s, k) for k in keys)]
+
+
+def resolve_commits(project: Project, specs: list[str]) -> list[str]:
+    """Full hashes for names (``HEAD``, a hash) and ranges (``A..B``), newest first per range."""
+    out: list[str] = []
+    for spec in specs:
+        if ".." in spec:
+            out += project.git("rev-list", "--first-parent", spec).split()
+        else:
+            out.append(project.resolve(spec))
+    return list(dict.fromkeys(out))
+
+
+def new_commits(
+    project: Project, machine: str, shards: list[str], max_commits: int, branch: str | None = None
+) -> list[str]:
+    """Commits of the branch (first parent, newest first, the last ``max_commits``) that still
+    have a shard to measure on this machine. Not asv's ``NEW``, which counts any machine."""
+    if max_commits < 1:
+        raise PipelineError(f"--max-commits must be at least 1, not {max_commits}")
+    recent = project.git(
+        "rev-list", "--first-parent", f"--max-count={max_commits}", branch or project.branch
+    ).split()
+    return [c for c in recent if pending_shards(project, machine, c, shards)]
+
+
+def run_shard(
+    project: Project,
+    asv_args: list[str],
+    commit: str,
+    shard: str,
+    env: dict,
+    timeout: float | None,
+) -> int:
+    """One ``asv run`` of one shard on one commit, in its own process group."""
+    hashfile = project.repo / ".asv" / "ci-commit.txt"
+    hashfile.parent.mkdir(parents=True, exist_ok=True)
+    hashfile.write_text(commit + "\n")
+    cmd = [*asv_args, "--bench", shard, f"HASHFILE:{hashfile}"]
+    log("+ " + " ".join(cmd))
+    proc = subprocess.Popen(cmd, cwd=project.repo, env=env, start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log(f"shard {shard} of {commit[:8]} ran past {timeout:.0f} s: stopping it")
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        return KILLED
+    except BaseException:  # interrupted: take asv and its benchmark processes down too
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+
+
+def measure(
+    project: Project,
+    machine: str,
+    commits: list[str],
+    shards: list[str],
+    *,
+    env: dict,
+    launch: str = "forkserver",
+    shard_timeout: float | None = None,
+    extra: list[str] = (),  # type: ignore[assignment]
+    python: Path | None = None,
+) -> int:
+    """Measure each commit's pending shards; the worst exit status of the asv runs (0: all ok)."""
+    asv = [str(asv_executable(python)), "run", "--machine", machine, "--launch-method", launch]
+    asv += list(extra)
+    worst = 0
+    start = time.monotonic()
+    for n, commit in enumerate(commits, 1):
+        todo = pending_shards(project, machine, commit, shards)
+        done = len(shards) - len(todo)
+        log(f"[{n}/{len(commits)}] {commit[:8]}: {len(todo)} shard(s) to run, {done} done")
+        for shard in todo:
+            rc = run_shard(project, asv, commit, shard, env, shard_timeout)
+            log(f"shard {shard} of {commit[:8]} exited {rc}")
+            worst = max(worst, rc)
+    log(f"measured {len(commits)} commit(s) in {time.monotonic() - start:.0f} s")
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repo", type=Path, default=ROOT, help="project root (default: this one)")
+    parser.add_argument("--machine", required=True, help="asv machine name, stable per runner")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--commits", help="comma-separated names or ranges (HEAD~1,HEAD; A..B)")
+    which.add_argument("--new", action="store_true", help="commits of the branch not yet measured")
+    parser.add_argument("--max-commits", type=int, default=10, help="bound for --new (newest)")
+    parser.add_argument("--branch", help="branch for --new (default: asv.conf.json's first)")
+    parser.add_argument(
+        "--shard", action="append", help="--bench regex per shard (default: one per class)"
+    )
+    parser.add_argument("--shard-timeout", type=float, help="seconds before a shard is killed")
+    parser.add_argument("--launch", default="forkserver", help="asv --launch-method")
+    parser.add_argument("--set", help="ATTNBENCH_SET for the suite (default: the suite's)")
+    parser.add_argument("--no-register", action="store_true", help="machine already registered")
+    parser.add_argument("asv_args", nargs="*", help="extra arguments for asv run (after --)")
+    args = parser.parse_args(argv)
+    try:
+        project = Project.load(args.repo)
+        env = asv_env()
+        if args.set:
+            env["ATTNBENCH_SET"] = args.set
+        if not args.no_register:
+            register_machine(args.machine, project.repo, env)
+        shards = args.shard or discover_shards(project.benchmarks)
+        if args.new:
+            commits = new_commits(project, args.machine, shards, args.max_commits, args.branch)
+        else:
+            commits = resolve_commits(project, [c for c in args.commits.split(",") if c])
+        log(f"machine {args.machine}: {len(commits)} commit(s), {len(shards)} shard(s)")
+        return measure(
+            project,
+            args.machine,
+            commits,
+            shards,
+            env=env,
+            launch=args.launch,
+            shard_timeout=args.shard_timeout,
+            extra=args.asv_args,
+        )
+    except PipelineError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""The pull-request gate: measure base and head with ``asv continuous``, compare them in each
+figure's own direction, write a markdown comment, exit 1 on a significant regression.
+
+asv calls every rise a regression and ``asv compare`` exits 0 whatever it shows; here a drop
+of a higher-is-better figure (speedup, TFLOP/s, GB/s, tokens/s: :mod:`attnbench.direction`) is
+the regression and its rise the improvement. Significance is asv's own test (its statistics
+where both sides have samples, else the factor alone).
+
+    python tools/ci/gate.py --machine h100-x1 --base origin/main --head HEAD --factor 1.1 \\
+        --comment gate.md                 # exit 0: no regression; 1: regression; 2: error
+    python tools/ci/gate.py --machine cpu --base A --head B --no-run   # compare stored results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline import (
+    ROOT,
+    PipelineError,
+    Project,
+    asv_env,
+    asv_executable,
+    log,
+    register_machine,
+    sh,
+)
+
+MARKER = "<!-- attnbench-benchmark-gate -->"  # finds the comment to update, not duplicate
+VERDICTS = ("regression", "failed", "improvement", "fixed", "unchanged", "n/a")
+
+
+@dataclass(frozen=True)
+class Row:
+    benchmark: str  # e.g. forward.ForwardMetrics.track_tflops
+    params: str  # e.g. 'chunked', 'h8kv2d64/prefill/s256/b2/full/fp32' (empty if none)
+    unit: str
+    before: float | None
+    after: float | None
+    verdict: str
+
+    @property
+    def ratio(self) -> float | None:
+        """after / before, as asv prints it (>1: the figure rose)."""
+        if _missing(self.before) or _missing(self.after) or self.before == 0:
+            return None
+        return self.after / self.before
+
+
+def _missing(value: float | None) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _higher_is_better(name: str) -> bool:
+    from attnbench.direction import higher_is_better
+
+    return higher_is_better(name)
+
+
+def _load(project: Project, machine: str, commit: str) -> dict[str, tuple]:
+    """{name(params): (value, (stats, samples), version)} of one commit on one machine."""
+    from asv.commands.compare import unroll_result
+    from asv.results import iter_results_for_machine_and_hash
+
+    out: dict[str, tuple] = {}
+    for result in iter_results_for_machine_and_hash(str(project.results), machine, commit):
+        for key in result.get_all_result_keys():
+            params = result.get_result_params(key)
+            version = result.benchmark_version.get(key)
+            for name, value, stats, samples in unroll_result(
+                key,
+                params,
+                result.get_result_value(key, params),
+                result.get_result_stats(key, params),
+                result.get_result_samples(key, params),
+            ):
+                out[name] = (value, (stats, samples), version)
+    if not out:
+        raise PipelineError(f"no results of {commit[:8]} for machine {machine!r}")
+    return out
+
+
+def _units(project: Project) -> dict[str, str]:
+    path = project.results / "benchmarks.json"
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    return {k: v.get("unit") or "" for k, v in data.items() if isinstance(v, dict)}
+
+
+def verdict(name: str, before: tuple | None, after: tuple | None, factor: float) -> str:
+    """``regression``/``improvement`` in the figure's direction, as asv's compare decides
+    significance; ``failed`` where head lost a value base had, ``fixed`` the other way."""
+    from asv.commands.compare import _is_result_better  # asv==0.6.6 is pinned
+
+    b, b_ss, b_ver = before if before else (None, None, None)
+    a, a_ss, a_ver = after if after else (None, None, None)
+    if b_ver is not None and a_ver is not None and b_ver != a_ver:
+        return "n/a"  # the benchmark's code changed: not comparable
+    if b is not None and a is None:
+        return "failed"
+    if b is None and a is not None:
+        return "fixed" if before else "n/a"
+    if _missing(b) or _missing(a):
+        return "n/a"
+    lower, higher = (b, a) if not _higher_is_better(name) else (a, b)
+    lower_ss, higher_ss = (b_ss, a_ss) if not _higher_is_better(name) else (a_ss, b_ss)
+    if _is_result_better(lower, higher, lower_ss, higher_ss, factor):
+        return "regression"
+    if _is_result_better(higher, lower, higher_ss, lower_ss, factor):
+        return "improvement"
+    return "unchanged"
+
+
+def compare(project: Project, machine: str, base: str, head: str, factor: float) -> list[Row]:
+    """Every figure of base and head on this machine, with its verdict."""
+    if factor <= 1:
+        raise PipelineError(f"--factor must be above 1 (e.g. 1.1), not {factor}")
+    before, after = _load(project, machine, base), _load(project, machine, head)
+    units = _units(project)
+    rows = []
+    for name in sorted(before.keys() | after.keys()):
+        benchmark, _, params = name.partition("(")
+        rows.append(
+            Row(
+                benchmark=benchmark,
+                params=params[:-1] if params else "",
+                unit=units.get(benchmark, ""),
+                before=before[name][0] if name in before else None,
+                after=after[name][0] if name in after else None,
+                verdict=verdict(name, before.get(name), after.get(name), factor),
+            )
+        )
+    return rows
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    from asv.util import human_value
+
+    if _missing(value):
+        return "n/a" if value is not None else "failed"
+    if unit in ("seconds", "bytes"):
+        return human_value(value, unit)
+    return f"{value:.3g} {unit}".rstrip()
+
+
+def markdown(rows: list[Row], base: str, head: str, machine: str, factor: float) -> str:
+    """The PR comment: a verdict line, then the changed figures, then the rest folded away."""
+    bad = [r for r in rows if r.verdict in ("regression", "failed")]
+    good = [r for r in rows if r.verdict in ("improvement", "fixed")]
+    head_line = (f"**{len(bad)} regression(s)**" if bad else "**No significant regression.**") + (
+        f" {len(good)} improvement(s)." if good else ""
+    )
+    lines = [
+        MARKER,
+        f"### attnbench: `{base[:8]}` (base) → `{head[:8]}` (head) on `{machine}`",
+        "",
+        f"{head_line} Factor {factor:g}; higher is better for speedup, TFLOP/s, GB/s and "
+        "tokens/s, lower for the rest; ratio = after / before.",
+        "",
+    ]
+
+    def table(selected: list[Row]) -> list[str]:
+        out = ["| benchmark | params | before | after | ratio | verdict |", "|---" * 6 + "|"]
+        for r in selected:
+            ratio = f"{r.ratio:.2f}" if r.ratio is not None else ""
+            mark = {"regression": "❌ ", "failed": "❌ ", "improvement": "✅ ", "fixed": "✅ "}
+            out.append(
+                f"| `{r.benchmark}` | {r.params.replace('|', '/')} | {_fmt(r.before, r.unit)} "
+                f"| {_fmt(r.after, r.unit)} | {ratio} | {mark.get(r.verdict, '')}{r.verdict} |"
+            )
+        return out
+
+    changed = bad + good
+    rest = [r for r in rows if r not in changed]
+    if changed:
+        lines += table(changed)
+    if rest:
+        lines += ["", f"<details><summary>{len(rest)} other figure(s)</summary>", ""]
+        lines += [*table(rest), "", "</details>"]
+    return "\n".join(lines) + "\n"
+
+
+def run_continuous(
+    project: Project, machine: str, base: str, head: str, factor: float, env: dict, extra: list
+) -> None:
+    """``asv continuous`` base head: measures both (rounds interleaved) and saves the results.
+    Its exit status 1 (what asv, direction-blind, calls a regression) is not an error here."""
+    proc = sh(
+        asv_executable(),
+        "continuous",
+        "--machine",
+        machine,
+        "--factor",
+        str(factor),
+        *extra,
+        base,
+        head,
+        cwd=project.repo,
+        env=env,
+        check=False,
+    )
+    if proc.returncode not in (0, 1):
+        raise PipelineError(f"asv continuous exited {proc.returncode}: benchmarks failed to run")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repo", type=Path, default=ROOT, help="project root (default: this one)")
+    parser.add_argument("--machine", required=True, help="asv machine name")
+    parser.add_argument("--base", required=True, help="base commit (e.g. origin/main)")
+    parser.add_argument("--head", default="HEAD", help="head commit (default: HEAD)")
+    parser.add_argument("--factor", type=float, default=1.1, help="significant ratio (1.1)")
+    parser.add_argument("--comment", type=Path, help="write the markdown comment here")
+    parser.add_argument("--no-run", action="store_true", help="compare stored results only")
+    parser.add_argument("--launch", default="forkserver", help="asv --launch-method")
+    parser.add_argument("--bench", help="asv --bench regex (default: the whole suite)")
+    parser.add_argument("--set", help="ATTNBENCH_SET for the suite (default: the suite's)")
+    parser.add_argument("asv_args", nargs="*", help="extra arguments for asv continuous")
+    args = parser.parse_args(argv)
+    try:
+        project = Project.load(args.repo)
+        base, head = project.resolve(args.base), project.resolve(args.head)
+        if not args.no_run:
+            env = asv_env()
+            if args.set:
+                env["ATTNBENCH_SET"] = args.set
+            register_machine(args.machine, project.repo, env)
+            extra = ["--launch-method", args.launch, *args.asv_args]
+            extra += ["--bench", args.bench] if args.bench else []
+            run_continuous(project, args.machine, base, head, args.factor, env, extra)
+        rows = compare(project, args.machine, base, head, args.factor)
+    except PipelineError as exc:
+        print(f"gate: {exc}", file=sys.stderr)
+        if args.comment:
+            args.comment.write_text(f"{MARKER}\n### attnbench: the gate could not run\n\n{exc}\n")
+        return 2
+    text = markdown(rows, base, head, args.machine, args.factor)
+    print(text)
+    if args.comment:
+        args.comment.write_text(text)
+        log(f"comment written to {args.comment}")
+    regressed = [r for r in rows if r.verdict in ("regression", "failed")]
+    return 1 if regressed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

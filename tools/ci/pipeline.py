@@ -1,0 +1,120 @@
+"""What every step of the continuous pipeline shares: the project's asv configuration, the
+environment asv runs in, machine registration and running a command with its exit code kept.
+
+Used by tools/ci/bench.py, gate.py, publish.py and tools/dev.py; the same code runs in the
+GitHub workflows and on a laptop.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+class PipelineError(Exception):
+    """A step cannot go on; the message says why (printed without a traceback)."""
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def sh(
+    *cmd: str | Path,
+    cwd: Path,
+    env: dict | None = None,
+    check: bool = True,
+    capture: bool = False,
+) -> subprocess.CompletedProcess:
+    """Run a command, echoing it; ``check`` raises :class:`PipelineError` on a non-zero exit."""
+    args = [str(c) for c in cmd]
+    log("+ " + " ".join(args))
+    proc = subprocess.run(args, cwd=cwd, env=env, text=True, capture_output=capture)
+    if check and proc.returncode != 0:
+        tail = ((proc.stdout or "") + (proc.stderr or ""))[-4000:] if capture else ""
+        raise PipelineError(f"{' '.join(args)} exited {proc.returncode}\n{tail}".rstrip())
+    return proc
+
+
+def asv_executable(python: Path | None = None) -> Path:
+    """asv next to ``python`` (the running one by default), else the one on PATH."""
+    here = Path(python or sys.executable).parent / "asv"
+    if here.exists():
+        return here
+    found = shutil.which("asv")
+    if not found:
+        raise PipelineError(f"asv not found next to {python or sys.executable} nor on PATH")
+    return Path(found)
+
+
+def asv_env(python: Path | None = None, base: dict | None = None) -> dict:
+    """asv's per-commit environments reuse this machine's PyTorch instead of installing it.
+
+    ``ATTNBENCH_HOST_SITE`` (read by asv.conf.json's install_command, which lists it in a .pth
+    file of each asv environment) names ``python``'s purelib and the directory holding torch;
+    .pth files of an appended directory are not processed, so each commit's own attnbench wins
+    over an editable install. A value already set in ``base`` is kept.
+    """
+    env = dict(os.environ if base is None else base)
+    env["VIRTUALENV_SYSTEM_SITE_PACKAGES"] = "1"
+    if not env.get("ATTNBENCH_HOST_SITE"):
+        probe = (
+            "import os, sysconfig, torch; "
+            "print(os.pathsep.join(dict.fromkeys([sysconfig.get_paths()['purelib'], "
+            "os.path.dirname(os.path.dirname(torch.__file__))])))"
+        )
+        py = str(python or sys.executable)
+        env["ATTNBENCH_HOST_SITE"] = subprocess.check_output([py, "-c", probe], text=True).strip()
+    return env
+
+
+def register_machine(name: str, repo: Path, env: dict, python: Path | None = None) -> None:
+    """Record this machine for asv under ``name`` (OS, CPU, RAM, GPU) in ``~/.asv-machine.json``."""
+    if not name or "/" in name or name.startswith("."):
+        raise PipelineError(f"invalid machine name {name!r}: use letters, digits, '-' or '_'")
+    code = f"from attnbench.system import register_asv_machine as r; print(r({name!r}))"
+    sh(python or sys.executable, "-c", code, cwd=repo, env=env)
+
+
+@dataclass(frozen=True)
+class Project:
+    """One asv project: the repository and the directories asv.conf.json names."""
+
+    repo: Path
+    results: Path
+    html: Path
+    benchmarks: Path
+    branch: str
+
+    @classmethod
+    def load(cls, repo: Path) -> Project:
+        from asv import util
+
+        repo = Path(repo).resolve()
+        conf_path = repo / "asv.conf.json"
+        if not conf_path.exists():
+            raise PipelineError(f"{repo} has no asv.conf.json")
+        conf = util.load_json(str(conf_path), js_comments=True)
+        return cls(
+            repo=repo,
+            results=repo / conf.get("results_dir", "results"),
+            html=repo / conf.get("html_dir", "html"),
+            benchmarks=repo / conf.get("benchmark_dir", "benchmarks"),
+            branch=(conf.get("branches") or ["main"])[0],
+        )
+
+    def git(self, *args: str) -> str:
+        return subprocess.check_output(["git", "-C", str(self.repo), *args], text=True).strip()
+
+    def resolve(self, name: str) -> str:
+        """A full commit hash for a name (``HEAD~2``, a branch, a short hash)."""
+        try:
+            return self.git("rev-parse", "--verify", "--quiet", f"{name}^{{commit}}")
+        except subprocess.CalledProcessError:
+            raise PipelineError(f"no commit named {name!r} in {self.repo}") from None
