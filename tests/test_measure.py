@@ -289,3 +289,104 @@ def test_sweep_survives_a_crashing_implementation(monkeypatch):
     assert [r.impl for r in records] == ["chunked", "eager"]
     assert "ZeroDivisionError: tile count" in records[0].reason
     assert records[1].ok and records[1].speedup is None  # no baseline asked for
+
+
+# -- GPU timing method, GPU state, plausibility (logic only: no GPU here) ------------------
+def _fake_cuda_timers(monkeypatch, plain_s: float, graph=None):
+    """time_cuda with do_bench and graph replay faked: plain calls take ``plain_s`` each;
+    ``graph`` is a list of replay times, or an exception raised by the capture."""
+    from attnbench.measure import timing
+
+    seen = {"graph": 0}
+
+    def events(fn, warmup_ms, rep_ms):
+        return [plain_s] * 9
+
+    def replays(fn, rep_ms):
+        seen["graph"] += 1
+        if isinstance(graph, Exception):
+            raise graph
+        return graph
+
+    monkeypatch.setattr(timing, "_event_samples", events)
+    monkeypatch.setattr(timing, "_graph_samples", replays)
+    return seen
+
+
+def test_short_calls_are_timed_as_graph_replays(monkeypatch):
+    from attnbench.measure.timing import GRAPH_BELOW_S, time_cuda
+
+    seen = _fake_cuda_timers(monkeypatch, 20e-6, graph=[8e-6, 9e-6, 10e-6])
+    s = time_cuda(lambda: None)
+    assert (s.clock, s.median, s.n, seen["graph"]) == ("cuda_graph", 9e-6, 3, 1)
+    assert "CUDA-graph replay (plain median 20.0 us)" == s.note
+    seen = _fake_cuda_timers(monkeypatch, GRAPH_BELOW_S * 2, graph=[1e-6])
+    long = time_cuda(lambda: None)
+    assert (long.clock, long.median, long.note, seen["graph"]) == (
+        "cuda_event", GRAPH_BELOW_S * 2, None, 0)  # fmt: skip
+    assert time_cuda(lambda: None, graph=True).clock == "cuda_graph"  # forced
+    _fake_cuda_timers(monkeypatch, 1e-6, graph=[1e-7])
+    assert time_cuda(lambda: None, graph=False).clock == "cuda_event"  # never
+
+
+def test_failed_capture_keeps_plain_timing_with_a_note(monkeypatch):
+    from attnbench.measure.timing import time_cuda
+
+    err = RuntimeError("operation not permitted when stream is capturing")
+    _fake_cuda_timers(monkeypatch, 10e-6, graph=err)
+    s = time_cuda(lambda: None)
+    assert (s.clock, s.median) == ("cuda_event", 10e-6)
+    assert s.note == (
+        "CUDA-graph capture failed (RuntimeError: operation not permitted when stream is "
+        "capturing): plain timing"
+    )
+    assert s.as_dict()["note"] == s.note
+
+
+def test_nvidia_smi_parsing():
+    from attnbench.measure.gpu_state import gpu_state, parse_smi
+
+    assert parse_smi("1980, 45\n") == {"sm_clock_mhz": 1980, "temperature_c": 45,
+                                       "source": "nvidia-smi"}  # fmt: skip
+    assert parse_smi("[N/A], 45") is None and parse_smi("") is None
+    assert gpu_state(CPU) is None  # nothing GPU-ish on the CPU
+
+
+def _tiny_case():
+    return prepare("eager", Workload(1, 2, 2, 32, 32, 16, dtype="fp32"), CPU)
+
+
+def test_measure_case_records_gpu_state_and_checks_rates(monkeypatch):
+    import attnbench.sweep as sweep_mod
+    from attnbench.measure.rates import Rates
+
+    readings = iter([{"sm_clock_mhz": 1980, "temperature_c": 40, "source": "fake"},
+                     {"sm_clock_mhz": 1755, "temperature_c": 61, "source": "fake"}])  # fmt: skip
+    monkeypatch.setattr(sweep_mod, "gpu_state", lambda device: next(readings))
+    monkeypatch.setattr(sweep_mod, "device_name", lambda device: "NVIDIA H100 80GB HBM3")
+    rec = sweep_mod.measure_case(_tiny_case(), errors=False)
+    assert rec.ok and rec.extra["gpu_state"]["start"]["sm_clock_mhz"] == 1980
+    assert rec.extra["gpu_state"]["end"]["temperature_c"] == 61
+    assert "plausibility" not in rec.extra  # a known card, rates below its peak
+    # a rate above the H100's bf16/fp32 peak: the record fails, with the reason, no figure
+    monkeypatch.setattr(sweep_mod, "gpu_state", lambda device: None)
+    monkeypatch.setattr(sweep_mod, "rates", lambda w, s, mode: Rates(5000.0, 1.0, 1.0))
+    bad = sweep_mod.measure_case(_tiny_case(), errors=False)
+    assert not bad.ok and bad.time is None and bad.tflops is None
+    assert bad.reason.startswith("implausible rate, not published: 5000.0 TFLOP/s exceeds")
+    assert bad.extra["rejected_median_seconds"] > 0
+    # an unknown card: measured, with a note that nothing was checked
+    monkeypatch.setattr(sweep_mod, "device_name", lambda device: "Mystery GPU")
+    unknown = sweep_mod.measure_case(_tiny_case(), errors=False)
+    assert unknown.ok and "rates not checked" in unknown.extra["plausibility"]
+    # the CPU: no name, nothing checked, no note
+    monkeypatch.setattr(sweep_mod, "device_name", lambda device: None)
+    cpu = sweep_mod.measure_case(_tiny_case(), errors=False)
+    assert cpu.ok and "plausibility" not in cpu.extra and "gpu_state" not in cpu.extra
+
+
+def test_system_lists_backend_packages():
+    from attnbench.system import OPTIONAL_PACKAGES
+
+    for pkg in ("flash-attn", "flash-attn-4", "xformers", "triton", "nvidia-ml-py"):
+        assert pkg in OPTIONAL_PACKAGES
