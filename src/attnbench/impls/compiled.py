@@ -85,7 +85,7 @@ def compiled_sdpa(
 
 
 class _Compiled(Implementation):
-    family = "compiled"
+    family = "pytorch"
     mask_features = ALL_MASKS
     dtypes = {"cpu": ALL_DTYPES, "cuda": ALL_DTYPES}
     compiles = True  # first call compiles: tests keep its CPU coverage small
