@@ -17,7 +17,7 @@ from attnbench.impls.eager import Eager
 
 from .conftest import CPU
 
-FAMILIES = {"reference", "pytorch", "sdpa", "in-house"}
+FAMILIES = {"reference", "pytorch", "sdpa", "in-house", "flash-attn", "xformers"}
 
 
 @pytest.mark.parametrize("name", impl_names())

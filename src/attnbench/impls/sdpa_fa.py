@@ -133,12 +133,13 @@ class _SdpaFa(_Sdpa):
 
     def bind(self, workload, device):
         self._activate()
-        inner = super().bind(workload, device)
+        plain = super().forward  # SDPA itself: no activation around each call
+        causal, scale = workload.causal, workload.scale
         activate, call = self._activate, self._call
 
         def attention(q, k, v):
             activate()  # a no-op unless another case restored the default meanwhile
-            return call(lambda: inner(q, k, v))
+            return call(lambda: plain(q, k, v, causal=causal, scale=scale))
 
         weakref.finalize(attention, _restore, self.impl)
         return attention
