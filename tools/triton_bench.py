@@ -1,0 +1,327 @@
+"""The in-house Triton kernels against their peers on one GPU, in one run, with the floors.
+
+    python tools/triton_bench.py            # about 5 minutes on an H100
+    python tools/triton_bench.py --no-tune  # skip the configuration search
+
+Measures, through attnbench's own path (``attnbench.sweep.sweep``: CUDA events, L2 flushed):
+
+- forward and forward+backward, bf16, B=4, H=32, D=128, S = 4096/8192/16384, causal and full:
+  ``triton-flash`` against ``sdpa-flash`` (FlashAttention-2), ``sdpa-cudnn`` and ``fa4``;
+  the backward's own rate is derived as backward FLOPs / (t(fwd+bwd) - t(fwd));
+- decode, bf16, B=8, 32 query / 8 KV heads, D=128, KV 16384/65536: ``triton-decode`` against the
+  same peers, as bandwidth on the bytes of K and V;
+- the floors: a bf16 matmul rate (8192^3) and a device copy bandwidth (2 GiB, read + write),
+  both timed with ``attnbench.measure.timing.time_call``; each workload's FLOPs / matmul rate
+  and bytes / copy bandwidth;
+- peak GPU memory of ``triton-flash``'s forward against inputs + output + LSE;
+- (unless ``--no-tune``) a few alternative tile configurations of the forward, the backward
+  and the decode split count, to choose the table in ``attnbench/kernels/configs.py``.
+
+Prints one table per part and writes everything as JSON to ``$OUT/triton_bench.json`` (or
+``--json PATH``). Numbers go to ``docs/triton-tuning.md`` with the machine and this command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from attnbench import Workload, impl_names
+from attnbench.measure.timing import time_call
+from attnbench.sweep import Record, sweep
+
+PEERS = ("sdpa-flash", "sdpa-cudnn", "fa4")
+SEQS = (4096, 8192, 16384)
+DECODE_KV = (16384, 65536)
+TUNE_BUDGET_S = 150.0  # the configuration search stops starting new candidates after this
+
+
+def prefill(seq: int, causal: bool, scenario: str = "prefill") -> Workload:
+    return Workload(4, 32, 32, seq, seq, 128, causal=causal, dtype="bf16", scenario=scenario)
+
+
+def decode_workload(kv: int) -> Workload:
+    return Workload(8, 32, 8, 1, kv, 128, causal=False, dtype="bf16", scenario="decode")
+
+
+# -- floors --------------------------------------------------------------------------------
+def matmul_rate(device: torch.device) -> float:
+    """bf16 TFLOP/s of an 8192^3 matmul."""
+    n = 8192
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    stats = time_call(lambda: a @ b, device)
+    return 2 * n**3 / stats.median / 1e12
+
+
+def copy_bandwidth(device: torch.device) -> float:
+    """TB/s of a 2 GiB device-to-device copy, counting the bytes read and written."""
+    n = 2 * 1024**3
+    src = torch.empty(n, dtype=torch.uint8, device=device).fill_(1)
+    dst = torch.empty_like(src)
+    stats = time_call(lambda: dst.copy_(src), device)
+    return 2 * n / stats.median / 1e12
+
+
+# -- peers ---------------------------------------------------------------------------------
+def peers() -> list[str]:
+    known = set(impl_names())
+    return [p for p in PEERS if p in known]
+
+
+def fa4_direct(workloads: list[Workload], mode: str, device: torch.device) -> list[Record]:
+    """flash-attn-4 called directly when attnbench has no ``fa4`` implementation."""
+    try:
+        from flash_attn.cute import flash_attn_func
+    except Exception as exc:  # not installed, or a broken build
+        return [
+            Record("fa4", w.name, mode, "cuda", reason=f"flash_attn.cute: {exc}") for w in workloads
+        ]
+    from attnbench.inputs import make_inputs
+    from attnbench.measure.rates import rates
+
+    out = []
+    for w in workloads:
+        i = make_inputs(w, device)
+        q, k, v = (t.transpose(1, 2) for t in (i.q, i.k, i.v))  # (B, S, H, D)
+
+        def step(q=q, k=k, v=v, w=w, grad_out=i.grad_out):
+            o = flash_attn_func(q, k, v, causal=w.causal)
+            o = o[0] if isinstance(o, tuple) else o
+            if mode == "forward":
+                return o
+            return torch.autograd.grad(o, (q, k, v), grad_out.transpose(1, 2))
+
+        try:
+            with torch.set_grad_enabled(mode != "forward"):
+                stats = time_call(step, device)
+            r = rates(w, stats.median, mode)
+            out.append(
+                Record("fa4", w.name, mode, "cuda", time=stats, tflops=r.tflops, gbps=r.gbps)
+            )
+        except Exception as exc:
+            out.append(Record("fa4", w.name, mode, "cuda", reason=f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+def measure(impls: list[str], workloads: list[Workload], mode: str, device) -> list[Record]:
+    records = sweep(impls, workloads, mode, device, baseline=None, errors=True)
+    if "fa4" not in impl_names():
+        records += fa4_direct(workloads, mode, device)
+    return records
+
+
+# -- configuration search ------------------------------------------------------------------
+def tune(device: torch.device, deadline: float) -> list[dict]:
+    from attnbench.kernels import triton_decode, triton_flash
+    from attnbench.kernels.configs import BwdConfig, DecodeConfig, FwdConfig
+
+    rows: list[dict] = []
+
+    def timed(label: str, workload: Workload, mode: str, cfg, fn) -> None:
+        if time.perf_counter() > deadline:
+            rows.append({"what": label, "workload": workload.name, "config": cfg.as_dict(),
+                         "skipped": "over the time budget"})  # fmt: skip
+            return
+        try:
+            fn()  # compile
+            stats = time_call(fn, device)
+            flops = workload.forward_flops if mode == "forward" else workload.flops
+            rows.append({
+                "what": label, "workload": workload.name, "config": cfg.as_dict(),
+                "ms": stats.median * 1e3, "tflops": flops / stats.median / 1e12,
+                "gbps_kv": workload.kv_bytes / stats.median / 1e9,
+            })  # fmt: skip
+        except Exception as exc:  # e.g. out of shared memory for a large tile
+            rows.append({"what": label, "workload": workload.name, "config": cfg.as_dict(),
+                         "error": f"{type(exc).__name__}: {str(exc)[:200]}"})  # fmt: skip
+
+    fwd_candidates = [
+        FwdConfig(128, 64, 8, 3),
+        FwdConfig(128, 128, 8, 3),
+        FwdConfig(128, 128, 8, 2),
+        FwdConfig(128, 64, 4, 3),
+        FwdConfig(128, 64, 8, 4),
+        FwdConfig(64, 64, 4, 3),
+        FwdConfig(128, 32, 4, 4),
+    ]
+    for causal in (False, True):
+        w = prefill(4096, causal)
+        gen = torch.Generator(device).manual_seed(0)
+        q, k, v = (torch.randn(4, 32, 4096, 128, device=device, dtype=torch.bfloat16,
+                               generator=gen) for _ in range(3))  # fmt: skip
+        for cfg in fwd_candidates:
+
+            def fwd(cfg=cfg, causal=causal, q=q, k=k, v=v):
+                with torch.no_grad():
+                    return triton_flash.attention(q, k, v, causal=causal, fwd_cfg=cfg)
+
+            timed("fwd", w, "forward", cfg, fwd)
+        del q, k, v
+
+    bwd_candidates = [
+        BwdConfig(64, 128, 128, 64, 8, 2),
+        BwdConfig(64, 128, 128, 64, 8, 3),
+        BwdConfig(32, 128, 128, 32, 4, 3),
+        BwdConfig(64, 64, 64, 64, 4, 3),
+        BwdConfig(128, 128, 128, 128, 8, 2),
+    ]
+    w = prefill(4096, True, "train")
+    gen = torch.Generator(device).manual_seed(0)
+    leaves = [torch.randn(4, 32, 4096, 128, device=device, dtype=torch.bfloat16, generator=gen)
+              .requires_grad_() for _ in range(3)]  # fmt: skip
+    grad_out = torch.randn_like(leaves[0])
+    for cfg in bwd_candidates:
+
+        def fwd_bwd(cfg=cfg, leaves=leaves, grad_out=grad_out):
+            o = triton_flash.attention(*leaves, causal=True, bwd_cfg=cfg)
+            return torch.autograd.grad(o, leaves, grad_out)
+
+        timed("fwd+bwd", w, "forward_backward", cfg, fwd_bwd)
+
+    for kv in DECODE_KV:
+        w = decode_workload(kv)
+        gen = torch.Generator(device).manual_seed(0)
+        q = torch.randn(8, 32, 1, 128, device=device, dtype=torch.bfloat16, generator=gen)
+        k, v = (torch.randn(8, 8, kv, 128, device=device, dtype=torch.bfloat16, generator=gen)
+                for _ in range(2))  # fmt: skip
+        for block_n, warps, stages in ((64, 4, 3), (128, 4, 2), (64, 8, 4)):
+            for splits in (4, 8, 16, 32, 64):
+                cfg = DecodeConfig(block_n, splits, warps, stages)
+
+                def step(cfg=cfg, q=q, k=k, v=v):
+                    return triton_decode.decode(q, k, v, cfg=cfg)
+
+                timed("decode", w, "forward", cfg, step)
+        del q, k, v
+    return rows
+
+
+# -- report --------------------------------------------------------------------------------
+def _table(rows: list[list], headers: list[str]) -> str:
+    try:
+        from tabulate import tabulate
+
+        return tabulate(rows, headers=headers, floatfmt=".4g")
+    except ImportError:
+        lines = ["  ".join(headers)] + ["  ".join(str(c) for c in r) for r in rows]
+        return "\n".join(lines)
+
+
+def _io_bytes(w: Workload) -> int:
+    """Inputs + output + the float32 LSE: what a forward must hold."""
+    return w.forward_bytes + 4 * w.batch * w.q_heads * w.q_len
+
+
+def report(result: dict) -> str:
+    mm, bw = result["matmul_tflops"], result["copy_tbps"]
+    out = [f"device: {result['device']}; bf16 matmul {mm:.1f} TFLOP/s; copy {bw:.3f} TB/s"]
+    workloads = {w.name: w for w in _all_workloads()}
+    fwd_time = {(r["impl"], r["workload"].replace("/train/", "/prefill/")): r["time"]["median"]
+                for r in result["records"] if r["mode"] == "forward" and r["time"]}  # fmt: skip
+    rows = []
+    for r in result["records"]:
+        w = workloads[r["workload"]]
+        if r["reason"]:
+            rows.append([r["workload"], r["mode"], r["impl"], "-", "-", "-", "-", "-", "-",
+                         r["reason"][:70]])  # fmt: skip
+            continue
+        t = r["time"]["median"]
+        flops = w.forward_flops if r["mode"] == "forward" else w.flops
+        floor_t = max(flops / (mm * 1e12), (w.kv_bytes if w.q_len == 1 else w.bytes) / (bw * 1e12))
+        bwd = "-"
+        t_fwd = fwd_time.get((r["impl"], r["workload"].replace("/train/", "/prefill/")))
+        if r["mode"] == "forward_backward" and t_fwd and t > t_fwd:
+            bwd = f"{w.backward_flops / (t - t_fwd) / 1e12:.0f}"
+        kv_tbps = f"{w.kv_bytes / t / 1e12:.2f}" if w.q_len == 1 else "-"
+        peak = r.get("gpu_peak_allocated")
+        mem = f"{peak / _io_bytes(w):.2f}" if peak and r["mode"] == "forward" else "-"
+        cfg = (r.get("extra") or {}).get("config")
+        cfg_s = ",".join(str(v) for k, v in cfg.items() if k != "kernel") if cfg else ""
+        rate, ratio = f"{r['tflops']:.0f}", f"{floor_t / t:.2f}"
+        rows.append([r["workload"], r["mode"], r["impl"], f"{t * 1e3:.3f}", rate, bwd, kv_tbps,
+                     ratio, mem, cfg_s])  # fmt: skip
+    out.append(_table(rows, ["workload", "mode", "impl", "ms", "TFLOP/s", "bwd TFLOP/s",
+                             "KV TB/s", "floor/t", "peak/io", "config"]))  # fmt: skip
+    if result.get("tuning"):
+        trows = [[t["what"], t["workload"], ",".join(str(v) for k, v in t["config"].items()
+                  if k != "kernel"), f"{t['ms']:.3f}" if "ms" in t else "-",
+                  f"{t['tflops']:.0f}" if "ms" in t else "-",
+                  f"{t['gbps_kv'] / 1e3:.2f}" if "ms" in t and t["what"] == "decode" else "-",
+                  t.get("error", t.get("skipped", ""))[:60]] for t in result["tuning"]]  # fmt: skip
+        out.append("\nconfiguration search (fwd: block_m,block_n,warps,stages; bwd: m1,n1,m2,n2,"
+                   "warps,stages; decode: block_n,splits,warps,stages)")  # fmt: skip
+        out.append(
+            _table(trows, ["what", "workload", "config", "ms", "TFLOP/s", "KV TB/s", "note"])
+        )
+    return "\n".join(out)
+
+
+def _all_workloads() -> list[Workload]:
+    return (
+        [prefill(s, c) for s in SEQS for c in (False, True)]
+        + [prefill(s, c, "train") for s in SEQS for c in (False, True)]
+        + [decode_workload(kv) for kv in DECODE_KV]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--no-tune", action="store_true", help="skip the configuration search")
+    parser.add_argument("--json", type=Path, help="where to write the JSON (default $OUT/...)")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("triton_bench: needs a CUDA device", file=sys.stderr)
+        return 2
+    device = torch.device("cuda")
+    start = time.perf_counter()
+    result: dict = {"device": torch.cuda.get_device_name(device), "torch": torch.__version__}
+    try:
+        import triton
+
+        result["triton"] = triton.__version__
+    except ImportError:
+        result["triton"] = None
+    result["matmul_tflops"] = matmul_rate(device)
+    result["copy_tbps"] = copy_bandwidth(device)
+    torch.cuda.empty_cache()
+    print(f"floors measured ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+
+    others = peers()
+    records: list[Record] = []
+    fwd = [prefill(s, c) for s in SEQS for c in (False, True)]
+    records += measure(["triton-flash", *others], fwd, "forward", device)
+    print(f"forward done ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+    train = [prefill(s, c, "train") for s in SEQS for c in (False, True)]
+    records += measure(["triton-flash", *others], train, "forward_backward", device)
+    print(f"forward+backward done ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+    dec = [decode_workload(kv) for kv in DECODE_KV]
+    kvcache = ["fa2-kvcache"] if "fa2-kvcache" in impl_names() else []
+    records += measure(["triton-decode", *others, *kvcache], dec, "forward", device)
+    print(f"decode done ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+    result["records"] = [r.as_dict() for r in records]
+    if not args.no_tune:
+        torch.cuda.empty_cache()
+        result["tuning"] = tune(device, time.perf_counter() + TUNE_BUDGET_S)
+    result["seconds"] = time.perf_counter() - start
+
+    print(report(result))
+    target = args.json or (
+        Path(os.environ["OUT"]) / "triton_bench.json" if "OUT" in os.environ else None
+    )
+    if target:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(result, indent=1, default=str))
+        print(f"JSON: {target}", file=sys.stderr)
+    print(f"total {result['seconds']:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
