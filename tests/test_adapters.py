@@ -239,6 +239,14 @@ def test_broken_extension_is_quoted(monkeypatch, tmp_path):
     monkeypatch.delitem(sys.modules, "flash_attn", raising=False)
 
 
+def test_bare_flash_attn_package_is_not_fa2(monkeypatch):
+    fake_module(monkeypatch, "flash_attn")  # what flash-attn-4 alone leaves: flash_attn.cute
+    assert get_impl("fa2").availability() == (
+        "module flash_attn imports but has no flash_attn_func: flash-attn is not installed "
+        "(another package provides the module)"
+    )
+
+
 def test_capability_reason(monkeypatch):
     dev = torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (8, 0))

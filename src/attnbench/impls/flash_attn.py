@@ -41,8 +41,17 @@ class _FlashAttn(Implementation):
     capability: ClassVar[tuple[tuple[int, ...], str]] = ((8, 9, 10, 11, 12), "sm_80 or newer")
     no_window_value: ClassVar[object] = (-1, -1)
 
+    #: the entry point that must exist (flash-attn-4 alone makes ``flash_attn`` a bare package)
+    entry: ClassVar[str] = "flash_attn_func"
+
     def availability(self) -> str | None:
-        return load(self.module, self.distribution)[1]
+        mod, reason = load(self.module, self.distribution)
+        if mod is not None and not hasattr(mod, self.entry):
+            return (
+                f"module {self.module} imports but has no {self.entry}: {self.distribution} "
+                "is not installed (another package provides the module)"
+            )
+        return reason
 
     def _mod(self) -> ModuleType:
         mod, reason = load(self.module, self.distribution)
@@ -124,6 +133,7 @@ class FlashAttn2KVCache(_FlashAttn):
     supports_v_head_dim = False
     supports_backward = False
     mask_features = frozenset({"window", "alibi"})
+    entry = "flash_attn_with_kvcache"
 
     def extra_reasons(self, workload, device):
         reasons = super().extra_reasons(workload, device)
