@@ -344,3 +344,84 @@ def test_shards_are_the_suite_classes(tmp_path):
         r"^attn\.Hang\.",
     ]
     assert bench.discover_shards(ROOT / "benchmarks")  # the project's own suite has classes
+
+
+# -- the results branch -------------------------------------------------------------------------
+def test_results_branch_round_trip(tmp_path):
+    """save starts the branch, adds to it on the next save; restore merges it into results/."""
+    sys.path.insert(0, str(CI))
+    import results_branch as rb
+
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    first, second = tmp_path / "first", tmp_path / "second"
+    (first / "gpu-a").mkdir(parents=True)
+    (first / "gpu-a" / "machine.json").write_text('{"machine": "gpu-a"}')
+    (first / "gpu-a" / "aaaaaaaa-env.json").write_text("{}")
+    assert rb.save(first, tmp_path / "wt1", "asv-results", str(remote), "gpu-a results")
+    assert not rb.save(first, tmp_path / "wt1", "asv-results", str(remote), "again")  # no change
+
+    (second / "gpu-b").mkdir(parents=True)  # another runner, from a fresh checkout of the branch
+    (second / "gpu-b" / "bbbbbbbb-env.json").write_text("{}")
+    wt2 = tmp_path / "wt2"
+    clone = ["git", "clone", "-q", "-b", "asv-results", str(remote)]
+    subprocess.run([*clone, str(wt2)], check=True)
+    assert rb.save(second, wt2, "asv-results", str(remote), "gpu-b results")
+
+    checkout = tmp_path / "checkout"
+    subprocess.run([*clone, str(checkout)], check=True)
+    results = tmp_path / "results"
+    (results / "cpu").mkdir(parents=True)
+    (results / "cpu" / "cccccccc-env.json").write_text("{}")
+    assert rb.copy_results(checkout, results) == 3
+    found = sorted(str(p.relative_to(results)) for p in results.rglob("*.json"))
+    assert found == [
+        "cpu/cccccccc-env.json",
+        "gpu-a/aaaaaaaa-env.json",
+        "gpu-a/machine.json",
+        "gpu-b/bbbbbbbb-env.json",
+    ]
+    log = subprocess.check_output(["git", "-C", str(checkout), "log", "--format=%s"], text=True)
+    assert log.split("\n")[:2] == ["gpu-b results", "gpu-a results"]
+
+
+# -- the workflows ------------------------------------------------------------------------------
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+
+
+def _tool(name: str) -> str | None:
+    here = Path(sys.executable).parent / name
+    return str(here) if here.exists() else shutil.which(name)
+
+
+@pytest.mark.parametrize("tool", ["actionlint", "zizmor"])
+def test_workflows_pass_the_linters(tool):
+    exe = _tool(tool)
+    if exe is None:
+        pytest.skip(f"{tool} is not installed (pip install {tool}-py / {tool}; CI runs it)")
+    cmd = [exe] if tool == "actionlint" else [exe, "--offline", str(ROOT / ".github/workflows")]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_workflows_pin_actions_and_gate_the_gpu_runner():
+    """Every action at a full commit hash; no pull_request_target; PR code reaches the GPU
+    runner only through a job that requires the maintainer's label."""
+    import re
+
+    import yaml
+
+    assert WORKFLOWS, "no workflows"
+    for path in WORKFLOWS:
+        text = path.read_text()
+        for ref in re.findall(r"uses:\s*(\S+)", text):
+            assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), (path.name, ref)
+        flow = yaml.safe_load(text)
+        triggers = flow.get(True, flow.get("on"))  # YAML 1.1 reads the key `on` as True
+        assert "pull_request_target" not in triggers, path.name
+        assert flow.get("permissions") == {}, f"{path.name}: top-level permissions: {{}}"
+        for name, job in flow["jobs"].items():
+            assert "permissions" in job, (path.name, name)
+            if "pull_request" in triggers and "self-hosted" in str(job["runs-on"]):
+                assert "run-benchmarks" in job["if"], (path.name, name)
+                assert triggers["pull_request"]["types"] == ["labeled"], path.name
