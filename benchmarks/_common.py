@@ -2,7 +2,8 @@
 
 ``ATTNBENCH_SET`` picks the workloads (comma-separated sets, names or globs); by default the
 ``gpu`` set where CUDA is visible, else ``quick``. ``ATTNBENCH_IMPLS`` likewise picks
-implementations (default: every benchmarked one; those that cannot run here skip with a reason).
+implementations (default: every benchmarked one, less those that compile when there is no GPU;
+those that cannot run here skip with a reason).
 
 Two kinds of classes, so that asv's process per (benchmark, parameters) stays cheap:
 - ``_Timed``: ``time_*``/``peakmem_*``, asv's own clock and RSS around a prepared case;
@@ -45,9 +46,14 @@ def _from_env(var: str, default: list[str]) -> list[str]:
 ALL_WORKLOADS = select_workloads(_from_env("ATTNBENCH_SET", ["gpu" if HAS_CUDA else "quick"]))
 WORKLOADS = [w.name for w in ALL_WORKLOADS]
 TRAIN_WORKLOADS = [w.name for w in ALL_WORKLOADS if w.has_backward]
-IMPLS = [
-    i.name for i in select_impls(_from_env("ATTNBENCH_IMPLS", impl_names(benchmarked_only=True)))
+# without a GPU, compiling implementations (flex, *-compiled) are left out unless named: each
+# asv process would compile every shape again on the CPU (seconds to tens of seconds each)
+_DEFAULT_IMPLS = [
+    i.name
+    for i in select_impls(impl_names(benchmarked_only=True))
+    if HAS_CUDA or not getattr(i, "compiles", False)
 ]
+IMPLS = [i.name for i in select_impls(_from_env("ATTNBENCH_IMPLS", _DEFAULT_IMPLS))]
 BASELINE = "eager"
 PARAM_NAMES = ["implementation", "workload"]
 

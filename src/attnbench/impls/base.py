@@ -45,6 +45,8 @@ class Implementation:
     mask_features: ClassVar[frozenset[str]] = frozenset()
     #: optional Python modules this implementation needs (checked without importing)
     requires: ClassVar[tuple[str, ...]] = ()
+    #: True when the first call compiles (torch.compile, Inductor): seconds per shape on a CPU
+    compiles: ClassVar[bool] = False
     #: False for implementations that are not contenders (the float64 reference)
     benchmarked: ClassVar[bool] = True
 
