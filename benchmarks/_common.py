@@ -159,7 +159,8 @@ class _Swept:
             skip("no kernel configuration in this record")
         top = cfg.get("block_m", cfg.get("splits", 0))  # decode: the split count
         warps, stages = cfg.get("num_warps", 0), cfg.get("num_stages", 0)
-        return top * 1e6 + cfg["block_n"] * 1e3 + warps * 10 + stages
+        tma = 1e9 if cfg.get("tma") else 0  # loads through tensor descriptors
+        return tma + top * 1e6 + cfg["block_n"] * 1e3 + warps * 10 + stages
 
     _label(track_seconds, "median time (CUDA events, L2 flushed / CPU clock)", "seconds")
     _label(track_tflops, "TFLOP/s (higher is better)", "TFLOP/s")

@@ -115,8 +115,11 @@ FWD_CASES = [
 
 
 @needs_interpreter
+@pytest.mark.parametrize("tma", [False, True], ids=["pointers", "descriptors"])
 @pytest.mark.parametrize("case", FWD_CASES, ids=lambda c: "-".join(map(str, c)))
-def test_forward_and_lse_match_reference(kernels, case, seed):
+def test_forward_and_lse_match_reference(kernels, case, tma, seed):
+    """Both load paths: plain pointers, and tensor descriptors (TMA on the GPU) whose tiles
+    run past a head's rows into the next head's (masked) or past the end (zero-filled)."""
     flash, _ = kernels
     b, hq, hkv, sq, skv, d, dv, causal, dtype = case
     gen = torch.Generator().manual_seed(seed)
@@ -124,8 +127,10 @@ def test_forward_and_lse_match_reference(kernels, case, seed):
     q, k = _randn(gen, b, hq, sq, d, dtype=dt), _randn(gen, b, hkv, skv, d, dtype=dt)
     v = _randn(gen, b, hkv, skv, dv, dtype=dt)
     scale = d**-0.5
+    cfg = FwdConfig(16, 16, 1, 1, tma=tma)
+    assert flash._descriptors_apply(cfg, q, k, v) == tma
     out, lse = flash.attention_with_lse(
-        q, k, v, causal=causal, scale=scale, fwd_cfg=SMALL_FWD, bwd_cfg=SMALL_BWD
+        q, k, v, causal=causal, scale=scale, fwd_cfg=cfg, bwd_cfg=SMALL_BWD
     )
     assert out.shape == (b, hq, sq, dv) and out.dtype == dt
     assert lse.shape == (b, hq, sq) and lse.dtype == torch.float32

@@ -150,6 +150,9 @@ def tune(device: torch.device, deadline: float) -> list[dict]:
         FwdConfig(128, 64, 8, 4),
         FwdConfig(64, 64, 4, 3),
         FwdConfig(128, 32, 4, 4),
+        FwdConfig(128, 64, 8, 3, tma=True),
+        FwdConfig(128, 128, 8, 3, tma=True),
+        FwdConfig(128, 128, 8, 2, tma=True),
     ]
     for causal in (False, True):
         w = prefill(4096, causal)

@@ -9,6 +9,7 @@ without CUDA or triton. Run: ``pytest tests/gpu -q``.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 
@@ -114,6 +115,22 @@ def test_forward_and_lse(kernels, shape, dtype, seed):
     ref, ref_lse = _reference(q, k, v, causal, scale)
     _check("out", out, ref, dtype, peer=_fa2(q, k, v, causal, scale))
     _check("lse", lse, ref_lse, "fp32")
+
+
+@pytest.mark.parametrize("shape", FWD, ids=lambda s: "-".join(map(str, s)))
+def test_forward_through_tensor_descriptors(kernels, shape, seed):
+    """The TMA load path (FwdConfig.tma) gives the same answers as the reference."""
+    from attnbench.kernels.configs import fwd_config
+
+    flash, _ = kernels
+    b, hq, hkv, sq, skv, d, causal = shape
+    q, k, v = _inputs(seed, b, hq, hkv, sq, skv, d, torch.bfloat16)
+    cfg = dataclasses.replace(fwd_config(d, "cuda"), tma=True)
+    assert flash._descriptors_apply(cfg, q, k, v)
+    out, lse = flash.attention_with_lse(q, k, v, causal=causal, scale=d**-0.5, fwd_cfg=cfg)
+    ref, ref_lse = _reference(q, k, v, causal, d**-0.5)
+    _check("out (descriptors)", out, ref, "bf16")
+    _check("lse (descriptors)", lse, ref_lse, "fp32")
 
 
 BWD = [

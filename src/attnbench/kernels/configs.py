@@ -26,6 +26,7 @@ class FwdConfig:
     block_n: int
     num_warps: int = 8
     num_stages: int = 3
+    tma: bool = False  # load Q/K/V through tensor descriptors (TMA) where the inputs allow
 
     def as_dict(self) -> dict:
         return {"kernel": "fwd", **asdict(self)}

@@ -54,15 +54,21 @@ def _fwd_tiles(
     seq_kv,
     diag,
     qk_scale,
+    kv_row0,
     MASKED: tl.constexpr,
     CAUSAL: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    USE_DESC: tl.constexpr,
 ):
-    """Online softmax over the key tiles [start, stop); MASKED tiles check bounds/diagonal."""
+    """Online softmax over the key tiles [start, stop); MASKED tiles check bounds/diagonal.
+    USE_DESC: ``k_ptrs``/``v_ptrs`` are tensor descriptors (TMA) over (rows, dim), the head's
+    keys starting at row ``kv_row0``; rows past ``seq_kv`` are masked out of the scores."""
     for start_n in range(start, stop, BLOCK_N):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         cols = start_n + offs_n
-        if MASKED:
+        if USE_DESC:
+            k = k_ptrs.load([kv_row0 + start_n, 0])
+        elif MASKED:
             k = tl.load(k_ptrs + start_n * stride_kn, mask=cols[:, None] < seq_kv, other=0.0)
         else:
             k = tl.load(k_ptrs + start_n * stride_kn)
@@ -77,7 +83,9 @@ def _fwd_tiles(
         alpha = tl.exp2(m_i - m_new)
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
-        if MASKED:
+        if USE_DESC:
+            v = v_ptrs.load([kv_row0 + start_n, 0])
+        elif MASKED:
             v = tl.load(v_ptrs + start_n * stride_vn, mask=cols[:, None] < seq_kv, other=0.0)
         else:
             v = tl.load(v_ptrs + start_n * stride_vn)
@@ -115,6 +123,7 @@ def _fwd_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     CAUSAL: tl.constexpr,
+    USE_DESC: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     if CAUSAL:  # the longest blocks (bottom rows) first: better load balance at the end
@@ -129,10 +138,17 @@ def _fwd_kernel(
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
     offs_dv = tl.arange(0, V_DIM)
-    q_ptrs = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qm + offs_d[None, :]
-    k_ptrs = K + b * stride_kb + hk * stride_kh + offs_n[:, None] * stride_kn + offs_d[None, :]
-    v_ptrs = V + b * stride_vb + hk * stride_vh + offs_n[:, None] * stride_vn + offs_dv[None, :]
-    q = tl.load(q_ptrs, mask=offs_m[:, None] < seq_q, other=0.0)
+    if USE_DESC:  # Q, K, V are descriptors over contiguous (B * heads * seq, dim) views
+        q = Q.load([pid_bh * seq_q + pid_m * BLOCK_M, 0])  # rows past seq_q: never stored
+        k_src = K
+        v_src = V
+        kv_row0 = ((b * (q_heads // group) + hk) * seq_kv).to(tl.int32)
+    else:
+        q_ptrs = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qm + offs_d[None, :]
+        q = tl.load(q_ptrs, mask=offs_m[:, None] < seq_q, other=0.0)
+        k_src = K + b * stride_kb + hk * stride_kh + offs_n[:, None] * stride_kn + offs_d[None, :]
+        v_src = V + b * stride_vb + hk * stride_vh + offs_n[:, None] * stride_vn + offs_dv[None, :]
+        kv_row0 = 0
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -147,12 +163,12 @@ def _fwd_kernel(
         stop = seq_kv
     full_stop = (full_stop // BLOCK_N) * BLOCK_N
     acc, l_i, m_i = _fwd_tiles(
-        acc, l_i, m_i, q, k_ptrs, v_ptrs, stride_kn, stride_vn, 0, full_stop,
-        offs_m, offs_n, seq_kv, diag, qk_scale, False, CAUSAL, BLOCK_N,
+        acc, l_i, m_i, q, k_src, v_src, stride_kn, stride_vn, 0, full_stop,
+        offs_m, offs_n, seq_kv, diag, qk_scale, kv_row0, False, CAUSAL, BLOCK_N, USE_DESC,
     )  # fmt: skip
     acc, l_i, m_i = _fwd_tiles(
-        acc, l_i, m_i, q, k_ptrs, v_ptrs, stride_kn, stride_vn, full_stop, stop,
-        offs_m, offs_n, seq_kv, diag, qk_scale, True, CAUSAL, BLOCK_N,
+        acc, l_i, m_i, q, k_src, v_src, stride_kn, stride_vn, full_stop, stop,
+        offs_m, offs_n, seq_kv, diag, qk_scale, kv_row0, True, CAUSAL, BLOCK_N, USE_DESC,
     )  # fmt: skip
 
     acc = acc / l_i[:, None]
@@ -505,17 +521,43 @@ def _forward(q, k, v, causal: bool, scale: float, cfg: FwdConfig):
     o = torch.empty((b, hq, sq, dv), device=q.device, dtype=q.dtype)
     lse = torch.empty((b, hq, sq), device=q.device, dtype=torch.float32)
     grid = (triton.cdiv(sq, cfg.block_m), b * hq)
+    use_desc = _descriptors_apply(cfg, q, k, v)
+    src = _descriptors(q, k, v, cfg) if use_desc else (q, k, v)
     _fwd_kernel[grid](
-        q, k, v, o, lse,
+        *src, o, lse,
         q.stride(0), q.stride(1), q.stride(2),
         k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2),
         o.stride(0), o.stride(1), o.stride(2),
         hq, hq // hkv, sq, skv, scale * LOG2E,
         HEAD_DIM=d, V_DIM=dv, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, CAUSAL=causal,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        USE_DESC=use_desc, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )  # fmt: skip
     return o, lse
+
+
+def _descriptors_apply(cfg: FwdConfig, q, k, v) -> bool:
+    """TMA descriptors when the config asks and the inputs allow: contiguous, 16-byte rows,
+    row indices within int32."""
+    if not cfg.tma or not all(t.is_contiguous() for t in (q, k, v)):
+        return False
+    if q.device.type == "cuda" and torch.cuda.get_device_capability(q.device)[0] < 9:
+        return False  # TMA needs Hopper or newer
+    rows = max(q.numel() // q.shape[-1], k.numel() // k.shape[-1])
+    return rows + cfg.block_m < 2**31 and all(
+        t.shape[-1] * t.element_size() % 16 == 0 for t in (q, v)
+    )
+
+
+def _descriptors(q, k, v, cfg: FwdConfig):
+    """Host-side tensor descriptors over the (B * heads * seq, dim) views of Q, K, V."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    def desc(t: torch.Tensor, rows: int):
+        flat = t.view(-1, t.shape[-1])
+        return TensorDescriptor(flat, list(flat.shape), [t.shape[-1], 1], [rows, t.shape[-1]])
+
+    return desc(q, cfg.block_m), desc(k, cfg.block_n), desc(v, cfg.block_n)
 
 
 def _backward(q, k, v, o, lse, do, causal: bool, scale: float, cfg: BwdConfig):
