@@ -170,6 +170,21 @@ def tune(device: torch.device, deadline: float) -> list[dict]:
             timed("fwd", w, "forward", cfg, fwd)
         del q, k, v
 
+    for kv in DECODE_KV:
+        w = decode_workload(kv)
+        gen = torch.Generator(device).manual_seed(0)
+        q = torch.randn(8, 32, 1, 128, device=device, dtype=torch.bfloat16, generator=gen)
+        k, v = (torch.randn(8, 8, kv, 128, device=device, dtype=torch.bfloat16, generator=gen)
+                for _ in range(2))  # fmt: skip
+        for block_n, warps, stages in ((64, 4, 3), (128, 4, 2), (64, 8, 4)):
+            for splits in (4, 8, 16, 32, 64):
+                cfg = DecodeConfig(block_n, splits, warps, stages)
+
+                def step(cfg=cfg, q=q, k=k, v=v):
+                    return triton_decode.decode(q, k, v, cfg=cfg)
+
+                timed("decode", w, "forward", cfg, step)
+        del q, k, v
     bwd_candidates = [
         BwdConfig(64, 128, 128, 64, 8, 2),
         BwdConfig(64, 128, 128, 64, 8, 3),
@@ -190,21 +205,6 @@ def tune(device: torch.device, deadline: float) -> list[dict]:
 
         timed("fwd+bwd", w, "forward_backward", cfg, fwd_bwd)
 
-    for kv in DECODE_KV:
-        w = decode_workload(kv)
-        gen = torch.Generator(device).manual_seed(0)
-        q = torch.randn(8, 32, 1, 128, device=device, dtype=torch.bfloat16, generator=gen)
-        k, v = (torch.randn(8, 8, kv, 128, device=device, dtype=torch.bfloat16, generator=gen)
-                for _ in range(2))  # fmt: skip
-        for block_n, warps, stages in ((64, 4, 3), (128, 4, 2), (64, 8, 4)):
-            for splits in (4, 8, 16, 32, 64):
-                cfg = DecodeConfig(block_n, splits, warps, stages)
-
-                def step(cfg=cfg, q=q, k=k, v=v):
-                    return triton_decode.decode(q, k, v, cfg=cfg)
-
-                timed("decode", w, "forward", cfg, step)
-        del q, k, v
     return rows
 
 
