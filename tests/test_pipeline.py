@@ -367,22 +367,25 @@ def test_results_branch_round_trip(tmp_path):
     clone = ["git", "clone", "-q", "-b", "asv-results", str(remote)]
     subprocess.run([*clone, str(wt2)], check=True)
     assert rb.save(second, wt2, "asv-results", str(remote), "gpu-b results")
+    (first / "gpu-a" / "dddddddd-env.json").write_text("{}")  # wt1 is behind now: rebased
+    assert rb.save(first, tmp_path / "wt1", "asv-results", str(remote), "gpu-a again")
 
     checkout = tmp_path / "checkout"
     subprocess.run([*clone, str(checkout)], check=True)
     results = tmp_path / "results"
     (results / "cpu").mkdir(parents=True)
     (results / "cpu" / "cccccccc-env.json").write_text("{}")
-    assert rb.copy_results(checkout, results) == 3
+    assert rb.copy_results(checkout, results) == 4
     found = sorted(str(p.relative_to(results)) for p in results.rglob("*.json"))
     assert found == [
         "cpu/cccccccc-env.json",
         "gpu-a/aaaaaaaa-env.json",
+        "gpu-a/dddddddd-env.json",
         "gpu-a/machine.json",
         "gpu-b/bbbbbbbb-env.json",
     ]
     log = subprocess.check_output(["git", "-C", str(checkout), "log", "--format=%s"], text=True)
-    assert log.split("\n")[:2] == ["gpu-b results", "gpu-a results"]
+    assert log.strip().split("\n") == ["gpu-a again", "gpu-b results", "gpu-a results"]
 
 
 # -- the workflows ------------------------------------------------------------------------------

@@ -45,7 +45,9 @@ def _git(worktree: Path, *args: str, env: dict | None = None) -> str:
     return proc.stdout.strip()
 
 
-def save(src: Path, worktree: Path, branch: str, remote: str, message: str) -> bool:
+def save(
+    src: Path, worktree: Path, branch: str, remote: str, message: str, attempts: int = 3
+) -> bool:
     """Commit ``src``'s results onto ``branch`` (a checkout of it in ``worktree``, or a new
     orphan branch there) and push; False when nothing changed. ``RESULTS_AUTH_HEADER``, if
     set, is sent as an HTTP header (the token never lands in a file or an argument)."""
@@ -64,8 +66,19 @@ def save(src: Path, worktree: Path, branch: str, remote: str, message: str) -> b
     if header := env.pop("RESULTS_AUTH_HEADER", ""):
         env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.extraheader")
         env["GIT_CONFIG_VALUE_0"] = header
-    _git(worktree, "push", "-q", remote, f"HEAD:refs/heads/{branch}", env=env)
-    log(f"pushed {copied} result file(s) to {branch}")
+    for attempt in range(1, attempts + 1):
+        try:
+            _git(worktree, "push", "-q", remote, f"HEAD:refs/heads/{branch}", env=env)
+            log(f"pushed {copied} result file(s) to {branch}")
+            return True
+        except PipelineError:
+            if attempt == attempts:
+                raise
+        # another runner pushed first: machines write their own directories, so replaying
+        # this commit on top of theirs never conflicts
+        log(f"push to {branch} rejected (attempt {attempt}): rebasing onto the remote")
+        _git(worktree, "fetch", "-q", remote, branch, env=env)
+        _git(worktree, "rebase", "-q", "FETCH_HEAD")
     return True
 
 
