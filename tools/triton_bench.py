@@ -186,11 +186,11 @@ def tune(device: torch.device, deadline: float) -> list[dict]:
                 timed("decode", w, "forward", cfg, step)
         del q, k, v
     bwd_candidates = [
+        BwdConfig(32, 128, 128, 64, 8, 2),
         BwdConfig(64, 128, 128, 64, 8, 2),
-        BwdConfig(64, 128, 128, 64, 8, 3),
-        BwdConfig(32, 128, 128, 32, 4, 3),
-        BwdConfig(64, 64, 64, 64, 4, 3),
-        BwdConfig(128, 128, 128, 128, 8, 2),
+        BwdConfig(32, 128, 128, 32, 8, 2),
+        BwdConfig(64, 64, 64, 64, 8, 2),
+        BwdConfig(32, 64, 64, 32, 8, 1),
     ]
     w = prefill(4096, True, "train")
     gen = torch.Generator(device).manual_seed(0)
