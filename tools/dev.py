@@ -86,7 +86,8 @@ def bench(args: argparse.Namespace) -> int:
     name = args.machine or machine_name()
     which = ["--new", "--max-commits", str(args.max_commits)] if args.new else []
     which = which or ["--commits", args.commits or recent_commits()]
-    opts = ["--machine", name, *which, "--launch", args.launch]
+    launch = "spawn" if args.launch == "cuda" else args.launch  # 'cuda': asv's default
+    opts = ["--machine", name, *which, "--launch", launch]
     opts += ["--set", args.set] if args.set else []
     opts += ["--shard-timeout", str(args.shard_timeout)] if args.shard_timeout else []
     for shard in args.shard or []:
@@ -124,7 +125,7 @@ def main() -> int:
     b.add_argument("--max-commits", type=int, default=10, help="bound for --new (newest first)")
     b.add_argument("--shard", action="append", help="asv --bench regex per shard (default: class)")
     b.add_argument("--shard-timeout", type=float, help="seconds before a shard is stopped")
-    b.add_argument("--launch", default="forkserver", help="asv launch method (spawn for CUDA)")
+    b.add_argument("--launch", default="forkserver", help="asv launch method ('cuda': spawn)")
     b.add_argument("asv_args", nargs="*", help="extra arguments for asv run (after --)")
     t = sub.add_parser("test", help="run the tests")
     t.add_argument("pytest_args", nargs="*", help="extra arguments for pytest (after --)")
