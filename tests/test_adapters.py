@@ -45,7 +45,9 @@ def fa_math(q, k, v, softmax_scale, causal, window_size=(-1, -1), alibi_slopes=N
     return torch.einsum("bhqk,bkhd->bqhd", s.softmax(-1), vv).to(q.dtype)
 
 
-def fa_varlen_math(q, k, v, cu_q, cu_k, max_q, max_k, **kwargs):
+def fa_varlen_math(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, **kwargs):
+    """flash-attn 2's varlen signature (same parameter names as the real one)."""
+    cu_q, cu_k, max_q, max_k = cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k
     assert q.dim() == 3 and cu_q.dtype == torch.int32 and cu_k.dtype == torch.int32
     lens = (cu_q[1:] - cu_q[:-1]).tolist()
     assert max_q == max(lens) and max_k == max(lens)
@@ -135,7 +137,7 @@ def test_fa2_matches_reference(fa2, calls, shape):
         assert shapes[:3] == ((w.batch * w.q_len, w.q_heads, w.head_dim),
                               (w.batch * w.kv_len, w.kv_heads, w.head_dim),
                               (w.batch * w.kv_len, w.kv_heads, w.dv))  # fmt: skip
-        assert shapes[3] == (w.batch * w.documents + 1,)
+        assert kwargs["cu_seqlens_q"].shape == (w.batch * w.documents + 1,)
     else:  # (B, S, H, D), GQA native: K/V keep Hkv heads
         assert name == "func"
         assert shapes == ((w.batch, w.q_len, w.q_heads, w.head_dim),
@@ -192,8 +194,13 @@ def test_fa4_cute_returns_out_lse(monkeypatch, calls, shape):
     def cute_func(q, k, v, softmax_scale=None, causal=False, window_size=(None, None)):
         return fa_math(q, k, v, softmax_scale, causal, window_size), None
 
-    def cute_varlen(q, k, v, cu_q, cu_k, max_q, max_k, **kw):
-        return fa_varlen_math(q, k, v, cu_q, cu_k, max_q, max_k, **kw), None
+    def cute_varlen(  # flash-attn-4 4.0.0b36: seqused_q/k come before max_seqlen_q/k
+        q, k, v, cu_seqlens_q=None, cu_seqlens_k=None, seqused_q=None, seqused_k=None,
+        max_seqlen_q=None, max_seqlen_k=None, **kw,
+    ):  # fmt: skip
+        assert seqused_q is None and seqused_k is None
+        out = fa_varlen_math(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, **kw)
+        return out, None
 
     fake_module(monkeypatch, "flash_attn.cute", flash_attn_func=calls.wrap("func", cute_func),
                 flash_attn_varlen_func=calls.wrap("varlen", cute_varlen))  # fmt: skip

@@ -87,7 +87,17 @@ class _FlashAttn(Implementation):
             n = max(mask.doc_lens)
 
             def attention_varlen(q, k, v):
-                out = varlen(packed(q), packed(k), packed(v), cu, cu, n, n, **kwargs)
+                # by keyword: FA4's varlen entry point has seqused_q/k where FA2 has max_seqlen_q/k
+                out = varlen(
+                    packed(q),
+                    packed(k),
+                    packed(v),
+                    cu_seqlens_q=cu,
+                    cu_seqlens_k=cu,
+                    max_seqlen_q=n,
+                    max_seqlen_k=n,
+                    **kwargs,
+                )
                 return unpacked(first(out), batch)
 
             return attention_varlen

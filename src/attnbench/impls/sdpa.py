@@ -70,6 +70,11 @@ class SdpaFlash(_Sdpa):
 
     def extra_reasons(self, workload, device):
         reasons = []
+        if device.type == "cuda" and workload.causal and 1 < workload.q_len < workload.kv_len:
+            reasons.append(
+                "causal with 1 < q_len < kv_len needs a bottom-right mask tensor, which the "
+                "pinned FLASH_ATTENTION backend does not take on CUDA"
+            )
         if device.type == "cuda" and max(workload.head_dim, workload.dv) > 256:
             reasons.append(f"head_dim {max(workload.head_dim, workload.dv)} > 256 on CUDA")
         if workload.dv != workload.head_dim:

@@ -86,6 +86,10 @@ class _SdpaFa(_Sdpa):
         problem = capability_problem(device, majors, self.name, need)
         if problem:
             reasons.append(problem)
+        if not reasons and device.type == "cuda":
+            broken = self._glue_problem(device)
+            if broken:
+                return [broken]
         if workload.causal and 1 < workload.q_len < workload.kv_len:
             reasons.append("SDPA's flash path aligns causal top-left: q_len < kv_len unsupported")
         if workload.dv != workload.head_dim:
@@ -93,6 +97,26 @@ class _SdpaFa(_Sdpa):
                 f"head_dim of V ({workload.dv}) differs from Q/K's ({workload.head_dim})"
             )
         return reasons
+
+    _probed: ClassVar[dict[tuple[str, str], str | None]] = {}
+
+    def _glue_problem(self, device: torch.device) -> str | None:
+        """Whether torch's own glue for this impl works at all: one tiny call, once per device.
+        Only a failure inside torch's ``_fa3.py``/``_fa4.py`` counts (any other error is left
+        to the real case to report)."""
+        key = (self.impl, str(device))
+        if key not in self._probed:
+            q = torch.randn(1, 2, 128, 64, device=device, dtype=torch.bfloat16)
+            problem = None
+            try:
+                self.forward(q, q, q, causal=False, scale=0.125)
+            except RuntimeError as exc:
+                if str(exc).startswith(f"SDPA's {self.impl} path fails inside torch"):
+                    problem = f"{exc} (probed with one 1x2x128x64 bf16 call)"
+            except Exception:
+                pass
+            self._probed[key] = problem
+        return self._probed[key]
 
     def _activate(self) -> None:
         api = _api()
