@@ -36,7 +36,7 @@ from attnbench import Workload, impl_names
 from attnbench.measure.timing import time_call
 from attnbench.sweep import Record, sweep
 
-PEERS = ("sdpa-flash", "sdpa-cudnn", "fa4")
+PEERS = ("sdpa-flash", "sdpa-cudnn", "fa4", "triton-fused")
 SEQS = (4096, 8192, 16384)
 DECODE_KV = (16384, 65536)
 TUNE_BUDGET_S = 150.0  # the configuration search stops starting new candidates after this
