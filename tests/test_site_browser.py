@@ -39,19 +39,23 @@ CDN_HOSTS = ("cdn.jsdelivr.net", "cdnjs.cloudflare.com", "code.jquery.com")
 
 
 def _find_browser() -> tuple[str, str]:
-    """(browser, chromedriver) paths, or a skip naming what is missing."""
+    """(browser, chromedriver) of one version, or a skip naming what is missing. GitHub's
+    Ubuntu images: Google Chrome with the driver in $CHROMEWEBDRIVER; Debian: chromium with
+    chromium-driver."""
     pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
-    browser = next((p for b in BROWSERS if (p := shutil.which(b))), None)
-    driver = shutil.which("chromedriver")
-    if driver is None and os.environ.get("CHROMEWEBDRIVER"):  # GitHub's Ubuntu images
-        candidate = Path(os.environ["CHROMEWEBDRIVER"]) / "chromedriver"
-        driver = str(candidate) if candidate.exists() else None
-    if browser is None or driver is None:
-        pytest.skip(
-            "needs Chromium and chromedriver (Debian: apt-get install chromium chromium-driver); "
-            f"found browser={browser}, chromedriver={driver}"
-        )
-    return browser, driver
+    pairs = []
+    if os.environ.get("CHROMEWEBDRIVER"):
+        image_driver = Path(os.environ["CHROMEWEBDRIVER"]) / "chromedriver"
+        pairs += [(shutil.which(b), str(image_driver)) for b in BROWSERS[2:]]
+    pairs += [(shutil.which(b), shutil.which("chromedriver")) for b in BROWSERS]
+    for browser, driver in pairs:
+        if browser and driver and Path(driver).exists():
+            return browser, driver
+    pytest.skip(
+        "needs Chromium and chromedriver (Debian: apt-get install chromium chromium-driver); "
+        f"found browsers {[b for b in BROWSERS if shutil.which(b)]}, "
+        f"chromedriver {shutil.which('chromedriver')}"
+    )
 
 
 @pytest.fixture(scope="module")
