@@ -35,7 +35,7 @@ needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 PACKAGE = '''"""A stand-in for attnbench: two implementations that cost what COST says."""
 import time
 
-COST = {{"eager": 0.02, "inhouse": {inhouse}}}  # seconds per call
+COST = {{"eager": 0.05, "inhouse": {inhouse}}}  # seconds per call
 FLOPS = 4.0e9  # of one call
 
 
@@ -110,7 +110,7 @@ def _write_project(repo: Path) -> None:
         '[project]\nname = "fakeattn"\nversion = "0.1"\n'
         '[tool.setuptools.packages.find]\nwhere = ["src"]\n'
     )
-    (repo / "src" / "fakeattn" / "__init__.py").write_text(PACKAGE.format(inhouse=0.02))
+    (repo / "src" / "fakeattn" / "__init__.py").write_text(PACKAGE.format(inhouse=0.05))
     (repo / "benchmarks" / "__init__.py").write_text("")
     (repo / "benchmarks" / "attn.py").write_text(SUITE)
     conf = util.load_json(str(ROOT / "asv.conf.json"), js_comments=True)
@@ -160,8 +160,8 @@ def project(tmp_path_factory):
     commits = SimpleNamespace(
         base=_commit(repo, "base", {}),
         docs=_commit(repo, "docs only", {"docs/note.md": "No code changes.\n"}),
-        slower=_commit(repo, "inhouse 2x slower", {pkg: PACKAGE.format(inhouse=0.04)}),
-        faster=_commit(repo, "inhouse 2x faster", {pkg: PACKAGE.format(inhouse=0.02)}),
+        slower=_commit(repo, "inhouse 2x slower", {pkg: PACKAGE.format(inhouse=0.1)}),
+        faster=_commit(repo, "inhouse 2x faster", {pkg: PACKAGE.format(inhouse=0.05)}),
         later=_commit(repo, "docs again", {"docs/note.md": "Still no code changes.\n"}),
     )
     env = {**os.environ, "HOME": str(home)}
