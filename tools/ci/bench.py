@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
 import re
@@ -24,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -114,16 +116,21 @@ def run_shard(
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         log(f"shard {shard} of {commit[:8]} ran past {timeout:.0f} s: stopping it")
-        os.killpg(proc.pid, signal.SIGTERM)
+        _kill_group(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            _kill_group(proc.pid, signal.SIGKILL)
             proc.wait()
         return KILLED
     except BaseException:  # interrupted: take asv and its benchmark processes down too
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill_group(proc.pid, signal.SIGKILL)
         raise
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # already gone
+        os.killpg(pid, sig)
 
 
 def measure(
@@ -135,13 +142,13 @@ def measure(
     env: dict,
     launch: str = "forkserver",
     shard_timeout: float | None = None,
-    extra: list[str] = (),  # type: ignore[assignment]
+    extra: Sequence[str] = (),
     python: Path | None = None,
 ) -> int:
     """Measure each commit's pending shards; the worst exit status of the asv runs (0: all ok)."""
     asv = [str(asv_executable(python)), "run", "--machine", machine, "--launch-method", launch]
     asv += list(extra)
-    worst = 0
+    failed: list[tuple[str, str, int]] = []  # (commit, shard, exit status)
     start = time.monotonic()
     for n, commit in enumerate(commits, 1):
         todo = pending_shards(project, machine, commit, shards)
@@ -150,9 +157,12 @@ def measure(
         for shard in todo:
             rc = run_shard(project, asv, commit, shard, env, shard_timeout)
             log(f"shard {shard} of {commit[:8]} exited {rc}")
-            worst = max(worst, rc)
+            if rc:
+                failed.append((commit[:8], shard, rc))
     log(f"measured {len(commits)} commit(s) in {time.monotonic() - start:.0f} s")
-    return worst
+    for short, shard, rc in failed:  # asv exits 2 if a benchmark failed; the rest is saved
+        log(f"  not clean: {short} {shard}: exit {rc}")
+    return max((rc for _, _, rc in failed), default=0)
 
 
 def main(argv: list[str] | None = None) -> int:
