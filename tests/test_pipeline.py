@@ -428,3 +428,31 @@ def test_workflows_pin_actions_and_gate_the_gpu_runner():
             if "pull_request" in triggers and "self-hosted" in str(job["runs-on"]):
                 assert "run-benchmarks" in job["if"], (path.name, name)
                 assert triggers["pull_request"]["types"] == ["labeled"], path.name
+
+
+def test_publish_merges_every_machines_parameters(tmp_path):
+    """asv publish shows only parameters benchmarks.json lists; each asv run lists its own."""
+    sys.path.insert(0, str(CI))
+    import pipeline
+    import publish
+
+    results = tmp_path / "results"
+    (results / "gpu").mkdir(parents=True)
+    (results / "cpu").mkdir()
+    listed = {"params": [["'eager'"], ["'w-gpu'"]], "param_names": ["impl", "workload"]}
+    (results / "benchmarks.json").write_text(json.dumps({"m.C.track_x": listed, "version": 2}))
+
+    def result(params):
+        row = [[1.0] * len(params[0]) * len(params[1]), params]
+        return {"result_columns": ["result", "params"], "results": {"m.C.track_x": row}}
+
+    (results / "gpu" / "machine.json").write_text("{}")
+    (results / "gpu" / "a-env.json").write_text(json.dumps(result([["'eager'"], ["'w-gpu'"]])))
+    cpu = [["'eager'", "'chunked'"], ["'w-cpu1'", "'w-cpu2'"]]
+    (results / "cpu" / "b-env.json").write_text(json.dumps(result(cpu)))
+    project = pipeline.Project(tmp_path, results, tmp_path / "html", tmp_path, "main")
+
+    assert publish.merge_params(project) == 1
+    merged = json.loads((results / "benchmarks.json").read_text())["m.C.track_x"]["params"]
+    assert merged == [["'eager'", "'chunked'"], ["'w-gpu'", "'w-cpu1'", "'w-cpu2'"]]
+    assert publish.merge_params(project) == 0  # nothing new the second time
