@@ -68,8 +68,13 @@ def compare_impls(workloads, impls: list[str], out: list[dict]) -> None:
                 cfg = rec.extra.get("config")
                 cfg_text = ""
                 if cfg:
+                    parts = (
+                        cfg.items()
+                        if all(isinstance(v, dict) for v in cfg.values())
+                        else [("", cfg)]
+                    )
                     cfg_text = " ".join(
-                        f"{k[0]}:{','.join(str(x) for x in v.values())}" for k, v in cfg.items()
+                        f"{k[:1]}:{','.join(str(x) for x in v.values())}" for k, v in parts
                     )
                 err = "-" if rec.max_abs_error is None else f"{rec.max_abs_error:.1e}"
                 print(

@@ -33,8 +33,9 @@ class TritonFused(Implementation):
 
         w, size = workload, workload.torch_dtype.itemsize
         fwd = ta.choose_fwd_config(
-            w.batch, w.q_heads, w.kv_heads, w.q_len, w.kv_len, w.head_dim, w.dv, device, size
-        )
+            w.batch, w.q_heads, w.kv_heads, w.q_len, w.kv_len, w.head_dim, w.dv, device, size,
+            w.mask.causal or bool(w.mask.features - {"alibi"}),
+        )  # fmt: skip
         bwd = ta.choose_bwd_config(w.head_dim, w.dv, size) if w.has_backward else None
         return fwd, bwd
 
