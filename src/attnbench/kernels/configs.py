@@ -70,7 +70,7 @@ _FWD_CUDA = {
     16: FwdConfig(128, 64, 4, 3),
     32: FwdConfig(128, 64, 4, 3),
     64: FwdConfig(128, 128, 8, 3),
-    128: FwdConfig(128, 64, 8, 3),
+    128: FwdConfig(128, 128, 8, 3, tma=True),  # H100 search: 515/457 vs 497/437 (128x64)
     256: FwdConfig(128, 64, 8, 2),
 }
 _FWD_CPU = FwdConfig(64, 64, 1, 1)  # interpreter: fewer, larger steps
@@ -89,7 +89,7 @@ _BWD_CUDA = {
     16: BwdConfig(64, 128, 128, 64, 4, 3),
     32: BwdConfig(64, 128, 128, 64, 4, 3),
     64: BwdConfig(64, 128, 128, 64, 8, 3),
-    128: BwdConfig(32, 128, 128, 64, 8, 2),
+    128: BwdConfig(64, 128, 128, 64, 8, 2),  # H100 search: 5.73 vs 6.34 ms fwd+bwd s4096
     256: BwdConfig(64, 64, 64, 64, 8, 2),
 }
 _BWD_CPU = BwdConfig(64, 64, 64, 64, 1, 1)
