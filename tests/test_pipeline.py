@@ -338,10 +338,12 @@ def test_shards_are_the_suite_classes(tmp_path):
 
     (tmp_path / "attn.py").write_text(SUITE)
     (tmp_path / "_common.py").write_text("class Shared:\n    pass\n")
+    (tmp_path / "train.py").write_text("if WANTED:\n    class Train:\n        pass\n")
     assert bench.discover_shards(tmp_path) == [
         r"^attn\.Attn\.",
         r"^attn\.AttnMetrics\.",
         r"^attn\.Hang\.",
+        r"^train\.Train\.",  # defined under a module-level if, as benchmarks/train.py does
     ]
     assert bench.discover_shards(ROOT / "benchmarks")  # the project's own suite has classes
 
