@@ -91,6 +91,18 @@ def _smem(bm: int, bn: int, bd: int, bdv: int, stages: int, size: int) -> int:
     return (bm * bd + stages * bn * (bd + bdv)) * size
 
 
+def parse_fwd_configs(text: str, chosen) -> list:
+    """``"128,64,8,3;128,128,8,3,tma"``: block_m, block_n, warps, stages[, tma] each."""
+    out = []
+    for item in filter(None, (x.strip() for x in text.split(";"))):
+        *nums, last = item.split(",")
+        tma = last == "tma"
+        bm, bn, warps, stages = (int(x) for x in ([*nums, last] if not tma else nums))
+        out.append(replace(chosen, block_m=bm, block_n=bn, num_warps=warps, num_stages=stages,
+                           tma=tma))  # fmt: skip
+    return out
+
+
 def fwd_candidates(w, chosen) -> list:
     from attnbench.kernels import triton_attention as ta
 
@@ -104,9 +116,11 @@ def fwd_candidates(w, chosen) -> list:
                 out.append(replace(chosen, block_n=bn, num_warps=warps, num_stages=stages,
                                    num_splits=s))  # fmt: skip
         return out
-    for bm, bn, warps, stages in itertools.product((64, 128), (32, 64, 128), (4, 8), (2, 3, 4)):
+    grid = itertools.product((64, 128), (32, 64, 128), (4, 8), (2, 3, 4), (False, True))
+    for bm, bn, warps, stages, tma in grid:
         if _smem(bm, bn, bd, bdv, stages, size) <= 200_000:
-            out.append(replace(chosen, block_m=bm, block_n=bn, num_warps=warps, num_stages=stages))
+            out.append(replace(chosen, block_m=bm, block_n=bn, num_warps=warps,
+                               num_stages=stages, tma=tma))  # fmt: skip
     return out
 
 
@@ -130,7 +144,7 @@ def _bench(fn) -> float:
     return do_bench(fn, warmup=10, rep=50) / 1e3
 
 
-def tune(workloads, budget: float, out: list[dict]) -> None:
+def tune(workloads, budget: float, out: list[dict], fwd_configs: str | None = None) -> None:
     from attnbench.kernels import triton_attention as ta
 
     impl = ab.get_impl("triton-fused")
@@ -145,8 +159,9 @@ def tune(workloads, budget: float, out: list[dict]) -> None:
         mask = impl._mask_args(w.mask, w.q_heads, dev)
         fwd0, bwd0 = impl._configs(w, dev)
         tol = TOLERANCES[w.dtype][1]
-        passes = [("forward", fwd0, fwd_candidates(w, fwd0))]
-        if w.has_backward:
+        cands = parse_fwd_configs(fwd_configs, fwd0) if fwd_configs else fwd_candidates(w, fwd0)
+        passes = [("forward", fwd0, cands)]
+        if w.has_backward and not fwd_configs:
             passes.append(("backward", bwd0, bwd_candidates(w)))
         for kind, chosen, cands in passes:
             start = time.perf_counter()
@@ -210,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         "--tune", action="store_true", help="search triton-fused's kernel configurations"
     )
     p.add_argument("--budget", type=float, default=60.0, help="tune: seconds per pass (60)")
+    p.add_argument(
+        "--fwd-configs",
+        help='tune: only these forward configurations, "bm,bn,warps,stages[,tma];..."',
+    )
     p.add_argument("--json", type=Path, help="write every record here")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
@@ -222,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"triton {triton.__version__}, {len(workloads)} workloads", flush=True)
     records: list[dict] = []
     if args.tune:
-        tune(workloads, args.budget, records)
+        tune(workloads, args.budget, records, args.fwd_configs)
     else:
         impls = [i.name for i in ab.select_impls(args.impl or DEFAULT_IMPLS)]
         compare_impls(workloads, impls, records)

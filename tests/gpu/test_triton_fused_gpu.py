@@ -158,6 +158,7 @@ def test_every_forward_path_gives_the_same_output(shape, causal):
         ta.FwdConfig(16, 32, 4, 2, num_splits=5),
         ta.FwdConfig(64, 64, 4, 2, packed=True),
         ta.FwdConfig(64, 32, 4, 2, packed=True, num_splits=7),
+        ta.FwdConfig(64, 64, 4, 2, tma=True),  # tensor descriptors (where the GPU has TMA)
     ):
         o, lse = ta.attention_forward(q, k, v, shape[-1] ** -0.5, mask, cfg, need_lse=True)
         out[cfg] = (o, lse)

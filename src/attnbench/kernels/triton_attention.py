@@ -50,6 +50,7 @@ class FwdConfig:
     num_stages: int
     packed: bool = False  # GQA heads packed into the rows of one block
     num_splits: int = 1  # key ranges, merged by the combine kernel
+    tma: bool = False  # one-pass path: Q/K/V tiles through tensor descriptors (Hopper's TMA)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -196,19 +197,24 @@ def _fwd_blocks(
     BLOCK_D: tl.constexpr,
     BLOCK_DV: tl.constexpr,
     PREC: tl.constexpr,
+    USE_DESC: tl.constexpr = False,
+    kv_row0=0,
 ):
     offs_n0 = tl.arange(0, BLOCK_N)
     for s in range(start, end, BLOCK_N):
         offs_n = s + offs_n0
         n_ok = offs_n < Skv
-        k = _load_rows(
-            K_base + offs_n[:, None] * stride_kn + offs_d[None, :],
-            n_ok,
-            offs_d,
-            D,
-            BLOCK_D,
-            not MASKED,
-        )
+        if USE_DESC:  # rows past Skv belong to the next head (or are zeros): masked scores
+            k = K_base.load([kv_row0 + s, 0])
+        else:
+            k = _load_rows(
+                K_base + offs_n[:, None] * stride_kn + offs_d[None, :],
+                n_ok,
+                offs_d,
+                D,
+                BLOCK_D,
+                not MASKED,
+            )
         qk = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale
         if ALIBI:
             dist = tl.abs(pos_q[:, None] - offs_n[None, :]).to(tl.float32)
@@ -225,14 +231,17 @@ def _fwd_blocks(
         alpha = tl.math.exp2(m_i - m_use)
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
-        v = _load_rows(
-            V_base + offs_n[:, None] * stride_vn + offs_dv[None, :],
-            n_ok,
-            offs_dv,
-            DV,
-            BLOCK_DV,
-            not MASKED,
-        )
+        if USE_DESC:
+            v = V_base.load([kv_row0 + s, 0])
+        else:
+            v = _load_rows(
+                V_base + offs_n[:, None] * stride_vn + offs_dv[None, :],
+                n_ok,
+                offs_dv,
+                DV,
+                BLOCK_DV,
+                not MASKED,
+            )
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=PREC)
         m_i = m_new
     return acc, l_i, m_i
@@ -284,7 +293,15 @@ def _fwd_kernel(
     BLOCK_D: tl.constexpr,
     BLOCK_DV: tl.constexpr,
     PREC: tl.constexpr,
+    USE_DESC: tl.constexpr,
+    SA: tl.constexpr = 1,
 ):
+    # strides arrive divided by SA: multiplied back here, the compiler knows they are multiples
+    # of SA (head_dim 56: rows of 112 bytes load in 16-byte vectors, not element by element)
+    stride_qb, stride_qh, stride_qm = stride_qb * SA, stride_qh * SA, stride_qm * SA
+    stride_kb, stride_kh, stride_kn = stride_kb * SA, stride_kh * SA, stride_kn * SA
+    stride_vb, stride_vh, stride_vn = stride_vb * SA, stride_vh * SA, stride_vn * SA
+    stride_ob, stride_oh, stride_om = stride_ob * SA, stride_oh * SA, stride_om * SA
     pid_bh = tl.program_id(0)
     num_m = tl.num_programs(1)
     if CAUSAL and not PACKED:
@@ -316,16 +333,23 @@ def _fwd_kernel(
 
     offs_d = tl.arange(0, BLOCK_D)
     offs_dv = tl.arange(0, BLOCK_DV)
-    q_ptrs = (
-        Q
-        + b64 * stride_qb
-        + head[:, None].to(tl.int64) * stride_qh
-        + i[:, None].to(tl.int64) * stride_qm
-        + offs_d[None, :]
-    )
-    q = _load_rows(q_ptrs, r_ok, offs_d, D, BLOCK_D, False)
-    K_base = K + b64 * stride_kb + hkv.to(tl.int64) * stride_kh
-    V_base = V + b64 * stride_vb + hkv.to(tl.int64) * stride_vh
+    if USE_DESC:  # Q, K, V: descriptors over contiguous (B * heads * seq, dim) views
+        q = Q.load([pid_bh * Sq + pid_m * BLOCK_M, 0])  # rows past Sq: never stored
+        K_base = K
+        V_base = V
+        kv_row0 = (b * Hkv + hkv) * Skv
+    else:
+        q_ptrs = (
+            Q
+            + b64 * stride_qb
+            + head[:, None].to(tl.int64) * stride_qh
+            + i[:, None].to(tl.int64) * stride_qm
+            + offs_d[None, :]
+        )
+        q = _load_rows(q_ptrs, r_ok, offs_d, D, BLOCK_D, False)
+        K_base = K + b64 * stride_kb + hkv.to(tl.int64) * stride_kh
+        V_base = V + b64 * stride_vb + hkv.to(tl.int64) * stride_vh
+        kv_row0 = 0
 
     lo_r, hi_r = _row_bounds(pos, Skv, window, DocStart, DocEnd, CAUSAL, HAS_WINDOW, HAS_DOCS)
     if SPLIT:
@@ -351,17 +375,17 @@ def _fwd_kernel(
     acc, l_i, m_i = _fwd_blocks(
         acc, l_i, m_i, q, K_base, V_base, stride_kn, stride_vn, offs_d, offs_dv, pos, lo_r,
         hi_r, slope, lo, tl.minimum(full_lo, hi), Skv, qk_scale,
-        True, ALIBI, BLOCK_N, D, DV, BLOCK_D, BLOCK_DV, PREC,
+        True, ALIBI, BLOCK_N, D, DV, BLOCK_D, BLOCK_DV, PREC, USE_DESC, kv_row0,
     )  # fmt: skip
     acc, l_i, m_i = _fwd_blocks(
         acc, l_i, m_i, q, K_base, V_base, stride_kn, stride_vn, offs_d, offs_dv, pos, lo_r,
         hi_r, slope, full_lo, full_hi, Skv, qk_scale,
-        False, ALIBI, BLOCK_N, D, DV, BLOCK_D, BLOCK_DV, PREC,
+        False, ALIBI, BLOCK_N, D, DV, BLOCK_D, BLOCK_DV, PREC, USE_DESC, kv_row0,
     )  # fmt: skip
     acc, l_i, m_i = _fwd_blocks(
         acc, l_i, m_i, q, K_base, V_base, stride_kn, stride_vn, offs_d, offs_dv, pos, lo_r,
         hi_r, slope, tl.maximum(full_hi, lo), hi, Skv, qk_scale,
-        True, ALIBI, BLOCK_N, D, DV, BLOCK_D, BLOCK_DV, PREC,
+        True, ALIBI, BLOCK_N, D, DV, BLOCK_D, BLOCK_DV, PREC, USE_DESC, kv_row0,
     )  # fmt: skip
 
     empty = l_i == 0.0  # a split range with no key for this row
@@ -856,6 +880,29 @@ def _prec(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
+def _descriptors_apply(config: FwdConfig, q, k, v) -> bool:
+    """Tensor descriptors when asked and possible: one-pass unpacked path, contiguous inputs,
+    power-of-two head dims (a tile spans the row), 16-byte rows, Hopper or newer."""
+    if not config.tma or config.packed or not all(t.is_contiguous() for t in (q, k, v)):
+        return False
+    if any(t.shape[-1] != _pow2(t.shape[-1]) for t in (q, v)):
+        return False
+    if q.device.type == "cuda" and torch.cuda.get_device_capability(q.device)[0] < 9:
+        return False
+    rows = max(q.numel() // q.shape[-1], k.numel() // k.shape[-1])
+    return rows + config.block_m < 2**31 and q.shape[-1] * q.element_size() % 16 == 0
+
+
+def _descriptors(q, k, v, config: FwdConfig):
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    def desc(t: torch.Tensor, rows: int):
+        flat = t.view(-1, t.shape[-1])
+        return TensorDescriptor(flat, list(flat.shape), [t.shape[-1], 1], [rows, t.shape[-1]])
+
+    return desc(q, config.block_m), desc(k, config.block_n), desc(v, config.block_n)
+
+
 def attention_forward(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -891,21 +938,23 @@ def attention_forward(
     else:
         opart = lpart = o
     dummy = o
+    strides = [st for t in (q, k, v, o) for st in t.stride()[:3]]
+    # Triton already assumes multiples of 16 where they hold: only other rows need SA
+    sa = next(a for a in (16, 8, 4, 2, 1) if all(st % a == 0 for st in strides)) % 16 or 1
+    use_desc = splits == 1 and _descriptors_apply(config, q, k, v)
+    src = _descriptors(q, k, v, config) if use_desc else (q, k, v)
     _fwd_kernel[(programs, num_m, splits)](
-        q, k, v, o, lse if lse is not None else dummy, opart, lpart,
+        *src, o, lse if lse is not None else dummy, opart, lpart,
         mask.slopes if mask.slopes is not None else dummy,
         mask.doc_start if mask.doc_start is not None else dummy,
         mask.doc_end if mask.doc_end is not None else dummy,
-        q.stride(0), q.stride(1), q.stride(2),
-        k.stride(0), k.stride(1), k.stride(2),
-        v.stride(0), v.stride(1), v.stride(2),
-        o.stride(0), o.stride(1), o.stride(2),
+        *(st // sa for t in (q, k, v, o) for st in t.stride()[:3]),
         hq, hkv, sq, skv, mask.window or 0, kv_per_split, scale * LOG2E,
         GROUP=group, CAUSAL=mask.causal, HAS_WINDOW=mask.window is not None,
         HAS_DOCS=mask.doc_start is not None, ALIBI=mask.slopes is not None,
         PACKED=config.packed, SPLIT=splits > 1, STORE_LSE=need_lse,
         BLOCK_M=config.block_m, BLOCK_N=config.block_n, D=d, DV=dv,
-        BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=_prec(q.dtype),
+        BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=_prec(q.dtype), USE_DESC=use_desc, SA=sa,
         num_warps=config.num_warps, num_stages=config.num_stages,
     )  # fmt: skip
     if splits > 1:
