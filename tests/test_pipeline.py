@@ -99,6 +99,16 @@ class Hang:
 """
 
 
+EXTRA = """import os
+
+if os.environ.get("FAKEATTN_EXTRA"):  # a class some machines do not have
+
+    class Extra:
+        def track_extra(self):
+            return 1.0
+"""
+
+
 def _write_project(repo: Path) -> None:
     """pyproject, package, suite and asv.conf.json (the project's, renamed)."""
     from asv import util
@@ -113,6 +123,7 @@ def _write_project(repo: Path) -> None:
     (repo / "src" / "fakeattn" / "__init__.py").write_text(PACKAGE.format(inhouse=0.05))
     (repo / "benchmarks" / "__init__.py").write_text("")
     (repo / "benchmarks" / "attn.py").write_text(SUITE)
+    (repo / "benchmarks" / "extra.py").write_text(EXTRA)
     conf = util.load_json(str(ROOT / "asv.conf.json"), js_comments=True)
     conf.update(project="fakeattn", project_url="", show_commit_url="", branches=["main"])
     (repo / "asv.conf.json").write_text(json.dumps(conf, indent=2))
@@ -312,8 +323,9 @@ def test_a_killed_sweep_resumes_with_the_rest(project, measured):
     started = {k: v[3] for k, v in keys.items()}  # result_columns[3] is started_at
 
     rerun = _ok(_script("bench", *args, env=p.env))
-    assert "1 shard(s) to run, 2 done" in rerun.stdout, rerun.stdout
+    assert "2 shard(s) to run, 2 done" in rerun.stdout, rerun.stdout
     assert "--bench ^attn\\.Hang\\." in rerun.stdout
+    assert "shard ^extra\\.Extra\\.: no such benchmark on this machine" in rerun.stdout
     assert "--bench ^attn\\.Attn\\." not in rerun.stdout
     keys = _keys(p.results, commit)
     assert "attn.Hang.track_hang" in keys
