@@ -100,9 +100,13 @@ def choose_fwd_config(
         block_m = _pow2(q_len * group)
         block_n = 64 if wide <= 256 else 32
         programs = batch * kv_heads
-        splits = 1
-        if programs < sms:  # about one wave of programs: measured best on the H100
-            splits = max(1, min(round(sms / programs), triton.cdiv(kv_len, 256)))
+        # about one wave of programs while each split keeps >= 4096 keys (H100: kv65536 b8,
+        # 2 splits 698 us vs 5 splits 747 us); shorter shares need more programs in flight to
+        # keep memory busy (kv4096 b8: 2 splits 120 us, triton-decode's 8 splits 66 us)
+        splits = max(1, round(sms / programs))
+        if kv_len < 4096 * splits:
+            splits = max(splits, min(triton.cdiv(kv_len, 512), triton.cdiv(4 * sms, programs)))
+        splits = min(splits, triton.cdiv(kv_len, 256))
         return FwdConfig(block_m, block_n, 4, 3 if wide <= 256 else 2, True, splits)
     # H100 searches (tools/triton_fused_bench.py --tune), against the previous choice:
     # d64 fp16 s1024 causal 2.2x (4 warps on 128 rows spilled); d128 s8192 causal 1.10x,
