@@ -90,7 +90,9 @@ def bench(args: argparse.Namespace) -> int:
     opts = ["--machine", name, *which, "--launch", launch]
     opts += ["--set", args.set] if args.set else []
     opts += ["--shard-timeout", str(args.shard_timeout)] if args.shard_timeout else []
-    for shard in args.shard or []:
+    # commit: one asv run per commit (fastest); class: one per benchmark class (a killed run
+    # keeps every class it finished; each asv run costs a suite import more)
+    for shard in args.shard or (["."] if args.split == "commit" else []):
         opts += ["--shard", shard]
     rc = ci_script("bench", *opts, "--", *args.asv_args)
     published = ci_script("publish")
@@ -123,7 +125,13 @@ def main() -> int:
     b.add_argument("--commits", help="comma-separated names or A..B ranges (default: HEAD~1,HEAD)")
     b.add_argument("--new", action="store_true", help="the branch's commits not yet measured here")
     b.add_argument("--max-commits", type=int, default=10, help="bound for --new (newest first)")
-    b.add_argument("--shard", action="append", help="asv --bench regex per shard (default: class)")
+    b.add_argument(
+        "--split",
+        choices=["commit", "class"],
+        default="commit",
+        help="one asv run per commit (default) or per benchmark class (resumable)",
+    )
+    b.add_argument("--shard", action="append", help="asv --bench regex per shard (see --split)")
     b.add_argument("--shard-timeout", type=float, help="seconds before a shard is stopped")
     b.add_argument("--launch", default="forkserver", help="asv launch method ('cuda': spawn)")
     b.add_argument("asv_args", nargs="*", help="extra arguments for asv run (after --)")
