@@ -53,7 +53,9 @@ class Record:
         return asdict(self)
 
 
-def measure_case(case: Case, mode: str = "forward", *, errors: bool = True) -> Record:
+def measure_case(
+    case: Case, mode: str = "forward", *, errors: bool = True, reference: dict | None = None
+) -> Record:
     """Time (device-correct), rates, memory and (forward) error of a prepared case.
 
     The GPU's SM clock and temperature are read before and after timing (``extra``); a rate
@@ -94,7 +96,7 @@ def measure_case(case: Case, mode: str = "forward", *, errors: bool = True) -> R
     if case.config:
         rec.extra["config"] = case.config
     if errors:
-        err = case.forward_error()
+        err = case.forward_error(reference)
         rec.max_abs_error, rec.rel_error, rec.nonfinite = err.max_abs, err.rel_norm, err.nonfinite
     return rec
 
@@ -124,11 +126,12 @@ def sweep(
     for workload in workloads:
         wname = workload if isinstance(workload, str) else workload.name
         row: dict[str, Record] = {}
+        reference: dict = {}  # the float64 reference output, computed once per workload
         order = ([baseline] if baseline and baseline not in names else []) + names
         for name in order:
             try:
                 case = prepare(by_name.get(name, name), workload, device, mode=mode)
-                rec = measure_case(case, mode, errors=errors)
+                rec = measure_case(case, mode, errors=errors, reference=reference)
             except (UnsupportedError, AttnbenchError) as exc:
                 rec = Record(name, wname, mode, device.type, reason=str(exc))
             except Exception as exc:
