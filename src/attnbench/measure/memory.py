@@ -15,26 +15,28 @@ _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
-def host_peak_rss() -> int:
-    """Peak resident set of this process in bytes (since the last :func:`reset_host_peak`)."""
+def _status_bytes(field: str) -> int | None:
+    """A ``VmXXX:`` line of /proc/self/status in bytes (Linux), else ``None``."""
     try:
         for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return None
+
+
+def host_peak_rss() -> int:
+    """Peak resident set of this process in bytes (since the last :func:`reset_host_peak`)."""
+    peak = _status_bytes("VmHWM")
+    if peak is not None:
+        return peak
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
 def host_rss() -> int | None:
     """Current resident set of this process in bytes (Linux), else ``None``."""
-    try:
-        for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return _status_bytes("VmRSS")
 
 
 def reset_host_peak() -> bool:
