@@ -8,6 +8,7 @@ Exit codes: 0 success, 1 ``check`` found a failing pair, 2 bad arguments (one li
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -256,13 +257,34 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return flat
 
 
+@contextlib.contextmanager
+def _progress(total: int):
+    """A progress bar on stderr while a sweep runs (only on a terminal; rich, lazily)."""
+    if not sys.stderr.isatty():
+        yield lambda rec: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("measuring", total=total)
+
+        def advance(rec) -> None:
+            bar.update(task, advance=1, description=f"{rec.impl} on {rec.workload}")
+
+        yield advance
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     impls, workloads, device = _selection(args, None)
     baseline = None if args.baseline.lower() in ("", "none") else get_impl(args.baseline).name
     train = [w for w in workloads if w.has_backward]
-    records = sweep(impls, workloads, "forward", device, baseline=baseline)
-    if train:
-        records += sweep(impls, train, "forward_backward", device, baseline=baseline)
+    with _progress(len(impls) * (len(workloads) + len(train))) as advance:
+        records = sweep(impls, workloads, "forward", device, baseline=baseline, on_record=advance)
+        if train:
+            records += sweep(
+                impls, train, "forward_backward", device, baseline=baseline, on_record=advance
+            )
     by_name = {w.name: w for w in workloads}
     headers = ("impl", "median ± IQR", "TFLOP/s", "tokens/s", "GB/s", "peak mem")
     headers += (f"vs {baseline or '-'}", "max abs err")
