@@ -1,0 +1,36 @@
+"""attnbench check: a pair declared supported that crashes is a FAIL, out of memory a skip."""
+
+import torch
+
+from attnbench.cli import check_pair
+from attnbench.impls.base import Implementation
+from attnbench.workload import Workload
+
+W = Workload(1, 2, 2, 16, 16, 8, dtype="fp32")
+CPU = torch.device("cpu")
+
+
+class _Crashes(Implementation):
+    name = "test-crashes"
+    family = "test"
+    message = "boom"
+
+    def forward(self, q, k, v, *, causal, scale, mask=None):
+        raise RuntimeError(self.message)
+
+
+class _OutOfMemory(_Crashes):
+    name = "test-oom"
+
+    def forward(self, q, k, v, *, causal, scale, mask=None):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 TiB")
+
+
+def test_declared_supported_crash_fails():
+    status, notes = check_pair(_Crashes(), W, CPU)
+    assert status == "FAIL" and "declared supported" in notes[0] and "boom" in notes[0]
+
+
+def test_out_of_memory_is_a_skip():
+    status, notes = check_pair(_OutOfMemory(), W, CPU)
+    assert status == "skip" and "out of memory" in notes[0]
