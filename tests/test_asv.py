@@ -168,7 +168,11 @@ def test_asv_run_records_both_commits(asv_project):
         for name, by_pair in values.items():
             assert set(by_pair) == {(i, WORKLOAD) for i in IMPLS}, name
             for pair, v in by_pair.items():
-                assert isinstance(v, (int, float)) and math.isfinite(v), (name, pair, v)
+                assert isinstance(v, (int, float)), (name, pair, v)
+                if name.endswith(".track_kernel_config"):  # eager, chunked: no tiled kernel
+                    assert math.isnan(v), (name, pair, v)
+                else:
+                    assert math.isfinite(v), (name, pair, v)
                 assert v >= 0, (name, pair, v)
                 if not name.endswith("_error"):
                     assert v > 0, (name, pair, v)
