@@ -94,3 +94,14 @@ def test_peak_table_and_plausibility():
         check_plausible("NVIDIA H100 80GB HBM3", "bf16", 1200.0, None)
     with pytest.raises(ImplausibleRateError, match="bandwidth"):
         check_plausible("NVIDIA B200", "bf16", None, 9000.0)
+
+
+def test_sdpa_builds_its_mask_once_per_case(monkeypatch):
+    """The materialized attn_mask is made in bind(), outside the timed call."""
+    calls = []
+    real = MaskSpec.additive
+    monkeypatch.setattr(MaskSpec, "additive", lambda *a: calls.append(1) or real(*a))
+    case = prepare("sdpa", Workload(1, 4, 2, 32, 32, 16, dtype="fp32", window=8), "cpu")
+    for _ in range(3):
+        case.forward()
+    assert len(calls) == 1

@@ -35,7 +35,23 @@ class _Sdpa(Implementation):
         return {"attn_mask": causal_mask(sq, skv, q.device, q_start=causal_offset(sq, skv))}
 
     def forward(self, q, k, v, *, causal, scale, mask=None):
-        kwargs = self._mask_args(q, k, causal, mask)
+        return self._attend(q, k, v, scale, self._mask_args(q, k, causal, mask))
+
+    def bind(self, workload, device):
+        """The mask argument (a materialized q_len x kv_len tensor for windows, documents,
+        ALiBi or a pinned backend's bottom-right causal) is built here once, not per call."""
+        w, dtype = workload, workload.torch_dtype
+        q = torch.empty(1, w.q_heads, w.q_len, 1, device=device, dtype=dtype)
+        k = torch.empty(1, w.kv_heads, w.kv_len, 1, device=device, dtype=dtype)
+        kwargs = self._mask_args(q, k, w.causal, w.mask if w.mask.features else None)
+        scale = w.scale
+
+        def attention(q, k, v):
+            return self._attend(q, k, v, scale, kwargs)
+
+        return attention
+
+    def _attend(self, q, k, v, scale: float, kwargs: dict) -> torch.Tensor:
         gqa = q.shape[1] != k.shape[1]
         if gqa and not self.native_gqa:
             group = q.shape[1] // k.shape[1]
