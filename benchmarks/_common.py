@@ -6,15 +6,28 @@ implementations (default: every benchmarked one, less those that compile when th
 those that cannot run here skip with a reason).
 
 Two kinds of classes, so that asv's process per (benchmark, parameters) stays cheap:
-- ``_Timed``: ``time_*``/``peakmem_*``, asv's own clock and RSS around a prepared case;
 - ``_Swept``: ``track_*`` figures, all measured once per class in ``setup_cache`` by
-  :func:`attnbench.sweep.sweep` (CUDA events, L2 flushed), then read back per parameter.
+  :func:`attnbench.sweep.sweep` (CUDA events, L2 flushed), then read back per parameter. One
+  class per scenario (prefill, masked prefill, decode, train), so that each class's sweep is a
+  few minutes on an H100 and a killed run loses one class (``tools/ci/bench.py`` shards by class).
+- ``_Timed``: ``time_*``/``peakmem_*``, asv's own clock and RSS around a prepared case. asv
+  starts a process per parameter (CUDA start-up, imports, compilation: seconds each), so on a
+  GPU these run on ``TIMED_WORKLOADS`` only, the first workload of each scenario
+  (``ATTNBENCH_TIMED_SET`` picks others); on the CPU on every workload.
+
+Every class has an explicit ``version``: asv hides results recorded under another version, so
+a cosmetic edit of this file does not orphan a machine's history; bump it when what a figure
+means changes. With ``ATTNBENCH_RECORDS=DIR``, each sweep also appends its full records (GPU
+clock and temperature before and after, kernel config, wall seconds) as JSON lines to
+``DIR/<commit>.jsonl``: asv keeps only the figures.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 
 os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # no CUDA init before forkserver forks
 # one allocator setting for every process: a sweep that met an OOM does not fragment the next case
@@ -45,7 +58,43 @@ def _from_env(var: str, default: list[str]) -> list[str]:
 # only API that older commits have too (catalogue.default_set is newer, hence spelled out)
 ALL_WORKLOADS = select_workloads(_from_env("ATTNBENCH_SET", ["gpu" if HAS_CUDA else "quick"]))
 WORKLOADS = [w.name for w in ALL_WORKLOADS]
-TRAIN_WORKLOADS = [w.name for w in ALL_WORKLOADS if w.has_backward]
+
+
+def _masked(w) -> bool:
+    """A mask beyond causal/full (window, documents, ALiBi); older commits have no MaskSpec."""
+    return bool(getattr(getattr(w, "mask", None), "features", None))
+
+
+def _of(scenario: str, masked: bool | None = None) -> list[str]:
+    return [
+        w.name
+        for w in ALL_WORKLOADS
+        if w.scenario == scenario and (masked is None or _masked(w) == masked)
+    ]
+
+
+PREFILL_WORKLOADS = _of("prefill", masked=False)
+MASKED_WORKLOADS = _of("prefill", masked=True)
+DECODE_WORKLOADS = _of("decode")
+TRAIN_WORKLOADS = _of("train")
+FORWARD_WORKLOADS = PREFILL_WORKLOADS + MASKED_WORKLOADS + DECODE_WORKLOADS
+
+
+def _timed(names: list[str]) -> list[str]:
+    if "ATTNBENCH_TIMED_SET" in os.environ:
+        chosen = {w.name for w in select_workloads(_from_env("ATTNBENCH_TIMED_SET", []))}
+        return [n for n in names if n in chosen]
+    if not HAS_CUDA:
+        return names
+    firsts = {}
+    for w in ALL_WORKLOADS:
+        if w.name in names:
+            firsts.setdefault(w.scenario, w.name)
+    return list(firsts.values())
+
+
+TIMED_WORKLOADS = _timed(FORWARD_WORKLOADS)  # wall-time classes: forward
+TIMED_TRAIN_WORKLOADS = _timed(TRAIN_WORKLOADS)
 # without a GPU, compiling implementations (flex, *-compiled) are left out unless named: each
 # asv process would compile every shape again on the CPU (seconds to tens of seconds each)
 _DEFAULT_IMPLS = [
@@ -79,6 +128,31 @@ def case_or_skip(impl: str, workload: str, mode: str = "forward") -> Case:
     return _CASES[key]
 
 
+class _RecordsLog:
+    """Appends each record, as a JSON line, to ``$ATTNBENCH_RECORDS/<commit>.jsonl``."""
+
+    def __init__(self, path: str, suite: str) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.file = open(path, "a")
+        self.suite, self.start = suite, time.monotonic()
+
+    def __call__(self, rec) -> None:
+        line = {"suite": self.suite, "t": round(time.monotonic() - self.start, 2), **rec.as_dict()}
+        self.file.write(json.dumps(line, default=str) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _records_log(suite: str) -> _RecordsLog | None:
+    folder = os.environ.get("ATTNBENCH_RECORDS", "").strip()
+    if not folder:
+        return None
+    commit = os.environ.get("ASV_COMMIT", "worktree")[:8]
+    return _RecordsLog(os.path.join(folder, f"{commit}.jsonl"), suite)
+
+
 def _label(method, text: str, unit: str | None = None):
     method.pretty_name = text
     if unit:
@@ -89,6 +163,7 @@ def _label(method, text: str, unit: str | None = None):
 class _Timed:
     """End-to-end wall time of a synchronized call (asv's clock), and host peak RSS."""
 
+    version = "attnbench-timed-1"
     mode = "forward"
     param_names = PARAM_NAMES
     number = 1  # one call per sample (setup runs before each: case_or_skip caches the case)
@@ -111,6 +186,7 @@ class _Swept:
     by every subclass (train figures would be read from the forward sweep).
     """
 
+    version = "attnbench-swept-1"
     mode = "forward"
     param_names = PARAM_NAMES
     rounds = 1
@@ -118,7 +194,12 @@ class _Swept:
 
     def measure(self):
         impls, workloads = self.params
-        records = sweep(impls, workloads, self.mode, baseline=BASELINE)
+        log = _records_log(type(self).__name__)
+        try:
+            records = sweep(impls, workloads, self.mode, baseline=BASELINE, on_record=log)
+        finally:
+            if log is not None:
+                log.close()
         return {(r.impl, r.workload): r.as_dict() for r in records}
 
     def setup(self, cache, impl, workload):

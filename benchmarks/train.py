@@ -2,13 +2,13 @@
 
 from asv_runner.benchmarks.mark import skip_benchmark_if
 
-from ._common import HAS_CUDA, IMPLS, TRAIN_WORKLOADS, _label, _Swept, _Timed
+from ._common import HAS_CUDA, IMPLS, TIMED_TRAIN_WORKLOADS, TRAIN_WORKLOADS, _label, _Swept, _Timed
 
 if TRAIN_WORKLOADS:  # a set without train workloads has no such benchmarks
 
     class ForwardBackward(_Timed):
         mode = "forward_backward"
-        params = (IMPLS, TRAIN_WORKLOADS)
+        params = (IMPLS, TIMED_TRAIN_WORKLOADS)
 
         def time_forward_backward(self, impl, workload):
             self.case.call_synchronized("forward_backward")

@@ -64,3 +64,13 @@ def seed(request: pytest.FixtureRequest) -> int:
     import zlib
 
     return zlib.crc32(request.node.nodeid.encode()) & 0x7FFFFFFF
+
+
+@pytest.fixture(autouse=True)
+def _fresh_import_probes():
+    """Adapters cache their import attempts; tests that fake or hide packages need a fresh one."""
+    from attnbench.impls._external import load
+
+    load.cache_clear()
+    yield
+    load.cache_clear()

@@ -499,3 +499,27 @@ def test_restore_leaves_other_impls_alone(fa_registry):
     fa_registry["active"] = "FA3"
     sdpa_fa._restore("FA4")
     assert fa_registry["active"] == "FA3"
+
+
+def test_failed_imports_are_tried_once(monkeypatch):
+    """A broken package is imported once per process, not once per case of a sweep."""
+    import importlib
+
+    from attnbench.impls._external import load
+
+    calls = []
+    real_import = importlib.import_module
+
+    def broken(name, *args, **kwargs):
+        if name.startswith("brokenpkg"):
+            calls.append(name)
+            raise OSError("libfoo.so: cannot open shared object file")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr("attnbench.impls._external._installed", lambda module: True)
+    monkeypatch.setattr(importlib, "import_module", broken)
+    first = load("brokenpkg.ops", "brokenpkg")
+    second = load("brokenpkg.ops", "brokenpkg")
+    assert first == second and first[0] is None
+    assert "fails to import (OSError: libfoo.so" in first[1]
+    assert len(calls) == 1

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 
 import pytest
+import torch
 
 from attnbench import get_impl, impl_names, workload_set
 
@@ -32,14 +34,78 @@ def test_parameters_follow_the_environment(bench):
     # no GPU here: compiling implementations are left out unless named
     expected = [n for n in impl_names(benchmarked_only=True) if not get_impl(n).compiles]
     assert common.IMPLS == expected and "flex" not in expected and "eager" in expected
-    assert forward.Forward.params == (common.IMPLS, common.WORKLOADS)
-    train_classes = [
-        c for c in vars(train).values() if isinstance(c, type) and c.__module__ == train.__name__
+    by_scenario = {
+        s: [w.name for w in quick if w.scenario == s] for s in ("prefill", "decode", "train")
+    }
+    # without a GPU the wall-time classes run on every workload
+    forward_names = by_scenario["prefill"] + by_scenario["decode"]
+    assert forward.Forward.params == (common.IMPLS, forward_names)
+    assert forward.ForwardMetrics.params == (common.IMPLS, by_scenario["prefill"])
+    assert forward.DecodeMetrics.params == (common.IMPLS, by_scenario["decode"])
+    assert not hasattr(forward, "MaskedMetrics")  # the quick set has no masked workload
+    assert train.ForwardBackward.params == (common.IMPLS, by_scenario["train"])
+    assert train.ForwardBackwardMetrics.params == (common.IMPLS, by_scenario["train"])
+    assert train.ForwardBackward.mode == train.ForwardBackwardMetrics.mode == "forward_backward"
+    for cls in (forward.Forward, forward.ForwardMetrics, train.ForwardBackwardMetrics):
+        assert cls.version.startswith("attnbench-")  # explicit: edits do not orphan history
+
+
+def test_one_class_per_scenario_and_a_timed_subset_on_gpu(monkeypatch, bench):
+    """On a GPU the Metrics classes split the set by scenario (each sweep a few minutes) and the
+    wall-time classes take only the first workload of each scenario (a process each)."""
+    common, _, _ = bench
+    monkeypatch.setenv("ATTNBENCH_SET", "gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for mod in ("benchmarks._common", "benchmarks.forward", "benchmarks.train"):
+        monkeypatch.delitem(sys.modules, mod)
+    common = importlib.import_module("benchmarks._common")
+    forward = importlib.import_module("benchmarks.forward")
+    train = importlib.import_module("benchmarks.train")
+    gpu = workload_set("gpu")
+    swept = (
+        forward.ForwardMetrics.params[1]
+        + forward.MaskedMetrics.params[1]
+        + forward.DecodeMetrics.params[1]
+        + train.ForwardBackwardMetrics.params[1]
+    )
+    assert sorted(swept) == sorted(w.name for w in gpu)  # every workload, exactly once
+    assert all(
+        "-win" in n or "-docs" in n or "-alibi" in n for n in forward.MaskedMetrics.params[1]
+    )
+    assert forward.Forward.params[1] == [
+        next(w.name for w in gpu if w.scenario == "prefill"),
+        next(w.name for w in gpu if w.scenario == "decode"),
     ]
-    assert train_classes
-    for cls in train_classes:
-        assert cls.mode == "forward_backward"
-        assert cls.params == (common.IMPLS, common.TRAIN_WORKLOADS)
+    assert train.ForwardBackward.params[1] == [next(w.name for w in gpu if w.has_backward)]
+    assert "flex" in common.IMPLS  # compiling implementations are benchmarked on a GPU
+
+    monkeypatch.setenv("ATTNBENCH_TIMED_SET", "gpu-inhouse")
+    monkeypatch.delitem(sys.modules, "benchmarks._common")
+    common = importlib.import_module("benchmarks._common")
+    inhouse = {w.name for w in workload_set("gpu-inhouse")}
+    assert common.TIMED_WORKLOADS == [n for n in common.FORWARD_WORKLOADS if n in inhouse]
+
+
+def test_sweeps_keep_their_records(monkeypatch, tmp_path, bench):
+    """ATTNBENCH_RECORDS: each record as a JSON line, GPU state and wall seconds included."""
+    _, forward, _ = bench
+    monkeypatch.setenv("ATTNBENCH_RECORDS", str(tmp_path / "records"))
+    monkeypatch.setenv("ASV_COMMIT", "0123456789abcdef")
+    workload = "h8d64/prefill/s128/b1/full/fp32"
+
+    class Small(forward.ForwardMetrics):
+        params = (["chunked", "sdpa-cudnn"], [workload])
+
+    cache = Small().setup_cache()
+    lines = (tmp_path / "records" / "01234567.jsonl").read_text().splitlines()
+    recs = [json.loads(line) for line in lines]
+    assert [(r["impl"], r["suite"]) for r in recs] == [
+        ("chunked", "Small"),
+        ("sdpa-cudnn", "Small"),
+    ]
+    assert recs[0]["tflops"] == cache[("chunked", workload)]["tflops"] > 0
+    assert "needs a CUDA device" in recs[1]["reason"]
+    assert all(r["extra"]["wall_seconds"] >= 0 for r in recs)
 
 
 def test_impl_and_set_selection(monkeypatch, bench):
@@ -73,16 +139,6 @@ def test_case_or_skip_returns_a_case(bench, capsys):
     assert "skipped" not in capsys.readouterr().err
 
 
-def _swept_class(module):
-    """The module's class measured by attnbench's sweep (a ``setup_cache`` over its params)."""
-    (cls,) = [
-        c
-        for c in vars(module).values()
-        if isinstance(c, type) and hasattr(c, "setup_cache") and c.__module__ == module.__name__
-    ]
-    return cls
-
-
 def test_timed_benchmarks_run_a_step(bench):
     _, forward, train = bench
     workload = "h8kv2d64/prefill/s256/b2/full/fp32"
@@ -106,7 +162,7 @@ def test_swept_benchmarks_read_one_sweep(bench, capsys):
     _, forward, _ = bench
     workload = "h8d64/prefill/s128/b1/full/fp32"  # of the cpu-seeds set
 
-    class Small(_swept_class(forward)):
+    class Small(forward.ForwardMetrics):
         params = (["chunked", "eager", "sdpa-cudnn"], [workload])
 
     cache = Small().setup_cache()

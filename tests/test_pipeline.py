@@ -344,6 +344,23 @@ def test_shard_timeout_stops_a_hanging_shard(tmp_path):
     assert rc == bench.KILLED and time.monotonic() - start < 30
 
 
+def test_stop_after_leaves_the_rest_for_a_rerun(tmp_path, monkeypatch):
+    """--stop-after: no shard starts once the budget is spent; exit 75 says work is left."""
+    sys.path.insert(0, str(CI))
+    import bench
+
+    started = []
+    monkeypatch.setattr(bench, "asv_executable", lambda python=None: Path("asv"))
+    monkeypatch.setattr(bench, "pending_shards", lambda p, m, c, shards: list(shards))
+    monkeypatch.setattr(
+        bench, "run_shard", lambda p, a, c, shard, e, t: started.append(shard) or time.sleep(0.2)
+    )
+    p = SimpleNamespace(repo=tmp_path)
+    rc = bench.measure(p, "m", ["c" * 40], ["^a", "^b", "^c"], env={}, stop_after=0.1)
+    assert rc == bench.OUT_OF_TIME and started == ["^a"]
+    assert bench.measure(p, "m", ["c" * 40], ["^a", "^b"], env={}, stop_after=60) == 0
+
+
 def test_shards_are_the_suite_classes(tmp_path):
     sys.path.insert(0, str(CI))
     import bench

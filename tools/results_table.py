@@ -13,13 +13,13 @@ import math
 import sys
 from pathlib import Path
 
-COLUMNS = {  # benchmark -> (header, format)
-    "ForwardMetrics.track_seconds": ("median", "time"),
-    "ForwardMetrics.track_tflops": ("TFLOP/s", "{:.1f}"),
-    "ForwardMetrics.track_gbps": ("GB/s", "{:.0f}"),
-    "ForwardMetrics.track_speedup_vs_eager": ("vs eager", "{:.2f}x"),
-    "ForwardMetrics.track_gpu_peak_memory": ("GPU peak", "bytes"),
-    "ForwardMetrics.track_max_error": ("max abs err", "{:.1e}"),
+COLUMNS = {  # method of each *Metrics class -> (header, format)
+    "track_seconds": ("median", "time"),
+    "track_tflops": ("TFLOP/s", "{:.1f}"),
+    "track_gbps": ("GB/s", "{:.0f}"),
+    "track_speedup_vs_eager": ("vs eager", "{:.2f}x"),
+    "track_gpu_peak_memory": ("GPU peak", "bytes"),
+    "track_max_error": ("max abs err", "{:.1e}"),
 }
 
 
@@ -33,20 +33,24 @@ def _fmt(value: float | None, how: str) -> str:
     return how.format(value)
 
 
+FORWARD_SUITES = ("forward.ForwardMetrics", "forward.MaskedMetrics", "forward.DecodeMetrics")
+
+
 def table(path: Path, mode: str = "forward") -> str:
     data = json.loads(path.read_text())
     cols = data["result_columns"]
-    prefix = "forward." if mode == "forward" else "train.ForwardBackward"
+    suites = FORWARD_SUITES if mode == "forward" else ("train.ForwardBackwardMetrics",)
     figures: dict[tuple[str, str], dict[str, str]] = {}
-    for bench, (header, how) in COLUMNS.items():
-        name = prefix + bench if mode == "forward" else prefix + bench.removeprefix("Forward")
-        if name not in data["results"]:
-            continue
-        entry = dict(zip(cols, data["results"][name], strict=False))
-        pairs = itertools.product(*entry["params"])
-        for (impl, workload), value in zip(pairs, entry["result"], strict=True):
-            key = (json.loads(workload.replace("'", '"')), json.loads(impl.replace("'", '"')))
-            figures.setdefault(key, {})[header] = _fmt(value, how)
+    for suite in suites:
+        for bench, (header, how) in COLUMNS.items():
+            name = f"{suite}.{bench}"
+            if name not in data["results"]:
+                continue
+            entry = dict(zip(cols, data["results"][name], strict=False))
+            pairs = itertools.product(*entry["params"])
+            for (impl, workload), value in zip(pairs, entry["result"], strict=True):
+                key = (json.loads(workload.replace("'", '"')), json.loads(impl.replace("'", '"')))
+                figures.setdefault(key, {})[header] = _fmt(value, how)
     headers = ["workload", "implementation", *(h for h, _ in COLUMNS.values())]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     order = {w: i for i, w in enumerate(dict.fromkeys(w for w, _ in figures))}

@@ -7,6 +7,7 @@ A pair that cannot run is recorded with its reason; a failure never loses the ot
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
@@ -129,6 +130,7 @@ def sweep(
         reference: dict = {}  # the float64 reference output, computed once per workload
         order = ([baseline] if baseline and baseline not in names else []) + names
         for name in order:
+            start = time.perf_counter()
             try:
                 case = prepare(by_name.get(name, name), workload, device, mode=mode)
                 rec = measure_case(case, mode, errors=errors, reference=reference)
@@ -139,6 +141,8 @@ def sweep(
             finally:
                 case = None
                 _free(device)
+            # what this pair cost the run (set-up, compile, timing, memory, error): suite runtime
+            rec.extra["wall_seconds"] = round(time.perf_counter() - start, 3)
             row[name] = rec
         base = row.get(baseline) if baseline else None
         for name in names:

@@ -7,7 +7,8 @@ one commit: when it ends, its results are merged into the commit's result file (
 existing file before saving). A shard whose benchmarks are already in that file is done and is
 skipped, so a rerun after a kill measures only the rest. Each benchmark has asv's own timeout
 (its ``timeout`` attribute); ``--shard-timeout`` bounds a whole shard (its process group is
-killed), so a hang costs one shard, not the sweep.
+killed), so a hang costs one shard, not the sweep. ``--stop-after`` starts no shard once that
+many seconds have passed (a runner's job limit, say) and exits 75: a rerun resumes the rest.
 
     python tools/ci/bench.py --machine h100-x1 --new --max-commits 10
     python tools/ci/bench.py --machine cpu-box --commits HEAD~1,HEAD --shard '^forward\\.'
@@ -40,6 +41,7 @@ from pipeline import (
 )
 
 KILLED = 124  # exit status of a shard stopped by --shard-timeout (as timeout(1) reports it)
+OUT_OF_TIME = 75  # --stop-after reached with shards left (EX_TEMPFAIL: run again to resume)
 
 
 def _module_classes(body: list[ast.stmt]) -> list[str]:
@@ -162,10 +164,12 @@ def measure(
     env: dict,
     launch: str = "forkserver",
     shard_timeout: float | None = None,
+    stop_after: float | None = None,
     extra: Sequence[str] = (),
     python: Path | None = None,
 ) -> int:
-    """Measure each commit's pending shards; the worst exit status of the asv runs (0: all ok)."""
+    """Measure each commit's pending shards; the worst exit status of the asv runs (0: all ok),
+    or :data:`OUT_OF_TIME` when ``stop_after`` seconds passed with shards left."""
     asv = [str(asv_executable(python)), "run", "--machine", machine, "--launch-method", launch]
     asv += list(extra)
     failed: list[tuple[str, str, int]] = []  # (commit, shard, exit status)
@@ -175,7 +179,14 @@ def measure(
         done = len(shards) - len(todo)
         log(f"[{n}/{len(commits)}] {commit[:8]}: {len(todo)} shard(s) to run, {done} done")
         for shard in todo:
+            if stop_after is not None and time.monotonic() - start >= stop_after:
+                left = sum(len(pending_shards(project, machine, c, shards)) for c in commits)
+                log(f"stopped after {time.monotonic() - start:.0f} s: {left} shard(s) left; "
+                    "run again to resume")  # fmt: skip
+                return OUT_OF_TIME
+            shard_start = time.monotonic()
             rc = run_shard(project, asv, commit, shard, env, shard_timeout)
+            log(f"shard {shard} of {commit[:8]} took {time.monotonic() - shard_start:.0f} s")
             log(f"shard {shard} of {commit[:8]} exited {rc}")
             if rc == 1 and not any(re.search(shard, n) for n in discovered(project)):
                 log(f"shard {shard}: no such benchmark on this machine (asv: none selected)")
@@ -203,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         "--shard", action="append", help="--bench regex per shard (default: one per class)"
     )
     parser.add_argument("--shard-timeout", type=float, help="seconds before a shard is killed")
+    parser.add_argument(
+        "--stop-after", type=float, help="start no shard after this many seconds (exit 75)"
+    )
     parser.add_argument("--launch", default="forkserver", help="asv --launch-method")
     parser.add_argument("--set", help="ATTNBENCH_SET for the suite (default: the suite's)")
     parser.add_argument("--no-register", action="store_true", help="machine already registered")
@@ -229,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             env=env,
             launch=args.launch,
             shard_timeout=args.shard_timeout,
+            stop_after=args.stop_after,
             extra=args.asv_args,
         )
     except PipelineError as exc:

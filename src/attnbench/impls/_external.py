@@ -3,6 +3,7 @@ and the conversions every (B, S, H, D) backend needs at its edges."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -34,9 +35,11 @@ def _installed(module: str) -> bool:
         return top in __import__("sys").modules
 
 
+@functools.cache
 def load(module: str, distribution: str) -> tuple[ModuleType | None, str | None]:
     """``(module, None)``, or ``(None, reason)`` saying whether the package is absent or
-    installed but broken (its CUDA extension failing to load, quoted)."""
+    installed but broken (its CUDA extension failing to load, quoted). Cached: Python retries
+    a failed import from scratch each time (seconds for xFormers, per case of a sweep)."""
     if not _installed(module):
         return None, f"needs {distribution} (module {module}), not installed"
     try:
