@@ -121,8 +121,9 @@ def measure(impls: list[str], workloads: list[Workload], mode: str, device) -> l
 
 # -- configuration search ------------------------------------------------------------------
 def tune(device: torch.device, deadline: float) -> list[dict]:
-    from attnbench.kernels import triton_decode, triton_flash
     from attnbench.kernels.configs import BwdConfig, DecodeConfig, FwdConfig
+
+    from attnbench.kernels import triton_decode, triton_flash
 
     rows: list[dict] = []
 

@@ -87,8 +87,18 @@ def resources(fn, consts: dict, warps: int, stages: int, arch: int, descriptors=
     }
 
 
-def fwd_consts(c: FwdConfig, d: int, *, causal: bool, dense: bool, tma: bool, group: int = 1,
-               packed: bool = False, split: bool = False, dv: int | None = None) -> dict:  # fmt: skip
+def fwd_consts(
+    c: FwdConfig,
+    d: int,
+    *,
+    causal: bool,
+    dense: bool,
+    tma: bool,
+    group: int = 1,
+    packed: bool = False,
+    split: bool = False,
+    dv: int | None = None,
+) -> dict:
     dv = dv or d
     return {
         "GROUP": group, "CAUSAL": causal, "HAS_WINDOW": False, "HAS_DOCS": False,
@@ -112,7 +122,8 @@ def forward_row(c: FwdConfig, d: int, arch: int, *, causal: bool, dense: bool, t
 
 def rows(arch: int, head_dims: tuple[int, ...], only: str | None):
     fwd = [FwdConfig(128, 128, 8, 3), FwdConfig(128, 64, 8, 3), FwdConfig(128, 64, 8, 4),
-           FwdConfig(128, 32, 4, 4), FwdConfig(128, 64, 8, 2), FwdConfig(128, 32, 8, 3)]  # fmt: skip
+           FwdConfig(128, 32, 4, 4), FwdConfig(128, 64, 8, 2),
+           FwdConfig(128, 32, 8, 3)]  # fmt: skip
     bwd = [BwdConfig(64, 128, 128, 64, 8, 3), BwdConfig(64, 128, 128, 64, 8, 2),
            BwdConfig(32, 128, 128, 64, 8, 2), BwdConfig(32, 64, 64, 32, 8, 1)]  # fmt: skip
     for d in head_dims:
@@ -123,7 +134,7 @@ def rows(arch: int, head_dims: tuple[int, ...], only: str | None):
                         r = forward_row(c, d, arch, causal=causal, dense=dense, tma=tma)
                         label = f"{c.block_m}x{c.block_n} w{c.num_warps} s{c.num_stages}"
                         label += " tma" if tma else ""
-                        kind = ("fwd dense" if dense else "fwd general")
+                        kind = "fwd dense" if dense else "fwd general"
                         yield kind, d, label, "causal" if causal else "full", r
         if only in (None, "bwd"):
             for c in bwd:
