@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import math
 import os
 import subprocess
 import sys
@@ -28,8 +27,9 @@ import torch
 from attnbench import Workload, get_impl, prepare
 from attnbench.catalogue import all_workloads
 from attnbench.impls.math import math_attention
-from attnbench.kernels import configs
-from attnbench.kernels.configs import BwdConfig, DecodeConfig, FwdConfig
+from attnbench.kernels.flash import configs
+from attnbench.kernels.flash.configs import BwdConfig, FwdConfig
+from attnbench.masks import MaskSpec, alibi_slopes
 from attnbench.measure.accuracy import compare
 from attnbench.sweep import sweep
 
@@ -39,7 +39,6 @@ pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("triton") is None, reason="triton is not installed"
 )
 
-SMALL_FWD = FwdConfig(16, 16, 1, 1)
 SMALL_BWD = BwdConfig(16, 16, 16, 16, 1, 1)
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
@@ -53,12 +52,13 @@ needs_interpreter = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def kernels():
-    """The kernel modules, built for the interpreter."""
-    flash = importlib.import_module("attnbench.kernels.triton_flash")
-    decode = importlib.import_module("attnbench.kernels.triton_decode")
-    if not (flash.INTERPRETED and decode.INTERPRETED):
+    """The kernel modules (api, forward, decode), built for the interpreter."""
+    api = importlib.import_module("attnbench.kernels.flash.api")
+    forward = importlib.import_module("attnbench.kernels.flash.forward")
+    decode = importlib.import_module("attnbench.kernels.flash.decode")
+    if not api.INTERPRETED:
         pytest.skip("the Triton kernels were compiled for CUDA in this process")
-    return flash, decode
+    return api, forward, decode
 
 
 def test_kernels_under_the_interpreter(repo_root):
@@ -82,8 +82,8 @@ def _randn(gen, *shape, dtype=torch.float32, grad=False):
     return torch.randn(*shape, generator=gen).to(dtype).requires_grad_(grad)
 
 
-def _reference(q, k, v, causal, scale):
-    return math_attention(q.double(), k.double(), v.double(), causal=causal, scale=scale)
+def _reference(q, k, v, causal, scale, spec=None):
+    return math_attention(q.double(), k.double(), v.double(), causal=causal, scale=scale, mask=spec)
 
 
 def _reference_lse(q, k, causal, scale):
@@ -103,6 +103,17 @@ def _assert_close(name, actual, expected, dtype):
     assert err.within(dtype), f"{name}: {err} outside the {dtype} tolerance"
 
 
+def _mask(forward, spec: MaskSpec, heads: int):
+    return forward.mask_args(
+        spec.causal,
+        window=spec.window,
+        doc_lens=spec.doc_lens,
+        alibi_slopes=alibi_slopes(heads) if spec.alibi else None,
+        device="cpu",
+    )
+
+
+# -- forward: the dense specialization and the general kernel ---------------------------------
 # (batch, q_heads, kv_heads, q_len, kv_len, head_dim, v_head_dim, causal, dtype)
 FWD_CASES = [
     (2, 4, 4, 40, 40, 32, 32, True, "fp32"),  # MHA, diagonal through ragged tiles
@@ -112,25 +123,35 @@ FWD_CASES = [
     (1, 4, 2, 33, 70, 32, 32, True, "fp16"),
     (1, 2, 2, 48, 48, 64, 64, False, "fp16"),  # every tile whole
 ]
+PATHS = {
+    "dense": FwdConfig(16, 16, 1, 1),
+    "dense-tma": FwdConfig(16, 16, 1, 1, tma=True),
+    "general": FwdConfig(16, 16, 1, 1, dense=False),
+    "general-tma": FwdConfig(16, 16, 1, 1, tma=True, dense=False),
+    "split": FwdConfig(16, 16, 1, 1, num_splits=3, dense=False),
+}
 
 
 @needs_interpreter
-@pytest.mark.parametrize("tma", [False, True], ids=["pointers", "descriptors"])
+@pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("case", FWD_CASES, ids=lambda c: "-".join(map(str, c)))
-def test_forward_and_lse_match_reference(kernels, case, tma, seed):
-    """Both load paths: plain pointers, and tensor descriptors (TMA on the GPU) whose tiles
-    run past a head's rows into the next head's (masked) or past the end (zero-filled)."""
-    flash, _ = kernels
+def test_forward_and_lse_match_reference(kernels, case, path, seed):
+    """Every forward path: the dense specialization and the general kernel, with plain
+    pointers and tensor descriptors (TMA on the GPU; tiles that run past a head's rows into the
+    next head's are masked, past the end zero-filled), and split keys."""
+    api, forward, _ = kernels
     b, hq, hkv, sq, skv, d, dv, causal, dtype = case
     gen = torch.Generator().manual_seed(seed)
     dt = DTYPES[dtype]
     q, k = _randn(gen, b, hq, sq, d, dtype=dt), _randn(gen, b, hkv, skv, d, dtype=dt)
     v = _randn(gen, b, hkv, skv, dv, dtype=dt)
     scale = d**-0.5
-    cfg = FwdConfig(16, 16, 1, 1, tma=tma)
-    assert flash._descriptors_apply(cfg, q, k, v) == tma
-    out, lse = flash.attention_with_lse(
-        q, k, v, causal=causal, scale=scale, fwd_cfg=cfg, bwd_cfg=SMALL_BWD
+    cfg = PATHS[path]
+    assert forward.descriptors_apply(cfg, q, k, v) == cfg.tma
+    mask = forward.MaskArgs(causal)
+    assert forward.dense_applies(cfg, mask, q, k, v, 1) == path.startswith("dense")
+    out, lse = api.attention_with_lse(
+        q, k, v, causal=causal, scale=scale, fwd_config=cfg, bwd_config=SMALL_BWD
     )
     assert out.shape == (b, hq, sq, dv) and out.dtype == dt
     assert lse.shape == (b, hq, sq) and lse.dtype == torch.float32
@@ -138,73 +159,131 @@ def test_forward_and_lse_match_reference(kernels, case, tma, seed):
     _assert_close("lse", lse, _reference_lse(q, k, causal, scale), "fp32")
 
 
-BWD_CASES = [
-    (1, 4, 2, 37, 53, 32, True, "fp32"),  # GQA: dK/dV summed over the group's heads
-    (1, 2, 1, 30, 30, 16, False, "fp32"),  # MQA
-    (1, 2, 2, 40, 40, 64, True, "fp16"),
+# (batch, q_heads, kv_heads, q_len, kv_len, head_dim, v_head_dim, mask, dtype)
+MASK_CASES = [
+    (1, 4, 2, 50, 50, 32, 32, MaskSpec(causal=True, window=7), "fp32"),
+    (1, 4, 2, 20, 70, 32, 32, MaskSpec(causal=True, window=24), "fp32"),  # q_len < kv_len
+    (1, 2, 1, 60, 60, 16, 16, MaskSpec(causal=True, doc_lens=(13, 30, 17)), "fp32"),
+    (1, 2, 2, 60, 60, 16, 16, MaskSpec(causal=False, doc_lens=(25, 35)), "fp16"),
+    (1, 4, 2, 40, 40, 32, 32, MaskSpec(causal=True, alibi=True), "fp32"),
+    (1, 3, 3, 30, 45, 16, 16, MaskSpec(causal=False, alibi=True), "fp32"),  # 3 heads: slopes
+    (1, 2, 2, 50, 50, 16, 16, MaskSpec(causal=True, window=9, doc_lens=(20, 30)), "fp32"),
+    (1, 2, 2, 33, 33, 56, 56, MaskSpec(causal=True), "fp16"),  # head_dim 56: padded tiles
+    (1, 2, 1, 40, 40, 48, 24, MaskSpec(causal=False), "fp32"),  # neither a power of two
+    (1, 2, 2, 24, 24, 192, 128, MaskSpec(causal=True), "fp32"),  # MLA: D 192, Dv 128
 ]
 
 
 @needs_interpreter
-@pytest.mark.parametrize("case", BWD_CASES, ids=lambda c: "-".join(map(str, c)))
+@pytest.mark.parametrize("case", MASK_CASES, ids=lambda c: "-".join(map(str, c[:7])))
+def test_masks_and_head_dims_match_reference(kernels, case, seed):
+    """Windows, packed documents and ALiBi in the kernel; head dims that are not powers of two
+    and V's differing from Q/K's: the general kernel (the dense one declines them)."""
+    api, forward, _ = kernels
+    b, hq, hkv, sq, skv, d, dv, spec, dtype = case
+    gen = torch.Generator().manual_seed(seed)
+    dt = DTYPES[dtype]
+    q, k = _randn(gen, b, hq, sq, d, dtype=dt), _randn(gen, b, hkv, skv, d, dtype=dt)
+    v = _randn(gen, b, hkv, skv, dv, dtype=dt)
+    mask = _mask(forward, spec, hq)
+    cfg = FwdConfig(16, 16, 1, 1)  # dense asked for: must fall back where it cannot run
+    assert not forward.dense_applies(cfg, mask, q, k, v, 1) or (not spec.features and d == dv)
+    out = api.attention(q, k, v, scale=0.3, mask=mask, fwd_config=cfg)
+    assert out.shape == (b, hq, sq, dv)
+    _assert_close("output", out, _reference(q, k, v, spec.causal, 0.3, spec), dtype)
+
+
+# -- backward (deterministic: no atomics) -----------------------------------------------------
+BWD_CASES = [
+    (1, 4, 2, 37, 53, 32, 32, MaskSpec(causal=True), "fp32"),  # GQA: dK/dV over the group
+    (1, 2, 1, 30, 30, 16, 16, MaskSpec(causal=False), "fp32"),  # MQA
+    (1, 2, 2, 40, 40, 64, 64, MaskSpec(causal=True), "fp16"),
+    (1, 2, 1, 48, 48, 32, 32, MaskSpec(causal=True, window=10), "fp32"),
+    (1, 2, 2, 40, 40, 16, 16, MaskSpec(causal=True, doc_lens=(15, 25)), "fp32"),
+    (1, 2, 2, 32, 32, 16, 16, MaskSpec(causal=True, alibi=True), "fp32"),
+    (1, 2, 2, 20, 20, 56, 56, MaskSpec(causal=False), "fp32"),
+    (1, 1, 1, 20, 20, 192, 128, MaskSpec(causal=True), "fp32"),
+]
+
+
+@needs_interpreter
+@pytest.mark.parametrize("case", BWD_CASES, ids=lambda c: "-".join(map(str, c[:7])))
 def test_backward_matches_float64_autograd(kernels, case, seed):
-    flash, _ = kernels
-    b, hq, hkv, sq, skv, d, causal, dtype = case
+    api, forward, _ = kernels
+    b, hq, hkv, sq, skv, d, dv, spec, dtype = case
     gen = torch.Generator().manual_seed(seed)
     dt = DTYPES[dtype]
     leaves = [
         _randn(gen, b, hq, sq, d, dtype=dt, grad=True),
         _randn(gen, b, hkv, skv, d, dtype=dt, grad=True),
-        _randn(gen, b, hkv, skv, d, dtype=dt, grad=True),
+        _randn(gen, b, hkv, skv, dv, dtype=dt, grad=True),
     ]
-    grad_out = _randn(gen, b, hq, sq, d, dtype=dt)
+    grad_out = _randn(gen, b, hq, sq, dv, dtype=dt)
     scale = d**-0.5
-    out = flash.attention(*leaves, causal=causal, scale=scale, fwd_cfg=SMALL_FWD, bwd_cfg=SMALL_BWD)
+    out = api.attention(
+        *leaves, scale=scale, mask=_mask(forward, spec, hq),
+        fwd_config=FwdConfig(16, 16, 1, 1), bwd_config=SMALL_BWD,
+    )  # fmt: skip
     actual = torch.autograd.grad(out, leaves, grad_out)
+    again = torch.autograd.grad(
+        api.attention(*leaves, scale=scale, mask=_mask(forward, spec, hq),
+                      fwd_config=FwdConfig(16, 16, 1, 1), bwd_config=SMALL_BWD),
+        leaves, grad_out,
+    )  # fmt: skip
+    assert all(torch.equal(a, b) for a, b in zip(actual, again, strict=True))  # deterministic
     ref_leaves = [t.detach().double().requires_grad_() for t in leaves]
-    ref = math_attention(*ref_leaves, causal=causal, scale=scale)
+    ref = math_attention(*ref_leaves, causal=spec.causal, scale=scale, mask=spec)
     expected = torch.autograd.grad(ref, ref_leaves, grad_out.double())
     for name, a, e in zip(("dq", "dk", "dv"), actual, expected, strict=True):
         assert a.dtype == dt
         _assert_close(name, a, e, dtype)
 
 
+# -- decode: packed GQA rows, split keys ------------------------------------------------------
 @needs_interpreter
 @pytest.mark.parametrize(
-    ("hq", "hkv", "skv", "d", "splits", "dtype"),
+    ("hq", "hkv", "sq", "skv", "d", "splits", "dtype"),
     [
-        (8, 2, 300, 32, 1, "fp32"),  # one split: the combine is a no-op
-        (8, 2, 300, 32, 3, "fp32"),  # shares of 112 keys (7 tiles), last one ragged
-        (4, 1, 100, 64, 7, "fp32"),  # MQA, shares of one tile each
-        (4, 4, 200, 16, 4, "fp16"),  # MHA: a group of one row padded to 16
+        (8, 2, 1, 300, 32, 1, "fp32"),  # one split: no combine
+        (8, 2, 1, 300, 32, 3, "fp32"),  # shares of 112 keys (7 tiles), last one ragged
+        (4, 1, 1, 100, 64, 7, "fp32"),  # MQA, shares of one tile each
+        (4, 4, 1, 200, 16, 4, "fp16"),  # MHA: a group of one row padded to 16
+        (8, 2, 3, 150, 32, 2, "fp32"),  # several query rows (speculative decode), causal
     ],
 )
-def test_decode_matches_reference(kernels, hq, hkv, skv, d, splits, dtype, seed):
-    _, decode = kernels
+def test_decode_matches_reference(kernels, hq, hkv, sq, skv, d, splits, dtype, seed):
+    api, _, decode = kernels
     gen = torch.Generator().manual_seed(seed)
     dt = DTYPES[dtype]
-    q, k = _randn(gen, 2, hq, 1, d, dtype=dt), _randn(gen, 2, hkv, skv, d, dtype=dt)
+    q, k = _randn(gen, 2, hq, sq, d, dtype=dt), _randn(gen, 2, hkv, skv, d, dtype=dt)
     v = _randn(gen, 2, hkv, skv, d, dtype=dt)
-    out = decode.decode(q, k, v, scale=0.3, cfg=DecodeConfig(16, splits, 1, 1))
-    assert out.shape == (2, hq, 1, d) and out.dtype == dt
-    _assert_close("decode", out, _reference(q, k, v, False, 0.3), dtype)
+    cfg = FwdConfig(16, 16, 1, 1, packed=True, num_splits=splits, dense=False)
+    if sq == 1:
+        out = decode.decode(q, k, v, scale=0.3, config=cfg)
+    else:
+        out = api.attention(q, k, v, scale=0.3, causal=True, fwd_config=cfg)
+    assert out.shape == (2, hq, sq, d) and out.dtype == dt
+    _assert_close("decode", out, _reference(q, k, v, sq > 1, 0.3), dtype)
 
 
 @needs_interpreter
 def test_bad_inputs_get_one_clear_message(kernels):
-    flash, decode = kernels
+    api, _, decode = kernels
     q, k = torch.randn(1, 3, 8, 16), torch.randn(1, 2, 8, 16)
     with pytest.raises(ValueError, match="must divide"):
-        flash.attention(q, k, k, causal=False)
+        api.attention(q, k, k, causal=False)
     with pytest.raises(ValueError, match="q_len"):
-        flash.attention(torch.randn(1, 2, 9, 16), k, k, causal=True)
+        api.attention(torch.randn(1, 2, 9, 16), k, k, causal=True)
     with pytest.raises(ValueError, match="one query row"):
         decode.decode(torch.randn(1, 2, 2, 16), k, k)
+    with pytest.raises(ValueError, match="head_dim 320"):
+        big = torch.randn(1, 2, 8, 320)
+        api.attention(big, big, big)
 
 
 # -- through attnbench: the same checks as every implementation --------------------------------
-def W(b, hq, hkv, sq, skv, d, *, causal=True, dtype="fp32", scenario="prefill"):
-    return Workload(b, hq, hkv, sq, skv, d, causal=causal, dtype=dtype, scenario=scenario)
+def W(b, hq, hkv, sq, skv, d, *, causal=True, dtype="fp32", scenario="prefill", **kw):
+    return Workload(b, hq, hkv, sq, skv, d, causal=causal, dtype=dtype, scenario=scenario, **kw)
 
 
 @needs_interpreter
@@ -213,7 +292,11 @@ def W(b, hq, hkv, sq, skv, d, *, causal=True, dtype="fp32", scenario="prefill"):
     [
         ("triton-flash", W(1, 4, 2, 100, 130, 32)),
         ("triton-flash", W(1, 4, 1, 70, 70, 64, causal=False, dtype="fp16")),
+        ("triton-flash", W(1, 2, 2, 64, 64, 56, window=16)),
+        ("triton-flash", W(1, 4, 2, 64, 64, 32, alibi=True, documents=2)),
+        ("triton-flash", W(1, 2, 2, 40, 40, 192, v_head_dim=128)),
         ("triton-decode", W(2, 8, 2, 1, 1000, 64, scenario="decode")),
+        ("triton-decode", W(1, 4, 2, 1, 300, 32, scenario="decode", alibi=True)),
     ],
     ids=lambda x: getattr(x, "name", x),
 )
@@ -230,6 +313,7 @@ def test_gradients_through_attnbench(kernels, seed):
     case = prepare("triton-flash", workload, CPU, seed=seed, mode="forward_backward")
     bad = {n: e for n, e in case.gradient_errors().items() if not e.within("fp32")}
     assert not bad, bad
+    assert "bwd_block_n1" in case.config
 
 
 @needs_interpreter
@@ -246,51 +330,72 @@ def test_unsupported_workloads_say_why(kernels):
     flash, decode = get_impl("triton-flash"), get_impl("triton-decode")
     prefill = W(1, 4, 2, 64, 64, 32)
     assert any("q_len must be 1" in r for r in decode.unsupported_reasons(prefill, CPU))
-    odd = W(1, 2, 2, 16, 16, 56)
-    assert any("head_dim 56" in r for r in flash.unsupported_reasons(odd, CPU))
+    assert any("head_dim 320" in r for r in flash.unsupported_reasons(W(1, 2, 2, 8, 8, 320), CPU))
     assert flash.unsupported_reasons(prefill, CPU) == []
+    assert flash.unsupported_reasons(W(1, 2, 2, 16, 16, 56, window=4), CPU) == []
 
 
 def test_cpu_needs_the_interpreter(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    reasons = get_impl("triton-flash").unsupported_reasons(W(1, 2, 2, 16, 16, 32), CPU)
-    assert any("TRITON_INTERPRET=1" in r for r in reasons), reasons
+    for name in ("triton-flash", "triton-decode"):
+        w = W(1, 2, 2, 1 if name == "triton-decode" else 16, 16, 32)
+        reasons = get_impl(name).unsupported_reasons(w, CPU)
+        assert any("TRITON_INTERPRET=1" in r for r in reasons), reasons
 
 
-# -- the configuration table -------------------------------------------------------------------
+# -- the configuration chooser -----------------------------------------------------------------
 def _pow2(n: int) -> bool:
     return n >= 1 and n & (n - 1) == 0
 
 
-def test_table_has_valid_configs_for_every_catalogued_gpu_workload():
+def test_chooser_has_valid_configs_for_every_catalogued_gpu_workload():
     checked = 0
     for w in all_workloads().values():
-        d = max(w.head_dim, w.dv)
-        if d not in configs.HEAD_DIMS:
-            with pytest.raises(ValueError, match=f"head_dim {d}"):
-                configs.fwd_config(d, "cuda")
+        if max(w.head_dim, w.dv) > configs.MAX_HEAD_DIM:
             continue
-        f = configs.fwd_config(d, "cuda", causal=w.causal)
+        f = configs.choose_fwd_config(
+            w.batch, w.q_heads, w.kv_heads, w.q_len, w.kv_len, w.head_dim, w.dv,
+            itemsize=w.torch_dtype.itemsize, causal=w.causal, dense_mask=not w.mask.features,
+        )  # fmt: skip
         assert all(_pow2(x) and x >= 16 for x in (f.block_m, f.block_n)), (w.name, f)
-        assert f.num_warps in (4, 8) and f.num_stages >= 1, (w.name, f)
-        bw = configs.bwd_config(d, "cuda", causal=w.causal)
+        assert f.num_warps in (4, 8) and f.num_stages >= 1 and f.num_splits >= 1, (w.name, f)
+        if f.dense:  # only where the dense specialization can run
+            assert not w.mask.features and w.head_dim == w.dv and _pow2(w.head_dim), w.name
+            assert f.num_splits == 1 and not f.packed
+        bw = configs.choose_bwd_config(w.head_dim, w.dv, w.torch_dtype.itemsize)
         blocks = (bw.block_m1, bw.block_n1, bw.block_m2, bw.block_n2)
         assert all(_pow2(x) and x >= 16 for x in blocks), (w.name, bw)
         if w.q_len == 1:
-            dc = configs.decode_config(w.batch, w.kv_heads, w.kv_len, d, "cuda", num_sms=132)
-            share = configs.keys_per_split(w.kv_len, dc.block_n, dc.splits)
-            assert share % dc.block_n == 0
-            # every split has keys, and together they cover the cache
-            assert (dc.splits - 1) * share < w.kv_len <= dc.splits * share, (w.name, dc)
+            assert f.packed, (w.name, f)
+            share = configs.keys_per_split(w.kv_len, f.block_n, f.num_splits)
+            splits = configs.splits_for(w.kv_len, f.block_n, f.num_splits)
+            assert share % f.block_n == 0
+            assert (splits - 1) * share < w.kv_len <= splits * share, (w.name, f)
         checked += 1
     assert checked > 20
 
 
+def test_dense_d128_uses_the_measured_v2_table():
+    """bf16 D=128 causal/full prefill: triton-flash v2's 128x128, 8 warps, 3 stages, TMA."""
+    for causal in (True, False):
+        f = configs.choose_fwd_config(4, 32, 32, 4096, 4096, 128, 128, causal=causal)
+        assert f == configs.FwdConfig(128, 128, 8, 3, tma=True)
+        d = f.as_dict()
+        assert {"block_m", "block_n", "num_warps", "num_stages", "tma"} <= set(d)
+    masked = configs.choose_fwd_config(4, 32, 32, 4096, 4096, 128, 128, dense_mask=False)
+    assert not masked.dense
+    fp32 = configs.choose_fwd_config(4, 32, 32, 4096, 4096, 128, 128, itemsize=4)
+    assert not fp32.dense
+
+
 @pytest.mark.parametrize("kv_len", [1, 63, 256, 16384, 65536, 100003])
 def test_decode_splits_fill_the_gpu_and_cover_the_cache(kv_len):
-    dc = configs.decode_config(8, 8, kv_len, 128, "cuda", num_sms=132)
-    share = configs.keys_per_split(kv_len, dc.block_n, dc.splits)
-    assert (dc.splits - 1) * share < kv_len <= dc.splits * share
-    if kv_len >= 16384:  # long caches: at least a few programs per SM
-        assert 8 * 8 * dc.splits >= 2 * 132
-    assert math.ceil(kv_len / share) == dc.splits
+    f = configs.choose_fwd_config(8, 32, 8, 1, kv_len, 128, 128, num_sms=132)
+    assert f.packed and f.block_m == 16  # the group of 4 rows in one 16-row tile
+    splits = configs.splits_for(kv_len, f.block_n, f.num_splits)
+    share = configs.keys_per_split(kv_len, f.block_n, f.num_splits)
+    assert (splits - 1) * share < kv_len <= splits * share
+    if kv_len >= 16384:  # long caches: about one wave of programs (H100-measured choice)
+        assert 8 * 8 * splits >= 0.9 * 132
+    d = configs.decode_dict(f)
+    assert d["kernel"] == "decode" and "block_m" not in d and d["splits"] == f.num_splits

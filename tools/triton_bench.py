@@ -2,6 +2,9 @@
 
     python tools/triton_bench.py            # about 5 minutes on an H100
     python tools/triton_bench.py --no-tune  # skip the configuration search
+    python tools/triton_bench.py -w gpu -w gpu-masks -i 'triton*' -i 'sdpa*'  # catalogue sets
+    python tools/triton_bench.py --tune -w gpu-inhouse  # per-workload configuration search
+    python tools/triton_bench.py --tune -w gpu-inhouse --fwd-configs "128,128,8,3,tma;..."
 
 Measures, through attnbench's own path (``attnbench.sweep.sweep``: CUDA events, L2 flushed):
 
@@ -14,8 +17,16 @@ Measures, through attnbench's own path (``attnbench.sweep.sweep``: CUDA events, 
   both timed with ``attnbench.measure.timing.time_call``; each workload's FLOPs / matmul rate
   and bytes / copy bandwidth;
 - peak GPU memory of ``triton-flash``'s forward against inputs + output + LSE;
-- (unless ``--no-tune``) a few alternative tile configurations of the forward, the backward
-  and the decode split count, to choose the table in ``attnbench/kernels/configs.py``.
+- (unless ``--no-tune``) a few alternative tile configurations of the forward (dense
+  specialization), the backward and the decode split count, to choose the entries of
+  ``attnbench/kernels/flash/configs.py``.
+
+With ``-w`` (catalogue sets, names or globs) it compares the implementations of ``-i``
+(default: the in-house ones and the peers) on those workloads instead, forward and, for
+``train`` workloads, forward+backward; ``vs best`` is the fastest other implementation's median
+over this one's. With ``--tune`` it searches each ``-w`` workload's kernel configurations
+(``triton.testing.do_bench``), checks each against the chosen configuration's output, and
+prints the best next to the chooser's choice.
 
 Prints one table per part and writes everything as JSON to ``$OUT/triton_bench.json`` (or
 ``--json PATH``). Numbers go to ``docs/triton-tuning.md`` with the machine and this command.
@@ -24,21 +35,28 @@ Prints one table per part and writes everything as JSON to ``$OUT/triton_bench.j
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+import attnbench as ab
 from attnbench import Workload, impl_names
+from attnbench.inputs import make_inputs
+from attnbench.measure.accuracy import TOLERANCES
 from attnbench.measure.timing import time_call
 from attnbench.sweep import Record, sweep
 
-PEERS = ("sdpa-flash", "sdpa-cudnn", "fa4", "triton-fused")
+PEERS = ("sdpa-flash", "sdpa-cudnn", "fa4")
+INHOUSE = ("triton-flash", "triton-decode")
 SEQS = (4096, 8192, 16384)
 DECODE_KV = (16384, 65536)
+SMEM_LIMIT = 227 * 1024  # the H100's shared memory per block
 TUNE_BUDGET_S = 150.0  # the configuration search stops starting new candidates after this
 TOTAL_BUDGET_S = 320.0  # ... or once the whole run is this old (the script must stay < 6 min)
 
@@ -121,8 +139,8 @@ def measure(impls: list[str], workloads: list[Workload], mode: str, device) -> l
 
 # -- configuration search ------------------------------------------------------------------
 def tune(device: torch.device, deadline: float) -> list[dict]:
-    from attnbench.kernels import triton_decode, triton_flash
-    from attnbench.kernels.configs import BwdConfig, DecodeConfig, FwdConfig
+    from attnbench.kernels.flash import api, decode, forward
+    from attnbench.kernels.flash.configs import BwdConfig, FwdConfig
 
     rows: list[dict] = []
 
@@ -144,28 +162,27 @@ def tune(device: torch.device, deadline: float) -> list[dict]:
             rows.append({"what": label, "workload": workload.name, "config": cfg.as_dict(),
                          "error": f"{type(exc).__name__}: {str(exc)[:200]}"})  # fmt: skip
 
-    fwd_candidates = [
+    fwd_candidates = [  # the dense specialization; the last two: the general kernel
         FwdConfig(128, 64, 8, 3),
         FwdConfig(128, 128, 8, 3),
         FwdConfig(128, 128, 8, 2),
-        FwdConfig(128, 64, 4, 3),
         FwdConfig(128, 64, 8, 4),
-        FwdConfig(64, 64, 4, 3),
-        FwdConfig(128, 32, 4, 4),
         FwdConfig(128, 64, 8, 3, tma=True),
         FwdConfig(128, 128, 8, 3, tma=True),
         FwdConfig(128, 128, 8, 2, tma=True),
+        FwdConfig(128, 64, 8, 3, dense=False),
+        FwdConfig(128, 32, 4, 4, dense=False),
     ]
     for causal in (False, True):
         w = prefill(4096, causal)
         gen = torch.Generator(device).manual_seed(0)
         q, k, v = (torch.randn(4, 32, 4096, 128, device=device, dtype=torch.bfloat16,
                                generator=gen) for _ in range(3))  # fmt: skip
+        mask = forward.MaskArgs(causal)
         for cfg in fwd_candidates:
 
-            def fwd(cfg=cfg, causal=causal, q=q, k=k, v=v):
-                with torch.no_grad():
-                    return triton_flash.attention(q, k, v, causal=causal, fwd_cfg=cfg)
+            def fwd(cfg=cfg, q=q, k=k, v=v, mask=mask):
+                return forward.attention_forward(q, k, v, 128**-0.5, mask, cfg)[0]
 
             timed("fwd", w, "forward", cfg, fwd)
         del q, k, v
@@ -177,18 +194,19 @@ def tune(device: torch.device, deadline: float) -> list[dict]:
         k, v = (torch.randn(8, 8, kv, 128, device=device, dtype=torch.bfloat16, generator=gen)
                 for _ in range(2))  # fmt: skip
         for block_n, warps, stages in ((64, 4, 3), (128, 4, 2), (64, 8, 4)):
-            for splits in (4, 8, 16, 32, 64):
-                cfg = DecodeConfig(block_n, splits, warps, stages)
+            for splits in (1, 2, 4, 8, 16, 32):
+                cfg = FwdConfig(16, block_n, warps, stages, packed=True, num_splits=splits,
+                                dense=False)  # fmt: skip
 
                 def step(cfg=cfg, q=q, k=k, v=v):
-                    return triton_decode.decode(q, k, v, cfg=cfg)
+                    return decode.decode(q, k, v, config=cfg)
 
                 timed("decode", w, "forward", cfg, step)
         del q, k, v
     bwd_candidates = [
-        BwdConfig(32, 128, 128, 64, 8, 2),
+        BwdConfig(64, 128, 128, 64, 8, 3),
         BwdConfig(64, 128, 128, 64, 8, 2),
-        BwdConfig(32, 128, 128, 32, 8, 2),
+        BwdConfig(32, 128, 128, 64, 8, 2),
         BwdConfig(64, 64, 64, 64, 8, 2),
         BwdConfig(32, 64, 64, 32, 8, 1),
     ]
@@ -200,12 +218,189 @@ def tune(device: torch.device, deadline: float) -> list[dict]:
     for cfg in bwd_candidates:
 
         def fwd_bwd(cfg=cfg, leaves=leaves, grad_out=grad_out):
-            o = triton_flash.attention(*leaves, causal=True, bwd_cfg=cfg)
+            o = api.attention(*leaves, causal=True, bwd_config=cfg)
             return torch.autograd.grad(o, leaves, grad_out)
 
         timed("fwd+bwd", w, "forward_backward", cfg, fwd_bwd)
 
     return rows
+
+
+def _fmt_time(s: float) -> str:
+    return f"{s * 1e3:.3f} ms" if s >= 1e-3 else f"{s * 1e6:.1f} us"
+
+
+def compare_impls(workloads, impls: list[str], out: list[dict]) -> None:
+    header = f"{'workload':<52} {'mode':<8} {'impl':<16} {'median':>11} {'TFLOP/s':>8} "
+    header += f"{'GB/s':>7} {'vs best':>8} {'max err':>8}  config"
+    print(header)
+    print("-" * len(header))
+    for w in workloads:
+        modes = ["forward"] + (["forward_backward"] if w.has_backward else [])
+        for mode in modes:
+            recs = sweep(impls, [w], mode, "cuda", baseline=None, errors=(mode == "forward"))
+            for rec in recs:
+                row = rec.as_dict()
+                row["time"] = rec.time.as_dict() if rec.time else None
+                others = [r.time.median for r in recs if r.ok and r.impl != rec.impl]
+                if not rec.ok:
+                    print(f"{w.name:<52} {mode[:8]:<8} {rec.impl:<16} skipped: {rec.reason}")
+                    out.append(row)
+                    continue
+                vs = min(others) / rec.time.median if others else None
+                row["vs_best_other"] = vs
+                cfg = rec.extra.get("config")
+                cfg_text = ""
+                if cfg:
+                    parts = (
+                        cfg.items()
+                        if all(isinstance(v, dict) for v in cfg.values())
+                        else [("", cfg)]
+                    )
+                    cfg_text = " ".join(
+                        f"{k[:1]}:{','.join(str(x) for x in v.values())}" for k, v in parts
+                    )
+                err = "-" if rec.max_abs_error is None else f"{rec.max_abs_error:.1e}"
+                print(
+                    f"{w.name:<52} {mode[:8]:<8} {rec.impl:<16} "
+                    f"{_fmt_time(rec.time.median):>11} {rec.tflops:>8.1f} {rec.gbps:>7.0f} "
+                    f"{'-' if vs is None else f'{vs:.2f}x':>8} {err:>8}  {cfg_text}",
+                    flush=True,
+                )
+                out.append(row)
+
+
+# -- per-workload configuration search (--tune) ---------------------------------------------
+def _smem(bm: int, bn: int, bd: int, bdv: int, stages: int, size: int) -> int:
+    return (bm * bd + stages * bn * (bd + bdv)) * size
+
+
+def parse_fwd_configs(text: str, chosen) -> list:
+    """``"128,64,8,3;128,128,8,3,tma"``: block_m, block_n, warps, stages[, tma] each."""
+    out = []
+    for item in filter(None, (x.strip() for x in text.split(";"))):
+        *nums, last = item.split(",")
+        tma = last == "tma"
+        bm, bn, warps, stages = (int(x) for x in ([*nums, last] if not tma else nums))
+        out.append(replace(chosen, block_m=bm, block_n=bn, num_warps=warps, num_stages=stages,
+                           tma=tma))  # fmt: skip
+    return out
+
+
+def fwd_candidates(w, chosen) -> list:
+    from attnbench.kernels.flash import configs as tc
+
+    size = w.torch_dtype.itemsize
+    bd, bdv = tc.pow2(w.head_dim), tc.pow2(w.dv)
+    out = []
+    if chosen.packed:
+        splits = sorted({max(1, chosen.num_splits // 2), chosen.num_splits, chosen.num_splits * 2})
+        for bn, warps, stages, s in itertools.product((32, 64, 128), (4, 8), (2, 3, 4), splits):
+            if _smem(chosen.block_m, bn, bd, bdv, stages, size) <= SMEM_LIMIT:
+                out.append(replace(chosen, block_n=bn, num_warps=warps, num_stages=stages,
+                                   num_splits=s))  # fmt: skip
+        return out
+    grid = itertools.product((64, 128), (32, 64, 128), (4, 8), (2, 3, 4), (False, True))
+    for bm, bn, warps, stages, tma in grid:
+        if _smem(bm, bn, bd, bdv, stages, size) <= SMEM_LIMIT:
+            for dense in (True, False):  # the dense specialization, where the workload allows
+                out.append(replace(chosen, block_m=bm, block_n=bn, num_warps=warps,
+                                   num_stages=stages, tma=tma, dense=dense))  # fmt: skip
+    return out
+
+
+def bwd_candidates(w) -> list:
+    from attnbench.kernels.flash import configs as tc
+
+    size = w.torch_dtype.itemsize
+    bd, bdv = tc.pow2(w.head_dim), tc.pow2(w.dv)
+    tiles = [(32, 64, 64, 32), (64, 64, 64, 64), (32, 128, 128, 32), (64, 128, 128, 64),
+             (16, 64, 64, 16), (32, 64, 128, 32)]  # fmt: skip
+    out = []
+    for (m1, n1, m2, n2), warps, stages in itertools.product(tiles, (4, 8), (1, 2, 3)):
+        if _smem(n1, m1, bd, bdv, stages, size) <= SMEM_LIMIT:
+            out.append(tc.BwdConfig(m1, n1, m2, n2, warps, stages))
+    return out
+
+
+def _bench(fn) -> float:
+    from triton.testing import do_bench
+
+    return do_bench(fn, warmup=10, rep=50) / 1e3
+
+
+def search(workloads, budget: float, out: list[dict], fwd_configs: str | None = None) -> None:
+    from attnbench.kernels.flash import backward as tb
+    from attnbench.kernels.flash import forward as ta
+
+    impl = ab.get_impl("triton-flash")
+    dev = torch.device("cuda")
+    for w in workloads:
+        reasons = impl.unsupported_reasons(w, dev)
+        if reasons:
+            print(f"{w.name}: skipped: {'; '.join(reasons)}")
+            continue
+        inputs = make_inputs(w, dev)
+        q, k, v = (t.detach() for t in inputs.leaves())
+        mask = impl._mask_args(w.mask, w.q_heads, dev)
+        fwd0, bwd0 = impl._configs(w, dev)
+        tol = TOLERANCES[w.dtype][1]
+        cands = parse_fwd_configs(fwd_configs, fwd0) if fwd_configs else fwd_candidates(w, fwd0)
+        passes = [("forward", fwd0, cands)]
+        if w.has_backward and not fwd_configs:
+            passes.append(("backward", bwd0, bwd_candidates(w)))
+        for kind, chosen, cands in passes:
+            start = time.perf_counter()
+            if kind == "forward":
+
+                def run(cfg, q=q, k=k, v=v, scale=w.scale, mask=mask):
+                    return lambda: ta.attention_forward(q, k, v, scale, mask, cfg)[0]
+
+            else:
+                o, lse = ta.attention_forward(q, k, v, w.scale, mask, fwd0, need_lse=True)
+                do = inputs.grad_out
+
+                def run(cfg, args=(do, q, k, v, o, lse, w.scale, mask)):
+                    return lambda: tb.attention_backward(*args, cfg)
+
+            ref = run(chosen)()
+            base = _bench(run(chosen))
+            results = [(base, chosen)]
+            for cfg in cands:
+                if cfg == chosen:
+                    continue
+                if time.perf_counter() - start > budget:
+                    print(f"  ({kind}: budget of {budget:.0f} s spent after {len(results)})")
+                    break
+                try:
+                    got = run(cfg)()
+                    outs = got if isinstance(got, tuple) else (got,)
+                    refs = ref if isinstance(ref, tuple) else (ref,)
+                    bad = max(
+                        float((a.float() - b.float()).abs().max())
+                        for a, b in zip(outs, refs, strict=True)
+                    )
+                    if not bad <= 4 * tol:
+                        print(f"  {kind} {cfg}: WRONG (max diff {bad:.2e})")
+                        continue
+                    results.append((_bench(run(cfg)), cfg))
+                except Exception as exc:  # out of shared memory, registers...
+                    print(f"  {kind} {cfg}: {type(exc).__name__}: {str(exc)[:100]}")
+            results.sort(key=lambda r: r[0])
+            best_t, best = results[0]
+            print(
+                f"{w.name} {kind}: chosen {_fmt_time(base)}, best {_fmt_time(best_t)} "
+                f"({base / best_t:.2f}x) of {len(results)} tried in "
+                f"{time.perf_counter() - start:.0f} s\n  chosen {chosen}\n  best   {best}",
+                flush=True,
+            )
+            for t, cfg in results[1:4]:
+                print(f"  next   {_fmt_time(t)} {cfg}")
+            out.append({
+                "workload": w.name, "pass": kind, "chosen": chosen.as_dict(),
+                "chosen_seconds": base, "best": best.as_dict(), "best_seconds": best_t,
+                "tried": [{"seconds": t, **c.as_dict()} for t, c in results],
+            })  # fmt: skip
 
 
 # -- report --------------------------------------------------------------------------------
@@ -276,14 +471,55 @@ def _all_workloads() -> list[Workload]:
     )
 
 
+def catalogue_main(args) -> int:
+    """``-w``/``--tune``: compare implementations, or search configurations, on catalogue
+    workloads."""
+    import triton
+
+    workloads = ab.select_workloads(args.workload or ["gpu-inhouse"])
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, triton "
+          f"{triton.__version__}, {len(workloads)} workloads", flush=True)  # fmt: skip
+    records: list[dict] = []
+    if args.tune:
+        search(workloads, args.budget, records, args.fwd_configs)
+    else:
+        known = set(impl_names())
+        default = [*INHOUSE, *(p for p in PEERS if p in known)]
+        impls = [i.name for i in ab.select_impls(args.impl or default)]
+        compare_impls(workloads, impls, records)
+    target = args.json or (
+        Path(os.environ["OUT"]) / "triton_bench.json" if "OUT" in os.environ else None
+    )
+    if target:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(records, indent=1, default=str))
+        print(f"JSON: {target}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-tune", action="store_true", help="skip the configuration search")
     parser.add_argument("--json", type=Path, help="where to write the JSON (default $OUT/...)")
+    parser.add_argument(
+        "-w", "--workload", action="append", help="catalogue sets, names or globs: compare there"
+    )
+    parser.add_argument("-i", "--impl", action="append", help="with -w: names or globs")
+    parser.add_argument(
+        "--tune", action="store_true", help="with -w (default gpu-inhouse): search each "
+        "workload's kernel configurations",
+    )  # fmt: skip
+    parser.add_argument("--budget", type=float, default=60.0, help="--tune: seconds per pass")
+    parser.add_argument(
+        "--fwd-configs",
+        help='--tune: only these forward configurations, "bm,bn,warps,stages[,tma];..."',
+    )
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("triton_bench: needs a CUDA device", file=sys.stderr)
         return 2
+    if args.workload or args.tune:
+        return catalogue_main(args)
     device = torch.device("cuda")
     start = time.perf_counter()
     result: dict = {"device": torch.cuda.get_device_name(device), "torch": torch.__version__}

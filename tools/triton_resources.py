@@ -1,15 +1,17 @@
 """What the Triton kernels cost in registers, spills and shared memory, compiled for a GPU
 that need not be here (default sm_90, the H100), for each configuration of a list.
 
-    python tools/triton_resources.py            # the configs table and the bench's candidates
+    python tools/triton_resources.py            # forward (dense, general), backward, decode
     python tools/triton_resources.py --arch 100 # another architecture
+    python tools/triton_resources.py --head-dims 128 --only fwd
 
-Compiles with ``triton.compile`` (no device needed: Triton ships ptxas) and reads the cubin's
-resource usage with the bundled ``cuobjdump``. Pointer and integer arguments get the
-16-divisibility hint a launch on 16-aligned, 16-multiple shapes gets. A spill (``stack`` > 0)
-or shared memory beyond the card's limit (227 KiB on the H100: the launch fails) rules a
-configuration out before any timing; the rest is for ``tools/triton_bench.py`` to measure.
-The Triton here may differ from the GPU machine's: say which when quoting the figures.
+Compiles ``attnbench.kernels.flash`` with ``triton.compile`` (no device needed: Triton ships
+ptxas) and reads the cubin's resource usage with the bundled ``cuobjdump``. Pointer and integer
+arguments get the 16-divisibility hint a launch on 16-aligned, 16-multiple shapes gets (head
+counts, the window and the split length excepted). A spill (``stack`` > 0) or shared memory
+beyond the card's limit (227 KiB on the H100: the launch fails) rules a configuration out
+before any timing; the rest is for ``tools/triton_bench.py`` to measure. The Triton here may
+differ from the GPU machine's: say which when quoting the figures.
 """
 
 from __future__ import annotations
@@ -25,17 +27,19 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from attnbench.kernels import triton_decode as td
-from attnbench.kernels import triton_flash as tf
-from attnbench.kernels.configs import BwdConfig, DecodeConfig, FwdConfig
+from attnbench.kernels.flash import backward as fb
+from attnbench.kernels.flash import forward as ff
+from attnbench.kernels.flash.configs import BwdConfig, FwdConfig, choose_fwd_config
 
 SMEM_LIMIT = 227 * 1024
 POINTERS = {
-    "Q": "*bf16", "K": "*bf16", "V": "*bf16", "Out": "*bf16", "DO": "*bf16", "DK": "*bf16",
-    "DV": "*bf16", "DQ": "*bf16", "LSE": "*fp32", "DELTA": "*fp32", "PART_O": "*fp32",
-    "PART_LSE": "*fp32",
+    "Q": "*bf16", "K": "*bf16", "V": "*bf16", "Out": "*bf16", "dO": "*bf16", "dK": "*bf16",
+    "dV": "*bf16", "dQ": "*bf16", "LSE": "*fp32", "Delta": "*fp32", "Opart": "*fp32",
+    "Lpart": "*fp32", "Slopes": "*fp32", "DocStart": "*i32", "DocEnd": "*i32",
 }  # fmt: skip
-NO_HINT = {"q_heads", "kv_heads", "group"}  # head counts: not multiples of 16 in general
+# head counts, the window and the split length: not multiples of 16 in general
+NO_HINT = {"Hq", "Hkv", "window", "kv_per_split"}
+FLOATS = {"qk_scale", "sm_scale"}
 
 
 def _signature(fn, consts: dict, descriptors: dict | None = None) -> dict:
@@ -48,7 +52,7 @@ def _signature(fn, consts: dict, descriptors: dict | None = None) -> dict:
         elif name in POINTERS:
             sig[name] = POINTERS[name]
         else:
-            sig[name] = "fp32" if name in ("qk_scale", "sm_scale") else "i32"
+            sig[name] = "fp32" if name in FLOATS else "i32"
     return sig
 
 
@@ -83,52 +87,90 @@ def resources(fn, consts: dict, warps: int, stages: int, arch: int, descriptors=
     }
 
 
-def rows(arch: int, head_dims: tuple[int, ...]):
-    fwd = [FwdConfig(128, 64, 8, 3), FwdConfig(128, 128, 8, 3), FwdConfig(128, 64, 4, 4),
-           FwdConfig(64, 64, 4, 2), FwdConfig(128, 64, 8, 2),
-           FwdConfig(128, 128, 8, 2)]  # fmt: skip
-    bwd = [BwdConfig(32, 128, 128, 64, 8, 2), BwdConfig(64, 128, 128, 64, 8, 2),
-           BwdConfig(32, 128, 128, 32, 8, 2), BwdConfig(64, 64, 64, 64, 8, 2),
-           BwdConfig(32, 64, 64, 32, 8, 1), BwdConfig(64, 128, 128, 64, 8, 3)]  # fmt: skip
+def fwd_consts(
+    c: FwdConfig,
+    d: int,
+    *,
+    causal: bool,
+    dense: bool,
+    tma: bool,
+    group: int = 1,
+    packed: bool = False,
+    split: bool = False,
+    dv: int | None = None,
+) -> dict:
+    dv = dv or d
+    return {
+        "GROUP": group, "CAUSAL": causal, "HAS_WINDOW": False, "HAS_DOCS": False,
+        "ALIBI": False, "PACKED": packed, "SPLIT": split, "STORE_LSE": True,
+        "BLOCK_M": c.block_m, "BLOCK_N": c.block_n, "D": d, "DV": dv,
+        "BLOCK_D": triton.next_power_of_2(d), "BLOCK_DV": triton.next_power_of_2(dv),
+        "PREC": "tf32", "USE_DESC": tma, "DENSE": dense, "SA": 1,
+    }  # fmt: skip
+
+
+def fwd_descriptors(c: FwdConfig, d: int) -> dict:
+    return {"Q": f"tensordesc<bf16[{c.block_m},{d}]>", "K": f"tensordesc<bf16[{c.block_n},{d}]>",
+            "V": f"tensordesc<bf16[{c.block_n},{d}]>"}  # fmt: skip
+
+
+def forward_row(c: FwdConfig, d: int, arch: int, *, causal: bool, dense: bool, tma: bool):
+    consts = fwd_consts(c, d, causal=causal, dense=dense, tma=tma)
+    desc = fwd_descriptors(c, d) if tma else None
+    return resources(ff._fwd_kernel, consts, c.num_warps, c.num_stages, arch, desc)
+
+
+def rows(arch: int, head_dims: tuple[int, ...], only: str | None):
+    fwd = [FwdConfig(128, 128, 8, 3), FwdConfig(128, 64, 8, 3), FwdConfig(128, 64, 8, 4),
+           FwdConfig(128, 32, 4, 4), FwdConfig(128, 64, 8, 2),
+           FwdConfig(128, 32, 8, 3)]  # fmt: skip
+    bwd = [BwdConfig(64, 128, 128, 64, 8, 3), BwdConfig(64, 128, 128, 64, 8, 2),
+           BwdConfig(32, 128, 128, 64, 8, 2), BwdConfig(32, 64, 64, 32, 8, 1)]  # fmt: skip
     for d in head_dims:
-        for c in fwd:
-            for tma in (False, True):
-                consts = {"HEAD_DIM": d, "V_DIM": d, "BLOCK_M": c.block_m,
-                          "BLOCK_N": c.block_n, "CAUSAL": True, "USE_DESC": tma}  # fmt: skip
-                desc = None
-                if tma:
-                    desc = {"Q": f"tensordesc<bf16[{c.block_m},{d}]>",
-                            "K": f"tensordesc<bf16[{c.block_n},{d}]>",
-                            "V": f"tensordesc<bf16[{c.block_n},{d}]>"}  # fmt: skip
-                label = f"{c.block_m}x{c.block_n} w{c.num_warps} s{c.num_stages}"
-                label += " tma" if tma else ""
-                r = resources(tf._fwd_kernel, consts, c.num_warps, c.num_stages, arch, desc)
-                yield "fwd", d, label, r
-        for c in bwd:
-            for name, fn, m, n in (
-                ("bwd dK/dV", tf._bwd_dkdv_kernel, c.block_m1, c.block_n1),
-                ("bwd dQ", tf._bwd_dq_kernel, c.block_m2, c.block_n2),
-            ):
-                consts = {"HEAD_DIM": d, "V_DIM": d, "BLOCK_M": m, "BLOCK_N": n, "CAUSAL": True}
-                r = resources(fn, consts, c.num_warps, c.num_stages, arch)
-                yield name, d, f"{m}x{n} w{c.num_warps} s{c.num_stages}", r
-    for c in (DecodeConfig(64, 1, 4, 3), DecodeConfig(128, 1, 4, 2), DecodeConfig(64, 1, 8, 4)):
-        consts = {"HEAD_DIM": 128, "V_DIM": 128, "BLOCK_G": 16, "BLOCK_N": c.block_n}
-        r = resources(td._decode_split_kernel, consts, c.num_warps, c.num_stages, arch)
-        yield "decode", 128, f"n{c.block_n} w{c.num_warps} s{c.num_stages}", r
+        if only in (None, "fwd"):
+            for c in fwd:
+                for causal in (True, False):
+                    for dense, tma in ((True, True), (True, False), (False, False)):
+                        r = forward_row(c, d, arch, causal=causal, dense=dense, tma=tma)
+                        label = f"{c.block_m}x{c.block_n} w{c.num_warps} s{c.num_stages}"
+                        label += " tma" if tma else ""
+                        kind = "fwd dense" if dense else "fwd general"
+                        yield kind, d, label, "causal" if causal else "full", r
+        if only in (None, "bwd"):
+            for c in bwd:
+                for name, fn, m, n in (
+                    ("bwd dK/dV", fb._bwd_dkdv_kernel, c.block_m1, c.block_n1),
+                    ("bwd dQ", fb._bwd_dq_kernel, c.block_m2, c.block_n2),
+                ):
+                    consts = {"GROUP": 1, "CAUSAL": True, "HAS_WINDOW": False, "HAS_DOCS": False,
+                              "ALIBI": False, "BLOCK_M": m, "BLOCK_N": n, "D": d, "DV": d,
+                              "BLOCK_D": d, "BLOCK_DV": d, "PREC": "tf32"}  # fmt: skip
+                    r = resources(fn, consts, c.num_warps, c.num_stages, arch)
+                    yield name, d, f"{m}x{n} w{c.num_warps} s{c.num_stages}", "causal", r
+    if only in (None, "decode"):
+        # the decode workload of the bench: B=8, 32 query / 8 KV heads, D=128, KV 16k
+        c = choose_fwd_config(8, 32, 8, 1, 16384, 128, 128)
+        consts = fwd_consts(c, 128, causal=False, dense=False, tma=False, group=4, packed=True,
+                            split=c.num_splits > 1)  # fmt: skip
+        r = resources(ff._fwd_kernel, consts, c.num_warps, c.num_stages, arch)
+        label = f"{c.block_m}x{c.block_n} w{c.num_warps} s{c.num_stages} {c.num_splits} splits"
+        yield "decode", 128, label, "packed", r
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", type=int, default=90, help="compute capability x10 (90: H100)")
     parser.add_argument("--head-dims", default="64,128,256")
+    parser.add_argument("--only", choices=("fwd", "bwd", "decode"), help="one kernel family")
     args = parser.parse_args(argv)
     dims = tuple(int(d) for d in args.head_dims.split(","))
-    print(f"triton {triton.__version__}, sm_{args.arch}, bf16, causal")
-    print(f"{'kernel':10} {'D':>4} {'config':22} {'regs':>5} {'stack':>6} {'smem KiB':>9}  note")
-    for kernel, d, label, r in rows(args.arch, dims):
+    print(f"triton {triton.__version__}, sm_{args.arch}, bf16")
+    print(f"{'kernel':12} {'D':>4} {'config':28} {'mask':7} {'regs':>5} {'stack':>6} "
+          f"{'smem KiB':>9}  note")  # fmt: skip
+    for kernel, d, label, mask, r in rows(args.arch, dims, args.only):
         if "error" in r:
-            print(f"{kernel:10} {d:>4} {label:22} {'-':>5} {'-':>6} {'-':>9}  {r['error']}")
+            print(f"{kernel:12} {d:>4} {label:28} {mask:7} {'-':>5} {'-':>6} {'-':>9}  "
+                  f"{r['error']}")  # fmt: skip
             continue
         notes = []
         if r["stack"] > 0:
@@ -137,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             notes.append("smem over the H100 limit")
         if not r["pipelined"]:
             notes.append("loads not pipelined")
-        print(f"{kernel:10} {d:>4} {label:22} {r['regs']:>5} {r['stack']:>6} "
-              f"{r['smem'] / 1024:>9.0f}  {', '.join(notes)}", flush=True)  # fmt: skip
+        print(f"{kernel:12} {d:>4} {label:28} {mask:7} {r['regs']:>5} {r['stack']:>6} "
+              f"{r['smem'] / 1024:>9.1f}  {', '.join(notes)}", flush=True)  # fmt: skip
     return 0
 
 

@@ -1,15 +1,20 @@
-"""``triton-flash`` and ``triton-decode`` on a CUDA device, bf16/fp16, at realistic sizes.
+"""The in-house Triton kernels (``attnbench.kernels.flash``: ``triton-flash``, ``triton-decode``)
+on a CUDA device.
 
-Fresh random inputs each test (seeded by the test's id); the reference is the math in float32
-on the GPU for these sizes (TF32 off), itself within 1e-6 of float64. Failures print the max
-abs and relative errors of each tensor, and the same figures for SDPA's FLASH_ATTENTION backend
-(FlashAttention-2) on the same inputs, so a miss can be read as "worse than FA2 by x". Skipped
-without CUDA or triton. Run: ``pytest tests/gpu -q``.
+Skipped without CUDA or without the ``triton`` package (the CPU CI skips the whole module).
+Forward: MHA/GQA/MQA, causal and full, q_len != kv_len, odd lengths, head_dim 32-256 (56, 80
+and MLA's 192/128 too), fp16/bf16/fp32, decode (packed GQA, split keys), every mask (window,
+packed documents, ALiBi). Backward: dQ/dK/dV against float64 autograd. Then what the kernels
+promise beyond numbers: each path (one pass, packed, split) gives the same output, results are
+deterministic, strided inputs work, memory stays linear in length, and every workload of the
+default ``gpu`` set runs within its dtype's tolerance. Then the kernel-level checks at realistic
+sizes (bf16/fp16, the float32 math on the GPU as reference, FA2's error beside ours on a
+failure): the dense specialization with plain pointers and tensor descriptors, LSE, backward,
+decode at any split count, forward memory. Run: ``pytest tests/gpu -q``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import math
 
@@ -18,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from attnbench import Workload, prepare, workload_set
+from attnbench.kernels.flash.configs import FwdConfig
 from attnbench.measure.accuracy import TOLERANCES, ErrorStats, compare
 
 pytestmark = [
@@ -26,17 +33,249 @@ pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton"),
 ]
 
+IMPL = "triton-flash"
+
+
+def W(b, hq, hkv, sq, skv, d, *, causal=True, dtype="bf16", scenario="prefill", dv=None, **mask):
+    return Workload(
+        b, hq, hkv, sq, skv, d, causal=causal, dtype=dtype, scenario=scenario, v_head_dim=dv,
+        **mask,
+    )  # fmt: skip
+
+
+def _cuda():
+    return torch.device("cuda")
+
+
+def _assert_within(case, err, dtype: str, what: str = "output") -> None:
+    assert err.within(dtype), f"{case.label} {what}: {err} outside {dtype} {TOLERANCES[dtype]}"
+
+
+FORWARD = [
+    # MHA / GQA / MQA, causal and full
+    W(2, 8, 8, 256, 256, 64),
+    W(1, 8, 8, 256, 256, 64, causal=False),
+    W(1, 8, 2, 1000, 1000, 128),  # odd length: partial blocks
+    W(1, 8, 2, 1000, 1000, 128, causal=False),
+    W(2, 8, 1, 513, 513, 128, dtype="fp16"),
+    W(1, 8, 2, 77, 1000, 128),  # q_len < kv_len: bottom-right causal
+    W(1, 8, 2, 300, 4000, 64, causal=False),
+    # head dims that are not powers of two, large ones, and V's differing from Q/K's
+    W(1, 4, 4, 333, 333, 56, causal=False, dtype="fp16"),
+    W(1, 4, 2, 200, 200, 80, dtype="fp16"),
+    W(1, 4, 4, 256, 256, 256),
+    W(1, 4, 4, 300, 300, 192, dv=128),
+    W(1, 4, 4, 100, 100, 32),
+    # float32: exact products
+    W(2, 4, 2, 129, 129, 32, dtype="fp32"),
+    W(1, 4, 4, 128, 128, 128, causal=False, dtype="fp32"),
+    W(1, 2, 2, 64, 96, 256, dtype="fp32"),
+    # decode and short queries: packed GQA, split keys
+    W(4, 32, 8, 1, 4096, 128, scenario="decode"),
+    W(2, 32, 1, 1, 5000, 128, dtype="fp16", scenario="decode"),
+    W(1, 32, 8, 1, 131072, 128, scenario="decode"),
+    W(2, 8, 8, 1, 2048, 64, causal=False, scenario="decode"),
+    W(1, 16, 4, 4, 1000, 64, scenario="decode"),
+    W(2, 8, 2, 16, 3000, 128),
+    W(1, 8, 8, 1, 1000, 256, scenario="decode"),
+    W(1, 4, 2, 1, 777, 64, dtype="fp32", scenario="decode"),
+    W(1, 2, 2, 200, 20000, 64),  # few programs: one-pass kernel with split keys
+]
+
+MASKED = [
+    W(1, 8, 2, 1000, 1000, 64, window=100),
+    W(1, 8, 2, 1000, 1000, 128, window=1),
+    W(1, 8, 2, 64, 3000, 128, window=700),
+    W(2, 8, 8, 1, 3000, 128, window=512, scenario="decode"),
+    W(1, 8, 2, 1000, 1000, 64, documents=5),
+    W(1, 8, 2, 1000, 1000, 64, causal=False, documents=7),
+    W(1, 8, 2, 999, 999, 128, documents=3, window=200),
+    W(1, 8, 4, 700, 700, 64, alibi=True),
+    W(1, 8, 4, 700, 700, 64, causal=False, alibi=True),
+    W(1, 12, 12, 300, 300, 64, alibi=True, window=64),  # 12 heads: interleaved slopes
+    W(2, 8, 2, 1, 2048, 128, alibi=True, scenario="decode"),
+]
+
+TRAIN = [
+    W(2, 4, 4, 256, 256, 64, scenario="train"),
+    W(1, 8, 2, 300, 300, 128, causal=False, scenario="train"),
+    W(1, 8, 2, 300, 300, 128, scenario="train"),
+    W(1, 4, 1, 128, 200, 64, dtype="fp16", scenario="train"),
+    W(1, 4, 4, 256, 256, 192, dv=128, scenario="train"),
+    W(1, 4, 4, 128, 128, 256, scenario="train"),
+    W(1, 4, 4, 200, 200, 56, causal=False, dtype="fp16", scenario="train"),
+    W(1, 4, 2, 100, 100, 64, dtype="fp32", scenario="train"),
+    W(1, 4, 2, 512, 512, 64, window=100, scenario="train"),
+    W(1, 4, 2, 512, 512, 128, documents=4, scenario="train"),
+    W(1, 4, 2, 512, 512, 64, causal=False, documents=3, scenario="train"),
+    W(1, 4, 2, 384, 384, 64, alibi=True, scenario="train"),
+]
+
+
+@pytest.mark.parametrize("workload", FORWARD + MASKED, ids=lambda w: w.name)
+def test_forward_matches_reference(workload, seed):
+    impl = "triton-decode" if workload.q_len == 1 and workload.scenario == "decode" else IMPL
+    case = prepare(impl, workload, _cuda(), seed=seed)
+    out = case.forward()
+    assert out.shape == (workload.batch, workload.q_heads, workload.q_len, workload.dv)
+    assert out.dtype == workload.torch_dtype
+    _assert_within(case, case.forward_error(), workload.dtype)
+
+
+@pytest.mark.parametrize("workload", TRAIN, ids=lambda w: w.name)
+def test_gradients_match_reference(workload, seed):
+    case = prepare(IMPL, workload, _cuda(), seed=seed, mode="forward_backward")
+    _assert_within(case, case.forward_error(), workload.dtype)
+    for name, err in case.gradient_errors().items():
+        _assert_within(case, err, workload.dtype, name)
+
+
+def test_large_magnitude_inputs_stay_finite(seed):
+    """Scores of 1e3-scaled inputs reach ~1e4: the online softmax must not overflow."""
+    w = W(1, 8, 2, 512, 512, 128, scenario="train")
+    case = prepare(IMPL, w, _cuda(), seed=seed, magnitude=30.0, mode="forward_backward")
+    err = case.forward_error()
+    assert err.nonfinite == 0 and err.rel_norm < 10 * TOLERANCES["bf16"][0], err
+    assert all(torch.isfinite(g).all() for g in case.forward_backward())
+
+
+# -- the paths agree ------------------------------------------------------------------------
+def _qkv(b, hq, hkv, sq, skv, d, dtype=torch.float32, seed=0):
+    gen = torch.Generator("cuda").manual_seed(seed)
+    return [
+        torch.randn(b, h, s, d, generator=gen, device="cuda", dtype=dtype)
+        for h, s in ((hq, sq), (hkv, skv), (hkv, skv))
+    ]
+
+
+@pytest.mark.parametrize(
+    "shape, causal",
+    [
+        ((2, 16, 4, 3, 1500, 64), True),
+        ((1, 8, 1, 1, 2000, 128), False),
+        ((1, 4, 2, 40, 900, 64), True),
+    ],
+)
+def test_every_forward_path_gives_the_same_output(shape, causal):
+    from attnbench.kernels.flash import forward as ta
+
+    q, k, v = _qkv(*shape)
+    mask = ta.mask_args(causal, device="cuda")
+    out = {}
+    for cfg in (
+        FwdConfig(64, 64, 4, 2, dense=False),
+        FwdConfig(64, 64, 4, 2),  # the dense specialization
+        FwdConfig(128, 128, 8, 3, tma=True),  # dense, tensor descriptors (Hopper's TMA)
+        FwdConfig(16, 32, 4, 2, num_splits=5),
+        FwdConfig(64, 64, 4, 2, packed=True),
+        FwdConfig(64, 32, 4, 2, packed=True, num_splits=7),
+        FwdConfig(64, 64, 4, 2, tma=True, dense=False),  # general kernel, descriptors
+    ):
+        o, lse = ta.attention_forward(q, k, v, shape[-1] ** -0.5, mask, cfg, need_lse=True)
+        out[cfg] = (o, lse)
+    (o0, lse0), *others = out.values()
+    for o, lse in others:
+        torch.testing.assert_close(o, o0, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(lse, lse0, rtol=1e-5, atol=1e-5)
+
+
+def test_lse_is_the_log_sum_exp():
+    from attnbench.kernels.flash import forward as ta
+
+    q, k, v = _qkv(1, 4, 2, 100, 300, 64)
+    scale = 64**-0.5
+    _, lse = ta.attention_forward(q, k, v, scale, ta.mask_args(True, device="cuda"), need_lse=True)
+    scores = torch.einsum("bhqd,bhkd->bhqk", q.double(), k.repeat_interleave(2, 1).double())
+    scores = scores * scale
+    allowed = torch.ones(100, 300, dtype=torch.bool, device="cuda").tril(200)
+    expected = torch.logsumexp(scores.masked_fill(~allowed, float("-inf")), -1)
+    torch.testing.assert_close(lse.double() / 1.4426950408889634, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_strided_inputs(seed):
+    """(B, S, H, D) storage seen through a transposed view gives the contiguous result."""
+    from attnbench.kernels.flash import forward as ta
+
+    q, k, v = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in _qkv(2, 8, 2, 200, 200, 64))
+    assert not q.is_contiguous()
+    mask = ta.mask_args(True, device="cuda")
+    strided = ta.attention(q, k, v, mask=mask)
+    dense = ta.attention(q.contiguous(), k.contiguous(), v.contiguous(), mask=mask)
+    torch.testing.assert_close(strided, dense, rtol=0, atol=0)
+
+
+def test_deterministic_forward_and_backward(seed):
+    w = W(1, 8, 2, 512, 512, 128, scenario="train")
+    case = prepare(IMPL, w, _cuda(), seed=seed, mode="forward_backward")
+    assert case.deterministic()
+    first = [g.clone() for g in case.forward_backward()]
+    second = case.forward_backward()
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    decode = prepare(
+        "triton-decode", W(4, 32, 8, 1, 8192, 128, scenario="decode"), _cuda(), seed=seed
+    )
+    assert decode.deterministic()
+
+
+def test_config_is_chosen_in_bind_and_recorded():
+    decode = prepare("triton-decode", W(1, 32, 8, 1, 65536, 128, scenario="decode"), _cuda())
+    assert decode.config["kernel"] == "decode" and decode.config["splits"] > 1, decode.config
+    train = prepare(IMPL, W(1, 8, 8, 256, 256, 64, scenario="train"), _cuda(), mode="forward")
+    assert train.config["kernel"] == "fwd" and "bwd_block_m1" in train.config
+    dense = prepare(IMPL, W(4, 32, 32, 4096, 4096, 128), _cuda())
+    assert dense.config["dense"] and dense.config["tma"] and dense.config["block_n"] == 128
+
+
+def test_memory_is_linear_in_length():
+    w = W(1, 32, 8, 16384, 16384, 128)
+    case = prepare(IMPL, w, _cuda())
+    peak = case.memory().gpu_peak_allocated
+    inputs_and_output = w.forward_bytes
+    assert peak < 2 * inputs_and_output, (peak, inputs_and_output)  # a score matrix: 16 GiB
+
+
+def test_unbound_forward_matches_bound(seed):
+    """``forward`` (configuration and mask tables per call) agrees with the bound callable."""
+    from attnbench.impls import get_impl
+
+    w = W(1, 8, 2, 300, 300, 64, documents=3, alibi=True)
+    case = prepare(IMPL, w, _cuda(), seed=seed)
+    i = case.inputs
+    unbound = get_impl(IMPL).forward(i.q, i.k, i.v, causal=w.causal, scale=w.scale, mask=w.mask)
+    torch.testing.assert_close(unbound, case.forward(), rtol=0, atol=0)
+    plain = prepare(IMPL, W(1, 8, 2, 300, 300, 64), _cuda(), seed=seed)
+    j = plain.inputs
+    out = get_impl(IMPL).forward(j.q, j.k, j.v, causal=True, scale=plain.workload.scale)
+    assert compare(out, plain.forward()).max_abs == 0.0
+
+
+# -- the default GPU set ----------------------------------------------------------------------
+GPU_SET = workload_set("gpu")
+
+
+@pytest.mark.parametrize("workload", GPU_SET, ids=lambda w: w.name)
+def test_gpu_set_runs_within_tolerance(workload, seed):
+    mode = "forward_backward" if workload.has_backward else "forward"
+    impl = "triton-decode" if workload.q_len == 1 else IMPL
+    case = prepare(impl, workload, _cuda(), seed=seed, mode=mode)
+    _assert_within(case, case.forward_error(), workload.dtype)
+    if workload.has_backward:
+        grads = case.forward_backward()
+        assert all(bool(torch.isfinite(g).all()) for g in grads)
+
+
+# -- kernel level, realistic sizes (the pre-merge triton-flash/triton-decode GPU tests) ---------
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @pytest.fixture(scope="module")
 def kernels():
-    from attnbench.kernels import triton_decode, triton_flash
+    from attnbench.kernels.flash import api, decode
 
-    if triton_flash.INTERPRETED:
+    if api.INTERPRETED:
         pytest.skip("TRITON_INTERPRET=1 is set: the kernels run on the CPU interpreter")
     torch.backends.cuda.matmul.allow_tf32 = False
-    return triton_flash, triton_decode
+    return api, decode
 
 
 def _inputs(seed, b, hq, hkv, sq, skv, d, dtype, grad=False):
@@ -111,6 +350,7 @@ def test_forward_and_lse(kernels, shape, dtype, seed):
     q, k, v = _inputs(seed, b, hq, hkv, sq, skv, d, DTYPES[dtype])
     scale = 1 / math.sqrt(d)
     out, lse = flash.attention_with_lse(q, k, v, causal=causal, scale=scale)
+    assert out.dtype == q.dtype
     assert out.dtype == q.dtype and out.shape == (b, hq, sq, d)
     ref, ref_lse = _reference(q, k, v, causal, scale)
     _check("out", out, ref, dtype, peer=_fa2(q, k, v, causal, scale))
@@ -120,14 +360,15 @@ def test_forward_and_lse(kernels, shape, dtype, seed):
 @pytest.mark.parametrize("shape", FWD, ids=lambda s: "-".join(map(str, s)))
 def test_forward_through_tensor_descriptors(kernels, shape, seed):
     """The TMA load path (FwdConfig.tma) gives the same answers as the reference."""
-    from attnbench.kernels.configs import fwd_config
+    from attnbench.kernels.flash import forward
 
     flash, _ = kernels
     b, hq, hkv, sq, skv, d, causal = shape
     q, k, v = _inputs(seed, b, hq, hkv, sq, skv, d, torch.bfloat16)
-    cfg = dataclasses.replace(fwd_config(d, "cuda"), tma=True)
-    assert flash._descriptors_apply(cfg, q, k, v)
-    out, lse = flash.attention_with_lse(q, k, v, causal=causal, scale=d**-0.5, fwd_cfg=cfg)
+    cfg = FwdConfig(128, 128 if d <= 128 else 64, 8, 3 if d <= 128 else 2, tma=True)
+    assert forward.descriptors_apply(cfg, q, k, v)
+    assert forward.dense_applies(cfg, forward.MaskArgs(causal), q, k, v, 1)
+    out, lse = flash.attention_with_lse(q, k, v, causal=causal, scale=d**-0.5, fwd_config=cfg)
     ref, ref_lse = _reference(q, k, v, causal, d**-0.5)
     _check("out (descriptors)", out, ref, "bf16")
     _check("lse (descriptors)", lse, ref_lse, "fp32")
@@ -199,11 +440,10 @@ def test_decode(kernels, shape, dtype, seed):
 
 @pytest.mark.parametrize("splits", [1, 3, 16, 64])
 def test_decode_any_split_count_gives_the_same_answer(kernels, splits, seed):
-    from attnbench.kernels.configs import DecodeConfig
-
     _, decode = kernels
     q, k, v = _inputs(seed, 2, 32, 8, 1, 10000, 128, torch.bfloat16)
-    out = decode.decode(q, k, v, scale=0.1, cfg=DecodeConfig(64, splits))
+    cfg = FwdConfig(16, 64, 4, 3, packed=True, num_splits=splits, dense=False)
+    out = decode.decode(q, k, v, scale=0.1, config=cfg)
     ref, _ = _reference(q, k, v, False, 0.1)
     _check(f"decode, {splits} splits", out, ref, "bf16")
 
@@ -215,6 +455,7 @@ def test_impls_run_through_attnbench(kernels, seed):
     w = Workload(2, 8, 2, 1024, 1024, 128, causal=True, dtype="bf16", scenario="train")
     case = prepare("triton-flash", w, "cuda", seed=seed, mode="forward_backward")
     assert case.config and case.config["kernel"] == "fwd" and "bwd_block_n1" in case.config
+    assert case.config["dense"] and case.config["tma"]
     _ok = case.forward_error()
     assert _ok.within("bf16"), _fmt(_ok)
     bad = {n: _fmt(e) for n, e in case.gradient_errors().items() if not e.within("bf16")}

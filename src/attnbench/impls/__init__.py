@@ -6,7 +6,6 @@ inside ``forward`` and names it in ``requires``, so ``import attnbench`` never n
 
 # registration order is listing order
 from . import reference, eager, sdpa, chunked, triton, flash_attn, xformers, sdpa_fa, flex, compiled  # noqa: F401, I001
-from . import triton_fused  # noqa: F401  (in-kernel masks, any head_dim, fp32)
 from .base import Implementation
 from .registry import get_impl, impl_names, register, select_impls
 

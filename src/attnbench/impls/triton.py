@@ -1,11 +1,16 @@
-"""attnbench's in-house Triton kernels (:mod:`attnbench.kernels`) as implementations.
+"""attnbench's in-house Triton kernels (:mod:`attnbench.kernels.flash`) as implementations.
 
-- ``triton-flash``: FlashAttention-2-style forward and backward (prefill and train).
-- ``triton-decode``: split-KV decode (flash-decoding), one query row against a long cache.
+- ``triton-flash``: forward and backward (prefill and train): every mask computed in the
+  kernel (causal, sliding window, packed documents, ALiBi), any head_dim up to 256 (V's may
+  differ), fp16/bf16/fp32, GQA by index; dense causal/full shapes with power-of-two head dims
+  take the kernel's dense specialization; the backward is deterministic (no atomics).
+- ``triton-decode``: one query row against a long cache: the group's query heads packed into
+  one tile, the keys split across the SMs, a combine kernel.
 
 Both run on CUDA; on the CPU only under Triton's interpreter (``TRITON_INTERPRET=1`` set before
-the kernels are first imported), slowly, for tests. Triton is imported lazily. Each records
-its kernel configuration (``config``) with every result.
+Triton is first imported), slowly, for tests. Triton is imported lazily. ``bind`` chooses the
+kernel configuration and builds the mask's small tables once per case, outside the timed call;
+``config`` reports the choice, which is recorded with every result.
 """
 
 from __future__ import annotations
@@ -15,14 +20,16 @@ import sys
 
 import torch
 
-from ..kernels.configs import HEAD_DIMS, bwd_config, decode_config, fwd_config
+from ..kernels.flash.configs import (
+    MAX_HEAD_DIM,
+    choose_bwd_config,
+    choose_fwd_config,
+    decode_dict,
+)
+from ..masks import MaskSpec, alibi_slopes
 from ..workload import Workload
-from .base import Implementation
+from .base import ALL_DTYPES, ALL_MASKS, Implementation
 from .registry import register
-
-HALF = frozenset({"fp16", "bf16"})
-# the interpreter computes bf16 products wrongly: bf16 runs there in float32 (tests only)
-INTERPRETER_DTYPES = frozenset({"fp32", "fp16", "bf16"})
 
 
 def _interpret_requested() -> bool:
@@ -35,32 +42,30 @@ def _num_sms(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
+def _itemsize(workload: Workload, device: torch.device) -> int:
+    if device.type == "cpu" and workload.dtype == "bf16":
+        return 4  # the interpreter runs bf16 in float32
+    return workload.torch_dtype.itemsize
+
+
 class _Triton(Implementation):
     family = "in-house"
-    dtypes = {"cuda": HALF, "cpu": INTERPRETER_DTYPES}
-    max_head_dim = max(HEAD_DIMS)
+    # fp32 with exact products (tf32 would miss fp32's tolerance); on the CPU the interpreter
+    # computes bf16 products wrongly: bf16 runs there in float32 (tests only)
+    dtypes = {"cuda": ALL_DTYPES, "cpu": ALL_DTYPES}
+    max_head_dim = MAX_HEAD_DIM
+    mask_features = ALL_MASKS
     requires = ("triton",)
 
     def extra_reasons(self, workload: Workload, device: torch.device) -> list[str]:
-        reasons = []
-        for dim in sorted({workload.head_dim, workload.dv}):
-            if dim not in HEAD_DIMS:
-                reasons.append(
-                    f"head_dim {dim} is not one of {', '.join(map(str, HEAD_DIMS))} "
-                    "(the kernels' tiles span whole power-of-two head dims)"
-                )
-        if device.type == "cpu":
-            reasons += self._cpu_reasons()
-        return reasons
+        return self._cpu_reasons() if device.type == "cpu" else []
 
     @staticmethod
     def _cpu_reasons() -> list[str]:
         if not _interpret_requested():
             return ["on the CPU only under Triton's interpreter: set TRITON_INTERPRET=1"]
-        loaded = [
-            sys.modules.get(f"attnbench.kernels.{m}") for m in ("triton_flash", "triton_decode")
-        ]
-        if any(m is not None and not m.INTERPRETED for m in loaded):
+        common = sys.modules.get("attnbench.kernels.flash.common")
+        if common is not None and not common.INTERPRETED:
             return [
                 "the Triton kernels were imported before TRITON_INTERPRET=1 was set "
                 "(compiled for CUDA, not interpreted)"
@@ -74,30 +79,76 @@ class _Triton(Implementation):
             return q.float(), k.float(), v.float(), torch.bfloat16
         return q, k, v, None
 
+    @staticmethod
+    def _fwd_config(workload: Workload, device: torch.device):
+        w = workload
+        itemsize = _itemsize(w, device)
+        return choose_fwd_config(
+            w.batch, w.q_heads, w.kv_heads, w.q_len, w.kv_len, w.head_dim, w.dv,
+            itemsize=itemsize, causal=w.mask.causal or bool(w.mask.features - {"alibi"}),
+            dense_mask=not w.mask.features, num_sms=_num_sms(device),
+        )  # fmt: skip
+
+    @staticmethod
+    def _mask_args(mask: MaskSpec, heads: int, device: torch.device):
+        from ..kernels.flash.forward import mask_args
+
+        return mask_args(
+            mask.causal,
+            window=mask.window,
+            doc_lens=mask.doc_lens,
+            alibi_slopes=alibi_slopes(heads) if mask.alibi else None,
+            device=device,
+        )
+
 
 @register
 class TritonFlash(_Triton):
     name = "triton-flash"
     description = (
-        "in-house Triton flash attention (FlashAttention-2 style): tiled online softmax, "
-        "unmasked tiles off the causal diagonal, GQA by index, backward with LSE recompute"
+        "in-house Triton flash attention (FlashAttention-2 style): every mask computed in the "
+        "kernel, a dense specialization for causal/full, deterministic backward (no atomics)"
     )
 
-    def forward(self, q, k, v, *, causal, scale, mask=None):
-        from ..kernels.triton_flash import attention
+    @staticmethod
+    def _configs(workload: Workload, device: torch.device):
+        fwd = _Triton._fwd_config(workload, device)
+        bwd = None
+        if workload.has_backward:
+            bwd = choose_bwd_config(workload.head_dim, workload.dv, _itemsize(workload, device))
+        return fwd, bwd
 
+    def bind(self, workload: Workload, device: torch.device):
+        from ..kernels.flash.api import attention
+
+        fwd, bwd = self._configs(workload, device)
+        mask = self._mask_args(workload.mask, workload.q_heads, device)
+        scale = workload.scale
+        on_cpu = self._on_cpu
+
+        def triton_flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            q, k, v, back = on_cpu(q, k, v)
+            out = attention(q, k, v, scale=scale, mask=mask, fwd_config=fwd, bwd_config=bwd)
+            return out if back is None else out.to(back)
+
+        return triton_flash
+
+    def forward(self, q, k, v, *, causal, scale, mask=None):
+        """Unbound use (configuration chosen per call, mask tables built per call)."""
+        from ..kernels.flash.api import attention
+
+        spec = mask if mask is not None else MaskSpec(causal=causal)
+        args = self._mask_args(spec, q.shape[1], q.device)
         q, k, v, back = self._on_cpu(q, k, v)
-        out = attention(q, k, v, causal=causal, scale=scale)
+        out = attention(q, k, v, scale=scale, mask=args)
         return out if back is None else out.to(back)
 
     def config(self, workload: Workload, device: torch.device) -> dict | None:
-        d = max(workload.head_dim, workload.dv)
-        if d not in HEAD_DIMS:
-            return None
-        out = fwd_config(d, device.type, causal=workload.causal).as_dict()
-        if workload.has_backward:
-            bwd = bwd_config(d, device.type, causal=workload.causal).as_dict()
-            out.update({f"bwd_{key}": value for key, value in bwd.items() if key != "kernel"})
+        fwd, bwd = self._configs(workload, device)
+        out = fwd.as_dict()  # block_m, block_n, num_warps, num_stages, tma at the top (asv)
+        if bwd is not None:
+            out.update({f"bwd_{key}": value for key, value in bwd.as_dict().items()
+                        if key != "kernel"})  # fmt: skip
         return out
 
 
@@ -105,8 +156,8 @@ class TritonFlash(_Triton):
 class TritonDecode(_Triton):
     name = "triton-decode"
     description = (
-        "in-house Triton split-KV decode (flash-decoding): the cache cut into shares across "
-        "the SMs, a group's query heads in one tile (K/V read once), then a combine kernel"
+        "in-house Triton decode (flash-decoding): a group's query heads in one tile (K/V read "
+        "once), the cache cut into key splits across the SMs, then a combine kernel"
     )
     supports_backward = False
 
@@ -116,23 +167,32 @@ class TritonDecode(_Triton):
             reasons.insert(0, f"decode kernel: q_len must be 1 (got {workload.q_len})")
         return reasons
 
-    def forward(self, q, k, v, *, causal, scale, mask=None):
-        from ..kernels.triton_decode import decode
+    def bind(self, workload: Workload, device: torch.device):
+        from ..kernels.flash.decode import decode
 
+        cfg = self._fwd_config(workload, device)
+        mask = self._mask_args(workload.mask, workload.q_heads, device)
+        scale = workload.scale
+        on_cpu = self._on_cpu
+
+        def triton_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            q, k, v, back = on_cpu(q, k, v)
+            out = decode(q, k, v, scale=scale, mask=mask, config=cfg)
+            return out if back is None else out.to(back)
+
+        return triton_decode
+
+    def forward(self, q, k, v, *, causal, scale, mask=None):
+        """Unbound use; one row sees every key: causal changes nothing."""
+        from ..kernels.flash.decode import decode
+
+        spec = mask if mask is not None else MaskSpec(causal=causal)
+        args = self._mask_args(spec, q.shape[1], q.device)
         q, k, v, back = self._on_cpu(q, k, v)
-        out = decode(q, k, v, scale=scale)  # one row sees every key: causal changes nothing
+        out = decode(q, k, v, scale=scale, mask=args)
         return out if back is None else out.to(back)
 
     def config(self, workload: Workload, device: torch.device) -> dict | None:
-        d = max(workload.head_dim, workload.dv)
-        if d not in HEAD_DIMS or workload.q_len != 1:
+        if workload.q_len != 1:
             return None
-        cfg = decode_config(
-            workload.batch,
-            workload.kv_heads,
-            workload.kv_len,
-            d,
-            device.type,
-            num_sms=_num_sms(device),
-        )
-        return cfg.as_dict()
+        return decode_dict(self._fwd_config(workload, device))

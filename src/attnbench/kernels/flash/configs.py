@@ -1,0 +1,192 @@
+"""Configurations of the in-house Triton kernels, chosen per shape: one table, one chooser.
+
+A chooser, not an autotuner: the choice is deterministic, costs no benchmarking at ``bind``
+time, and is recorded with each result (``Implementation.config``), so that a change of
+configuration shows in history beside the change of speed. The CUDA entries were measured on
+an H100 (``tools/triton_bench.py`` times the alternatives, ``docs/triton-tuning.md`` logs each
+change); ``tools/triton_resources.py`` (an sm_90 compile, no GPU needed) rules out entries that
+spill or need more than the H100's 227 KiB of shared memory.
+
+Under Triton's interpreter (CPU) the same chooser runs, so that the interpreter tests walk the
+same paths (dense, general, packed, split) as the GPU.
+
+This module imports nothing beyond the standard library: it is safe to import anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+MAX_HEAD_DIM = 256
+#: the dense specialization's tiles span the whole head dim: powers of two only
+DENSE_HEAD_DIMS = (16, 32, 64, 128, 256)
+
+
+@dataclass(frozen=True)
+class FwdConfig:
+    """Forward: a program owns ``block_m`` query rows and walks K/V ``block_n`` at a time.
+
+    ``dense``: use the dense specialization (causal or full, no window/documents/ALiBi, power-of-
+    two head dims, one pass) where the workload allows it; else the general kernel runs.
+    ``packed``: the GQA group's query heads share one block of rows (decode), K/V read once per
+    KV head. ``num_splits``: key ranges, merged by the combine kernel. ``tma``: Q/K/V tiles
+    through tensor descriptors (Hopper's TMA) where the inputs allow it."""
+
+    block_m: int
+    block_n: int
+    num_warps: int = 8
+    num_stages: int = 3
+    tma: bool = False
+    packed: bool = False
+    num_splits: int = 1
+    dense: bool = True
+
+    def as_dict(self) -> dict:
+        return {"kernel": "fwd", **asdict(self)}
+
+
+@dataclass(frozen=True)
+class BwdConfig:
+    """Backward: the dK/dV kernel owns ``block_n1`` keys and walks queries ``block_m1`` at a
+    time; the dQ kernel owns ``block_m2`` queries and walks keys ``block_n2`` at a time."""
+
+    block_m1: int
+    block_n1: int
+    block_m2: int
+    block_n2: int
+    num_warps: int = 8
+    num_stages: int = 2
+
+    def as_dict(self) -> dict:
+        return {"kernel": "bwd", **asdict(self)}
+
+
+def pow2(n: int, floor: int = 16) -> int:
+    """The next power of two >= ``n``, at least ``floor`` (a tile's width)."""
+    return max(floor, 1 << max(0, n - 1).bit_length())
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+# -- forward ------------------------------------------------------------------------------------
+#: dense specialization, fp16/bf16, one pass: H100 search of the pre-merge triton-flash (v2),
+#: S=4096 B=4 H=32: 515/457 TFLOP/s full/causal vs 497/437 with 128x64 (docs/triton-tuning.md)
+DENSE_FWD = {128: FwdConfig(128, 128, 8, 3, tma=True)}
+
+
+def choose_fwd_config(
+    batch: int,
+    q_heads: int,
+    kv_heads: int,
+    q_len: int,
+    kv_len: int,
+    head_dim: int,
+    v_head_dim: int,
+    *,
+    itemsize: int = 2,
+    causal: bool = True,
+    dense_mask: bool = True,
+    num_sms: int = 132,
+) -> FwdConfig:
+    """Tiles, warps, stages, path, packing and key splits for one shape.
+
+    ``causal``: the mask has a causal part or any feature beyond ALiBi (the key range of each
+    row is cut); ``dense_mask``: no window, documents or ALiBi (causal or full only)."""
+    group = q_heads // kv_heads
+    dmax = max(pow2(head_dim), pow2(v_head_dim))
+    wide = dmax * itemsize  # bytes of one row of a tile: what shared memory limits
+    if q_len * group <= 128 and q_len <= 16:  # decode-like: pack the group, split the keys
+        block_m = pow2(q_len * group)
+        block_n = 64 if wide <= 256 else 32
+        programs = batch * kv_heads
+        # about one wave of programs while each split keeps >= 4096 keys (H100: kv65536 b8,
+        # 2 splits 698 us vs 5 splits 747 us); shorter shares need more programs in flight to
+        # keep memory busy (kv4096 b8: 2 splits 120 us, the old triton-decode's 8: 66 us)
+        splits = max(1, round(num_sms / programs))
+        if kv_len < 4096 * splits:
+            splits = max(splits, min(cdiv(kv_len, 512), cdiv(4 * num_sms, programs)))
+        splits = min(splits, cdiv(kv_len, 256))
+        return FwdConfig(block_m, block_n, 4, 3 if wide <= 256 else 2, False, True, splits, False)
+    # dense specialization where it measured faster than the general kernel: D=128 fp16/bf16
+    # (H100, B=4 H=32: 437-516 against 367-409 TFLOP/s). At D=64 and D=256 the general kernel
+    # with its own tiles measured faster (gpt2-small d64 60 vs 152 us, gemma d256 663 vs 692 us)
+    dense = DENSE_FWD.get(head_dim) if head_dim == v_head_dim and itemsize == 2 else None
+    programs = batch * q_heads * cdiv(q_len, 128)
+    few = programs < num_sms and kv_len >= 4 * 256  # too few programs: split the keys
+    if dense is not None and dense_mask and not few:
+        return dense
+    # general kernel. H100 searches (--tune), against the previous choice: d64 fp16 s1024 causal
+    # 2.2x (4 warps on 128 rows spilled); d128 s8192 causal 1.10x, d128 s4096 full 1.09x;
+    # d256 s4096 causal 1.47x
+    if itemsize > 2:  # float32: half the tile rows fit
+        block_m, block_n, warps, stages = (64, 32, 4, 2) if dmax <= 128 else (32, 32, 4, 1)
+    elif dmax <= 64:
+        block_m, block_n, warps, stages = 128, 64, 8, 4
+    elif dmax <= 128:
+        block_m, block_n, warps, stages = (128, 32, 4, 4) if causal else (128, 64, 8, 3)
+    else:
+        block_m, block_n, warps, stages = 128, 32, 8, 3
+    programs = batch * q_heads * cdiv(q_len, block_m)
+    splits = 1
+    if programs < num_sms and kv_len >= 4 * 256:
+        splits = max(1, min(cdiv(2 * num_sms, programs), cdiv(kv_len, 512)))
+    return FwdConfig(block_m, block_n, warps, stages, False, False, splits, False)
+
+
+# -- backward -----------------------------------------------------------------------------------
+def choose_bwd_config(head_dim: int, v_head_dim: int, itemsize: int = 2) -> BwdConfig:
+    """The backward's tiles (the general kernels, deterministic: no atomics)."""
+    dmax = max(pow2(head_dim), pow2(v_head_dim))
+    if itemsize > 2:
+        return BwdConfig(32, 64, 64, 32, 4, 1) if dmax <= 128 else BwdConfig(16, 32, 32, 16, 4, 1)
+    if dmax <= 64:
+        return BwdConfig(64, 128, 128, 64, 8, 3)
+    if dmax <= 128:  # H100, s8192 causal: 1.29x over (64, 64, 64, 64, 4 warps, 2 stages)
+        return BwdConfig(64, 128, 128, 64, 8, 3)
+    return BwdConfig(32, 64, 64, 32, 8, 1)
+
+
+# -- decode -------------------------------------------------------------------------------------
+def decode_dict(config: FwdConfig) -> dict:
+    """A decode configuration as recorded: the split count at the top (asv's
+    ``track_kernel_config`` reads ``splits`` where there is no ``block_m``)."""
+    return {
+        "kernel": "decode",
+        "block_n": config.block_n,
+        "splits": config.num_splits,
+        "num_warps": config.num_warps,
+        "num_stages": config.num_stages,
+        "rows": config.block_m,  # the packed group's query rows per program
+    }
+
+
+def keys_per_split(kv_len: int, block_n: int, splits: int) -> int:
+    """Keys each split covers: an equal share rounded up to whole tiles."""
+    return cdiv(cdiv(kv_len, max(1, splits)), block_n) * block_n
+
+
+def splits_for(kv_len: int, block_n: int, splits: int) -> int:
+    """How many splits actually have keys once shares are rounded up to whole tiles."""
+    return cdiv(kv_len, keys_per_split(kv_len, block_n, splits))
+
+
+def check_head_dims(head_dim: int, v_head_dim: int) -> None:
+    for d in (head_dim, v_head_dim):
+        if not 1 <= d <= MAX_HEAD_DIM:
+            raise ValueError(f"head_dim {d} unsupported by the Triton kernels (1..{MAX_HEAD_DIM})")
+
+
+__all__ = [
+    "DENSE_FWD",
+    "DENSE_HEAD_DIMS",
+    "MAX_HEAD_DIM",
+    "BwdConfig",
+    "FwdConfig",
+    "choose_bwd_config",
+    "choose_fwd_config",
+    "decode_dict",
+    "keys_per_split",
+    "splits_for",
+]
