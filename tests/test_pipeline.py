@@ -389,6 +389,8 @@ def test_results_branch_round_trip(tmp_path):
     (first / "gpu-a").mkdir(parents=True)
     (first / "gpu-a" / "machine.json").write_text('{"machine": "gpu-a"}')
     (first / "gpu-a" / "aaaaaaaa-env.json").write_text("{}")
+    (first / "gpu-a-records").mkdir()
+    (first / "gpu-a-records" / "aaaaaaaa.jsonl").write_text('{"impl": "x"}\n')  # full records
     assert rb.save(first, tmp_path / "wt1", "asv-results", str(remote), "gpu-a results")
     assert not rb.save(first, tmp_path / "wt1", "asv-results", str(remote), "again")  # no change
 
@@ -406,7 +408,8 @@ def test_results_branch_round_trip(tmp_path):
     results = tmp_path / "results"
     (results / "cpu").mkdir(parents=True)
     (results / "cpu" / "cccccccc-env.json").write_text("{}")
-    assert rb.copy_results(checkout, results) == 4
+    assert rb.copy_results(checkout, results) == 5
+    assert (results / "gpu-a-records" / "aaaaaaaa.jsonl").read_text() == '{"impl": "x"}\n'
     found = sorted(str(p.relative_to(results)) for p in results.rglob("*.json"))
     assert found == [
         "cpu/cccccccc-env.json",

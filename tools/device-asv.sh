@@ -1,27 +1,32 @@
 #!/usr/bin/env bash
-# How results/h100-x1 was made on the lent H100 (see ../shared/device/README.md): from the project
-# root there, with .gpu/small, .gpu/gpu-env.sh and .carry/ (holding repo.bundle: git bundle create
-# .carry/repo.bundle --all) carried. Clones the bundle, registers the machine, runs asv per part.
-#   (REUSE=1: keep /tmp/ab and its results from an earlier call on the same warm machine)
-#   bash tools/device-asv.sh Metrics 'Forward\.time|ForwardBackward\.time'   (MACHINE, COMMITS, PART_TIMEOUT)
-set -uo pipefail
-here=$(pwd)
-. .gpu/gpu-env.sh  # asv, virtualenv (and flash-attn-4) for a machine with no registry
+# The asv suite on a lent GPU machine with no network (../shared/device/README.md), through the
+# pipeline's own tools/ci/bench.py (one asv run per class, resumable, per-shard timeout). From the
+# project root there, with .gpu/small, .gpu/gpu-env.sh and .carry/ carried (.carry/repo.bundle:
+# git bundle create .carry/repo.bundle --all; .carry/wheels: pytest wheels for the machine's Python).
+#   COMMITS=eb364f2 STOP=360 SHARDS='^forward\.DecodeMetrics\. ^train\.ForwardBackwardMetrics\.' \
+#     bash tools/device-asv.sh
+# SET / IMPLS: ATTNBENCH_SET / ATTNBENCH_IMPLS. A second call on the same warm machine reuses
+# /tmp/ab (its results included) and measures only the shards still missing. Full records
+# (GPU clock, temperature, config, wall seconds) go to results/h100-x1-records/<commit>.jsonl.
+set -u
+# shellcheck source=/dev/null
+. .gpu/gpu-env.sh >/dev/null
+python3 -m pip install -q --no-index --no-deps --target /tmp/gpu-site .carry/wheels/*.whl 2>&1 | grep -v WARNING
+export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True PYTHONUNBUFFERED=1
 torchdir=$(python3 -c "import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))")
 export ATTNBENCH_HOST_SITE="$torchdir:$PYTHONPATH" VIRTUALENV_SYSTEM_SITE_PACKAGES=1
 unset ASV_PYTHONPATH
-if [ "${REUSE:-0}" = 1 ] && [ -d /tmp/ab ]; then cd /tmp/ab; else
-  rm -rf /tmp/ab && git clone -q .carry/repo.bundle /tmp/ab && cd /tmp/ab && git checkout -q main; fi
-export PYTHONPATH=/tmp/ab/src:$PYTHONPATH
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,temperature.gpu --format=csv
-python3 -c "from attnbench.system import register_asv_machine as r; print(r('${MACHINE:-h100-x1}'))"
-start=$(date +%s)
-[ $# -gt 0 ] || set -- .
-for bench in "$@"; do
-  timeout "${PART_TIMEOUT:-280}" asv run --machine "${MACHINE:-h100-x1}" --launch-method forkserver --show-stderr \
-    --bench "$bench" "${COMMITS:-HEAD^!}" > "$OUT/asv-$(echo "$bench" | tr -c 'a-zA-Z0-9' _).log" 2>&1
-  echo "asv run --bench '$bench' exited $? after $(( $(date +%s) - start )) s"
-  tar cf "$OUT/results.tar" results
-done
-echo "total asv wall time: $(( $(date +%s) - start )) s"
-nvidia-smi --query-gpu=clocks.sm,temperature.gpu --format=csv
+if [ ! -d /tmp/ab ]; then git clone -q .carry/repo.bundle /tmp/ab && (cd /tmp/ab && git checkout -q main); fi
+here=$PWD; cd /tmp/ab && git log --oneline -1
+export PYTHONPATH=/tmp/ab/src:$PYTHONPATH ATTNBENCH_RECORDS=/tmp/ab/results/${MACHINE:-h100-x1}-records
+[ -n "${SET:-}" ] && export ATTNBENCH_SET=$SET
+[ -n "${IMPLS:-}" ] && export ATTNBENCH_IMPLS=$IMPLS
+args=()
+for s in ${SHARDS:-}; do args+=(--shard "$s"); done
+t0=$(date +%s)
+python3 tools/ci/bench.py --machine "${MACHINE:-h100-x1}" --commits "${COMMITS:-HEAD}" \
+  --shard-timeout "${SHARD_TIMEOUT:-540}" --stop-after "${STOP:-360}" "${args[@]}" > "$OUT/bench.log" 2>&1
+echo "bench.py exited $? after $(( $(date +%s) - t0 )) s"
+grep -E "took|exited|stopped|measured|not clean|shard\(s\)" "$OUT/bench.log" | cut -c1-200
+tar cf "$OUT/results.tar" results
+nvidia-smi --query-gpu=clocks.sm,temperature.gpu --format=csv,noheader; cd "$here" || exit

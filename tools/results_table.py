@@ -3,6 +3,11 @@
 the track_* figures of attnbench's suite.
 
     python3 tools/results_table.py results/h100-x1/e3521b4d-virtualenv-py3.12.json
+    python3 tools/results_table.py --matrix FILE   # workloads x implementations, one figure each
+
+``--matrix``: one row per workload and mode (every ``*Metrics`` class), one column per
+implementation that ran somewhere; the cell is TFLOP/s (prefill, train: forward+backward FLOPs)
+or GB/s of the fewest bytes (decode); ``–`` where the pair was skipped.
 """
 
 from __future__ import annotations
@@ -62,6 +67,38 @@ def table(path: Path, mode: str = "forward") -> str:
     return "\n".join(lines)
 
 
+SUITES = {**dict.fromkeys(FORWARD_SUITES, "forward"), "train.ForwardBackwardMetrics": "fwd+bwd"}
+
+
+def _entries(data: dict, name: str):
+    entry = dict(zip(data["result_columns"], data["results"].get(name, []), strict=False))
+    if not entry:
+        return
+    pairs = itertools.product(*entry["params"])
+    for (impl, workload), value in zip(pairs, entry["result"], strict=True):
+        yield json.loads(impl.replace("'", '"')), json.loads(workload.replace("'", '"')), value
+
+
+def matrix(path: Path) -> str:
+    data = json.loads(path.read_text())
+    cells: dict[tuple[str, str], dict[str, str]] = {}
+    for suite, mode in SUITES.items():
+        metric = "track_gbps" if suite.endswith("DecodeMetrics") else "track_tflops"
+        for impl, workload, value in _entries(data, f"{suite}.{metric}"):
+            ok = value is not None and not (isinstance(value, float) and math.isnan(value))
+            cells.setdefault((workload, mode), {})[impl] = f"{value:.0f}" if ok else "–"
+    impls = list(dict.fromkeys(i for row in cells.values() for i in row))
+    used = [i for i in impls if any(row.get(i, "–") != "–" for row in cells.values())]
+    lines = ["| workload | mode | " + " | ".join(used) + " |", "|---|---|" + "---|" * len(used)]
+    for (workload, mode), row in cells.items():
+        lines.append(
+            f"| `{workload}` | {mode} | " + " | ".join(row.get(i, "–") for i in used) + " |"
+        )
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    for arg in sys.argv[1:]:
-        print(table(Path(arg)))
+    args = sys.argv[1:]
+    as_matrix = "--matrix" in args
+    for arg in (a for a in args if a != "--matrix"):
+        print(matrix(Path(arg)) if as_matrix else table(Path(arg)))

@@ -22,11 +22,12 @@ from pipeline import PipelineError, log
 
 
 def copy_results(src: Path, dst: Path) -> int:
-    """Copy every result file of ``src`` into ``dst`` (same names replaced); how many."""
+    """Copy every result file of ``src`` into ``dst`` (same names replaced); how many. Result
+    files: asv's JSON and attnbench's records (``<machine>-records/<commit>.jsonl``)."""
     if not src.is_dir():
         raise PipelineError(f"no results directory {src}")
     count = 0
-    for path in sorted(src.rglob("*.json")):
+    for path in sorted([*src.rglob("*.json"), *src.rglob("*.jsonl")]):
         rel = path.relative_to(src)
         if ".git" in rel.parts:
             continue
