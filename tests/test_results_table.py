@@ -1,0 +1,46 @@
+"""tools/results_table.py: the tables of docs/results.md, read from an asv result file."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+from .conftest import ROOT
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location(
+        "results_table", ROOT / "tools" / "results_table.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _asv_file(tmp_path):
+    cols = ["result", "params"]
+    prefill = [["'a'", "'b'"], ["'m/prefill/s1'"]]
+    decode = [["'a'", "'b'"], ["'m/decode/kv8'"]]
+    results = {
+        "forward.ForwardMetrics.track_tflops": [[100.4, float("nan")], prefill],
+        "forward.ForwardMetrics.track_seconds": [[1e-3, None], prefill],
+        "forward.DecodeMetrics.track_gbps": [[2000.0, 2500.6], decode],
+        "train.ForwardBackwardMetrics.track_tflops": [[50.0, None], [["'a'", "'b'"], ["'t'"]]],
+    }
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"result_columns": cols, "results": results}))
+    return path
+
+
+def test_matrix_has_one_row_per_workload_and_the_scenarios_figure(tmp_path):
+    lines = _tool().matrix(_asv_file(tmp_path)).splitlines()
+    assert lines[0] == "| workload | mode | a | b |"
+    assert "| `m/prefill/s1` | forward | 100 | – |" in lines  # TFLOP/s; NaN is a skip
+    assert "| `m/decode/kv8` | forward | 2000 | 2501 |" in lines  # GB/s for decode
+    assert "| `t` | fwd+bwd | 50 | – |" in lines
+
+
+def test_pair_table_reads_every_forward_class(tmp_path):
+    text = _tool().table(_asv_file(tmp_path))
+    assert "| m/prefill/s1 | a | 1.00 ms | 100.4 |" in text
+    assert "| m/decode/kv8 | b |" in text and "2501" in text
