@@ -41,21 +41,23 @@ def _fmt(value: float | None, how: str) -> str:
 FORWARD_SUITES = ("forward.ForwardMetrics", "forward.MaskedMetrics", "forward.DecodeMetrics")
 
 
+def _entries(data: dict, name: str):
+    entry = dict(zip(data["result_columns"], data["results"].get(name, []), strict=False))
+    if not entry:
+        return
+    pairs = itertools.product(*entry["params"])
+    for (impl, workload), value in zip(pairs, entry["result"], strict=True):
+        yield json.loads(impl.replace("'", '"')), json.loads(workload.replace("'", '"')), value
+
+
 def table(path: Path, mode: str = "forward") -> str:
     data = json.loads(path.read_text())
-    cols = data["result_columns"]
     suites = FORWARD_SUITES if mode == "forward" else ("train.ForwardBackwardMetrics",)
     figures: dict[tuple[str, str], dict[str, str]] = {}
     for suite in suites:
         for bench, (header, how) in COLUMNS.items():
-            name = f"{suite}.{bench}"
-            if name not in data["results"]:
-                continue
-            entry = dict(zip(cols, data["results"][name], strict=False))
-            pairs = itertools.product(*entry["params"])
-            for (impl, workload), value in zip(pairs, entry["result"], strict=True):
-                key = (json.loads(workload.replace("'", '"')), json.loads(impl.replace("'", '"')))
-                figures.setdefault(key, {})[header] = _fmt(value, how)
+            for impl, workload, value in _entries(data, f"{suite}.{bench}"):
+                figures.setdefault((workload, impl), {})[header] = _fmt(value, how)
     headers = ["workload", "implementation", *(h for h, _ in COLUMNS.values())]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     order = {w: i for i, w in enumerate(dict.fromkeys(w for w, _ in figures))}
@@ -68,15 +70,6 @@ def table(path: Path, mode: str = "forward") -> str:
 
 
 SUITES = {**dict.fromkeys(FORWARD_SUITES, "forward"), "train.ForwardBackwardMetrics": "fwd+bwd"}
-
-
-def _entries(data: dict, name: str):
-    entry = dict(zip(data["result_columns"], data["results"].get(name, []), strict=False))
-    if not entry:
-        return
-    pairs = itertools.product(*entry["params"])
-    for (impl, workload), value in zip(pairs, entry["result"], strict=True):
-        yield json.loads(impl.replace("'", '"')), json.loads(workload.replace("'", '"')), value
 
 
 def matrix(path: Path) -> str:

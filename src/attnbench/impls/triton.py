@@ -73,11 +73,12 @@ class _Triton(Implementation):
         return []
 
     @staticmethod
-    def _on_cpu(q, k, v):
-        """Interpreter only: bf16 computed in float32 (the interpreter's bf16 dot is wrong)."""
+    def _run(kernel, q, k, v, **kwargs) -> torch.Tensor:
+        """``kernel(q, k, v, **kwargs)``; under the interpreter bf16 is computed in float32
+        (the interpreter's bf16 dot is wrong) and the output cast back."""
         if q.device.type == "cpu" and q.dtype == torch.bfloat16:
-            return q.float(), k.float(), v.float(), torch.bfloat16
-        return q, k, v, None
+            return kernel(q.float(), k.float(), v.float(), **kwargs).to(torch.bfloat16)
+        return kernel(q, k, v, **kwargs)
 
     @staticmethod
     def _fwd_config(workload: Workload, device: torch.device):
@@ -123,13 +124,10 @@ class TritonFlash(_Triton):
 
         fwd, bwd = self._configs(workload, device)
         mask = self._mask_args(workload.mask, workload.q_heads, device)
-        scale = workload.scale
-        on_cpu = self._on_cpu
+        scale, run = workload.scale, self._run
 
         def triton_flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-            q, k, v, back = on_cpu(q, k, v)
-            out = attention(q, k, v, scale=scale, mask=mask, fwd_config=fwd, bwd_config=bwd)
-            return out if back is None else out.to(back)
+            return run(attention, q, k, v, scale=scale, mask=mask, fwd_config=fwd, bwd_config=bwd)
 
         return triton_flash
 
@@ -139,9 +137,7 @@ class TritonFlash(_Triton):
 
         spec = mask if mask is not None else MaskSpec(causal=causal)
         args = self._mask_args(spec, q.shape[1], q.device)
-        q, k, v, back = self._on_cpu(q, k, v)
-        out = attention(q, k, v, scale=scale, mask=args)
-        return out if back is None else out.to(back)
+        return self._run(attention, q, k, v, scale=scale, mask=args)
 
     def config(self, workload: Workload, device: torch.device) -> dict | None:
         fwd, bwd = self._configs(workload, device)
@@ -172,13 +168,10 @@ class TritonDecode(_Triton):
 
         cfg = self._fwd_config(workload, device)
         mask = self._mask_args(workload.mask, workload.q_heads, device)
-        scale = workload.scale
-        on_cpu = self._on_cpu
+        scale, run = workload.scale, self._run
 
         def triton_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-            q, k, v, back = on_cpu(q, k, v)
-            out = decode(q, k, v, scale=scale, mask=mask, config=cfg)
-            return out if back is None else out.to(back)
+            return run(decode, q, k, v, scale=scale, mask=mask, config=cfg)
 
         return triton_decode
 
@@ -188,9 +181,7 @@ class TritonDecode(_Triton):
 
         spec = mask if mask is not None else MaskSpec(causal=causal)
         args = self._mask_args(spec, q.shape[1], q.device)
-        q, k, v, back = self._on_cpu(q, k, v)
-        out = decode(q, k, v, scale=scale, mask=args)
-        return out if back is None else out.to(back)
+        return self._run(decode, q, k, v, scale=scale, mask=args)
 
     def config(self, workload: Workload, device: torch.device) -> dict | None:
         if workload.q_len != 1:
