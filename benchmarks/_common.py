@@ -2,8 +2,10 @@
 
 ``ATTNBENCH_SET`` picks the workloads (comma-separated sets, names or globs); by default the
 ``gpu`` set where CUDA is visible, else ``quick``. ``ATTNBENCH_IMPLS`` likewise picks
-implementations (default: every benchmarked one, less those that compile when there is no GPU;
-those that cannot run here skip with a reason).
+implementations (default: every benchmarked one, less those that compile when there is no GPU).
+An implementation that can run nothing here (package missing or broken, wrong device) is left
+out of the metric classes; ``availability.Availability`` records it with its reason. One that
+cannot run a particular workload skips that parameter with its reason.
 
 Two kinds of classes, so that asv's process per (benchmark, parameters) stays cheap:
 - ``_Swept``: ``track_*`` figures, all measured once per class in ``setup_cache`` by
@@ -102,7 +104,26 @@ _DEFAULT_IMPLS = [
     for i in select_impls(impl_names(benchmarked_only=True))
     if HAS_CUDA or not getattr(i, "compiles", False)
 ]
-IMPLS = [i.name for i in select_impls(_from_env("ATTNBENCH_IMPLS", _DEFAULT_IMPLS))]
+CANDIDATE_IMPLS = [i.name for i in select_impls(_from_env("ATTNBENCH_IMPLS", _DEFAULT_IMPLS))]
+
+
+def _availability(names: list[str]) -> dict[str, str | None]:
+    """Why each implementation can run nothing here (``None``: it can), asked once in a child
+    process and kept in a file for the run's other processes; ``ATTNBENCH_PROBE=0`` (or a
+    commit without :mod:`attnbench.availability`) rules nothing out."""
+    if os.environ.get("ATTNBENCH_PROBE", "1") == "0":
+        return dict.fromkeys(names)
+    try:
+        from attnbench.availability import probe
+    except ImportError:
+        return dict.fromkeys(names)
+    return probe(names, "cuda" if HAS_CUDA else "cpu")
+
+
+AVAILABILITY = _availability(CANDIDATE_IMPLS)
+# the metric classes' parameters: an implementation that can run nothing here would add only
+# skipped processes (a third of them on the H100); Availability records why it is left out
+IMPLS = [n for n in CANDIDATE_IMPLS if AVAILABILITY.get(n) is None]
 BASELINE = "eager"
 PARAM_NAMES = ["implementation", "workload"]
 
@@ -137,7 +158,8 @@ class _RecordsLog:
         self.suite, self.start = suite, time.monotonic()
 
     def __call__(self, rec) -> None:
-        line = {"suite": self.suite, "t": round(time.monotonic() - self.start, 2), **rec.as_dict()}
+        fields = rec if isinstance(rec, dict) else rec.as_dict()
+        line = {"suite": self.suite, "t": round(time.monotonic() - self.start, 2), **fields}
         self.file.write(json.dumps(line, default=str) + "\n")
         self.file.flush()
 

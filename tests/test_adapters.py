@@ -257,10 +257,13 @@ def test_bare_flash_attn_package_is_not_fa2(monkeypatch):
 def test_capability_reason(monkeypatch):
     dev = torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (8, 0))
-    assert get_impl("fa3").extra_reasons(GQA, dev) == [
+    for name in ("fa2", "fa3"):  # as if installed: the GPU generation is what is checked
+        monkeypatch.setattr(get_impl(name), "availability", lambda: None)
+    assert get_impl("fa3").device_problem(dev) == "fa3 needs sm_90 (Hopper); this GPU is sm_80"
+    assert get_impl("fa3").unsupported_reasons(GQA, dev) == [
         "fa3 needs sm_90 (Hopper); this GPU is sm_80"
     ]
-    assert get_impl("fa2").extra_reasons(GQA, dev) == []
+    assert get_impl("fa2").device_problem(dev) is None
 
 
 # -- xFormers ---------------------------------------------------------------------------------

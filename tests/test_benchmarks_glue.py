@@ -13,9 +13,10 @@ from attnbench import get_impl, impl_names, workload_set
 
 
 @pytest.fixture
-def bench(monkeypatch, repo_root):
+def bench(monkeypatch, repo_root, tmp_path):
     """A freshly imported ``benchmarks`` package, on the quick set and every implementation."""
     monkeypatch.syspath_prepend(str(repo_root))
+    monkeypatch.setenv("ATTNBENCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("ATTNBENCH_SET", "quick")
     monkeypatch.delenv("ATTNBENCH_IMPLS", raising=False)
     for mod in [m for m in sys.modules if m == "benchmarks" or m.startswith("benchmarks.")]:
@@ -33,7 +34,11 @@ def test_parameters_follow_the_environment(bench):
     assert common.TRAIN_WORKLOADS == [w.name for w in quick if w.has_backward]
     # no GPU here: compiling implementations are left out unless named
     expected = [n for n in impl_names(benchmarked_only=True) if not get_impl(n).compiles]
-    assert common.IMPLS == expected and "flex" not in expected and "eager" in expected
+    assert common.CANDIDATE_IMPLS == expected and "flex" not in expected and "eager" in expected
+    # those that can run nothing here are left out of the metric classes, with their reason
+    assert common.AVAILABILITY["sdpa-cudnn"] == "needs a CUDA device"
+    assert common.IMPLS == [n for n in expected if common.AVAILABILITY[n] is None]
+    assert "sdpa-cudnn" not in common.IMPLS and "eager" in common.IMPLS
     by_scenario = {
         s: [w.name for w in quick if w.scenario == s] for s in ("prefill", "decode", "train")
     }
@@ -55,6 +60,7 @@ def test_one_class_per_scenario_and_a_timed_subset_on_gpu(monkeypatch, bench):
     wall-time classes take only the first workload of each scenario (a process each)."""
     common, _, _ = bench
     monkeypatch.setenv("ATTNBENCH_SET", "gpu")
+    monkeypatch.setenv("ATTNBENCH_PROBE", "0")  # a child process would find no GPU
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     for mod in ("benchmarks._common", "benchmarks.forward", "benchmarks.train"):
         monkeypatch.delitem(sys.modules, mod)
@@ -106,6 +112,25 @@ def test_sweeps_keep_their_records(monkeypatch, tmp_path, bench):
     assert recs[0]["tflops"] == cache[("chunked", workload)]["tflops"] > 0
     assert "needs a CUDA device" in recs[1]["reason"]
     assert all(r["extra"]["wall_seconds"] >= 0 for r in recs)
+
+
+def test_availability_benchmark_records_why(monkeypatch, tmp_path, bench, capsys):
+    """Every candidate is a parameter of Availability: 1 if it can run here, else 0 and why."""
+    common, _, _ = bench
+    availability = importlib.import_module("benchmarks.availability")
+    monkeypatch.setenv("ATTNBENCH_RECORDS", str(tmp_path / "records"))
+    monkeypatch.setenv("ASV_COMMIT", "0123456789abcdef")
+    bench_ = availability.Availability()
+    assert bench_.params == (common.CANDIDATE_IMPLS,)
+    assert bench_.track_available("eager") == 1.0
+    assert bench_.track_available("sdpa-cudnn") == 0.0
+    assert "sdpa-cudnn cannot run here: needs a CUDA device" in capsys.readouterr().err
+    lines = (tmp_path / "records" / "01234567.jsonl").read_text().splitlines()
+    recs = [json.loads(line) for line in lines]
+    assert [(r["suite"], r["impl"], r["reason"]) for r in recs] == [
+        ("Availability", "eager", None),
+        ("Availability", "sdpa-cudnn", "needs a CUDA device"),
+    ]
 
 
 def test_impl_and_set_selection(monkeypatch, bench):

@@ -297,7 +297,11 @@ def _fake_cuda_timers(monkeypatch, plain_s: float, graph=None):
     ``graph`` is a list of replay times, or an exception raised by the capture."""
     from attnbench.measure import timing
 
-    seen = {"graph": 0}
+    seen = {"graph": 0, "settle_ms": []}
+
+    def settle(fn, ms):
+        seen["settle_ms"].append(ms)
+        return 1
 
     def events(fn, warmup_ms, rep_ms):
         return [plain_s] * 9
@@ -308,6 +312,7 @@ def _fake_cuda_timers(monkeypatch, plain_s: float, graph=None):
             raise graph
         return graph
 
+    monkeypatch.setattr(timing, "settle", settle)
     monkeypatch.setattr(timing, "_event_samples", events)
     monkeypatch.setattr(timing, "_graph_samples", replays)
     return seen
@@ -327,6 +332,17 @@ def test_short_calls_are_timed_as_graph_replays(monkeypatch):
     assert time_cuda(lambda: None, graph=True).clock == "cuda_graph"  # forced
     _fake_cuda_timers(monkeypatch, 1e-6, graph=[1e-7])
     assert time_cuda(lambda: None, graph=False).clock == "cuda_event"  # never
+
+
+def test_the_clock_settles_before_timing(monkeypatch):
+    """The call runs untimed for SETTLE_MS first (the SM clock leaves its idle boost)."""
+    from attnbench.measure.timing import SETTLE_MS, time_cuda
+
+    seen = _fake_cuda_timers(monkeypatch, 1e-3)
+    time_cuda(lambda: None)
+    time_cuda(lambda: None, settle_ms=0)
+    time_cuda(lambda: None, settle_ms=50)
+    assert SETTLE_MS > 0 and seen["settle_ms"] == [SETTLE_MS, 50]
 
 
 def test_failed_capture_keeps_plain_timing_with_a_note(monkeypatch):

@@ -9,8 +9,9 @@ For each backend x workload pair it measures, in this order:
 1. the suite's figure, ``sweep()`` (``Case.time``: CUDA events, L2 flushed; CUDA-graph replay
    for calls under the threshold), as two separate whole passes over every pair, whose
    difference is the run-to-run spread (target: within 2% for calls of 100 us or more);
-2. the same call written out here, on inputs made here, timed with ``do_bench`` (median):
-   the suite must agree within 3%.
+2. the same call written out here, on inputs made here, run untimed for the suite's
+   ``SETTLE_MS`` (``ATTNBENCH_SETTLE_MS``) and timed with ``do_bench`` (median): the suite
+   must agree within 3%.
 
 A pair whose backend is missing is listed with its reason. Exit status 1 if a check fails.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 
 from attnbench import Workload  # noqa: E402
 from attnbench.catalogue import model_workload  # noqa: E402
+from attnbench.measure.timing import SETTLE_MS  # noqa: E402
 from attnbench.sweep import sweep  # noqa: E402
 from attnbench.system import machine_info  # noqa: E402
 
@@ -159,7 +162,12 @@ def main() -> int:
             rows.append(row)
             continue
         try:
-            indep = do_bench(independent_call(pair), warmup=25, rep=100, return_mode="median")
+            call = independent_call(pair)
+            until = time.perf_counter() + SETTLE_MS / 1e3  # the suite's untimed settling, too
+            while time.perf_counter() < until:
+                call()
+                torch.cuda.synchronize()
+            indep = do_bench(call, warmup=25, rep=100, return_mode="median")
             row["independent_s"] = indep / 1e3
         except Exception as exc:  # the written-out call itself failing is a finding too
             row["reason"] = f"independent call failed: {type(exc).__name__}: {exc}"[:300]

@@ -57,18 +57,25 @@ class Implementation:
             return f"needs the optional package(s) {', '.join(missing)}, not installed"
         return None
 
+    def device_problem(self, device: torch.device) -> str | None:
+        """Why this implementation can run nothing at all on ``device``, or ``None``: the
+        package is missing or broken, the device type or GPU generation is not served.
+        Override (calling ``super()``) for device-wide checks beyond ``availability``."""
+        unavailable = self.availability()
+        if unavailable:
+            return unavailable
+        if device.type not in self.dtypes:
+            need = " or ".join(sorted(self.dtypes))
+            return f"needs a {need.upper()} device" if len(self.dtypes) == 1 else f"runs on {need}"
+        return None
+
     def unsupported_reasons(self, workload: Workload, device: torch.device) -> list[str]:
         """Every reason this cannot run ``workload`` on ``device``; empty if it can."""
         reasons = []
-        unavailable = self.availability()
-        if unavailable:
-            return [unavailable]
-        supported = self.dtypes.get(device.type)
-        if supported is None:
-            need = " or ".join(sorted(self.dtypes))
-            return [
-                f"needs a {need.upper()} device" if len(self.dtypes) == 1 else f"runs on {need}"
-            ]
+        problem = self.device_problem(device)
+        if problem:
+            return [problem]
+        supported = self.dtypes[device.type]
         if workload.dtype not in supported:
             reasons.append(
                 f"dtype {workload.dtype} unsupported on {device.type} "

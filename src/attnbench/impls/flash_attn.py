@@ -59,10 +59,11 @@ class _FlashAttn(Implementation):
             raise UnsupportedError(reason)
         return mod
 
-    def extra_reasons(self, workload: Workload, device: torch.device) -> list[str]:
+    def device_problem(self, device: torch.device) -> str | None:
         majors, need = self.capability
-        problem = capability_problem(device, majors, self.name, need)
-        return [problem] if problem else []
+        return super().device_problem(device) or capability_problem(
+            device, majors, self.name, need
+        )
 
     def config(self, workload: Workload, device: torch.device) -> dict | None:
         return {"package": self.distribution, "version": dist_version(self.distribution)}

@@ -80,16 +80,18 @@ class _SdpaFa(_Sdpa):
             return f"activate_flash_attention_impl({self.impl!r}) {reason}"
         return None
 
+    def device_problem(self, device: torch.device) -> str | None:
+        """Beyond the packages: the GPU generation, then torch's own glue on one tiny call."""
+        majors, need = self.capability
+        problem = super().device_problem(device) or capability_problem(
+            device, majors, self.name, need
+        )
+        if problem or device.type != "cuda":
+            return problem
+        return self._glue_problem(device)
+
     def extra_reasons(self, workload: Workload, device: torch.device) -> list[str]:
         reasons = []
-        majors, need = self.capability
-        problem = capability_problem(device, majors, self.name, need)
-        if problem:
-            reasons.append(problem)
-        if not reasons and device.type == "cuda":
-            broken = self._glue_problem(device)
-            if broken:
-                return [broken]
         if workload.causal and 1 < workload.q_len < workload.kv_len:
             reasons.append("SDPA's flash path aligns causal top-left: q_len < kv_len unsupported")
         if workload.dv != workload.head_dim:

@@ -57,20 +57,19 @@ class _Triton(Implementation):
     mask_features = ALL_MASKS
     requires = ("triton",)
 
-    def extra_reasons(self, workload: Workload, device: torch.device) -> list[str]:
-        return self._cpu_reasons() if device.type == "cpu" else []
-
-    @staticmethod
-    def _cpu_reasons() -> list[str]:
+    def device_problem(self, device: torch.device) -> str | None:
+        problem = super().device_problem(device)
+        if problem or device.type != "cpu":
+            return problem
         if not _interpret_requested():
-            return ["on the CPU only under Triton's interpreter: set TRITON_INTERPRET=1"]
+            return "on the CPU only under Triton's interpreter: set TRITON_INTERPRET=1"
         common = sys.modules.get("attnbench.kernels.flash.common")
         if common is not None and not common.INTERPRETED:
-            return [
+            return (
                 "the Triton kernels were imported before TRITON_INTERPRET=1 was set "
                 "(compiled for CUDA, not interpreted)"
-            ]
-        return []
+            )
+        return None
 
     @staticmethod
     def _run(kernel, q, k, v, **kwargs) -> torch.Tensor:
@@ -158,10 +157,9 @@ class TritonDecode(_Triton):
     supports_backward = False
 
     def extra_reasons(self, workload: Workload, device: torch.device) -> list[str]:
-        reasons = super().extra_reasons(workload, device)
         if workload.q_len != 1:
-            reasons.insert(0, f"decode kernel: q_len must be 1 (got {workload.q_len})")
-        return reasons
+            return [f"decode kernel: q_len must be 1 (got {workload.q_len})"]
+        return []
 
     def bind(self, workload: Workload, device: torch.device):
         from ..kernels.flash.decode import decode

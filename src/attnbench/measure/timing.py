@@ -8,6 +8,7 @@ that cannot be captured (one that synchronizes, say) keeps its plain timing, wit
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -16,6 +17,10 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 GRAPH_BELOW_S = 50e-6  # plain median under this: time CUDA-graph replays instead
+#: calls before timing, for this long (ms): the SM clock leaves its idle boost for the clock
+#: the call sustains (power limit) before the first sample, not during the samples.
+#: ``ATTNBENCH_SETTLE_MS`` overrides (0: do_bench's own 25 ms warm-up only)
+SETTLE_MS = float(os.environ.get("ATTNBENCH_SETTLE_MS", "200"))
 L2_FLUSH_BYTES = 256 * 1024 * 1024  # more than any GPU's L2 cache (as triton's do_bench)
 
 
@@ -131,16 +136,31 @@ def _graph_samples(fn: Callable[[], object], rep_ms: float) -> list[float]:
     return replays(n)
 
 
+def settle(fn: Callable[[], object], ms: float) -> int:
+    """Call ``fn`` (synchronized) for ``ms`` milliseconds of wall time; the number of calls."""
+    calls, end = 0, time.perf_counter() + ms / 1e3
+    while calls == 0 or time.perf_counter() < end:
+        fn()
+        torch.cuda.synchronize()
+        calls += 1
+    return calls
+
+
 def time_cuda(
     fn: Callable[[], object],
     *,
     warmup_ms: float = 25,
     rep_ms: float = 100,
     graph: bool | None = None,
+    settle_ms: float | None = None,
 ) -> TimingStats:
     """CUDA events around each call with the L2 cache cleared (``do_bench``); for a call
     under :data:`GRAPH_BELOW_S` (or ``graph=True``), CUDA-graph replays of it instead.
-    ``graph=False`` never captures. A failed capture keeps the plain timing, with a note."""
+    ``graph=False`` never captures. A failed capture keeps the plain timing, with a note.
+    First the call runs for ``settle_ms`` (default :data:`SETTLE_MS`), untimed."""
+    settle_ms = SETTLE_MS if settle_ms is None else settle_ms
+    if settle_ms > 0:
+        settle(fn, settle_ms)
     plain = TimingStats.from_samples(_event_samples(fn, warmup_ms, rep_ms), "cuda_event")
     if graph is False or (graph is None and plain.median >= GRAPH_BELOW_S):
         return plain
