@@ -61,9 +61,7 @@ class _FlashAttn(Implementation):
 
     def device_problem(self, device: torch.device) -> str | None:
         majors, need = self.capability
-        return super().device_problem(device) or capability_problem(
-            device, majors, self.name, need
-        )
+        return super().device_problem(device) or capability_problem(device, majors, self.name, need)
 
     def config(self, workload: Workload, device: torch.device) -> dict | None:
         return {"package": self.distribution, "version": dist_version(self.distribution)}
