@@ -129,6 +129,11 @@ PATHS = {
     "general": FwdConfig(16, 16, 1, 1, dense=False),
     "general-tma": FwdConfig(16, 16, 1, 1, tma=True, dense=False),
     "split": FwdConfig(16, 16, 1, 1, num_splits=3, dense=False),
+    # v4 options of the dense path (configs.FWD_VARIANTS): QK^T one tile ahead, warp
+    # specialization (the interpreter runs the loop as written)
+    "dense-lookahead": FwdConfig(16, 16, 1, 1, lookahead=True),
+    "dense-lookahead-tma": FwdConfig(16, 16, 1, 1, tma=True, lookahead=True),
+    "dense-ws": FwdConfig(16, 16, 1, 1, tma=True, ws=True),
 }
 
 
@@ -386,6 +391,50 @@ def test_dense_d128_uses_the_measured_v2_table():
     assert not masked.dense
     fp32 = configs.choose_fwd_config(4, 32, 32, 4096, 4096, 128, 128, itemsize=4)
     assert not fp32.dense
+
+
+@needs_interpreter
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("kv_len", [16, 32, 48, 80])  # 1, 2, 3 and 5 whole tiles of 16 keys
+def test_lookahead_matches_v3_for_any_tile_count(kernels, causal, kv_len, seed):
+    """The lookahead loop peels its first and last tiles: one, two and more unmasked tiles
+    per program (causal: every row block's own count) give v3's output and LSE."""
+    api, _, _ = kernels
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (_randn(gen, 1, 2, n, 32) for n in (min(kv_len, 40), kv_len, kv_len))
+    outs = [
+        api.attention_with_lse(q, k, v, causal=causal, fwd_config=cfg, bwd_config=SMALL_BWD)
+        for cfg in (FwdConfig(16, 16, 1, 1), FwdConfig(16, 16, 1, 1, lookahead=True))
+    ]
+    ref = _reference(q, k, v, causal, 32**-0.5)
+    for out, lse in outs:
+        _assert_close("output", out, ref, "fp32")
+        _assert_close("lse", lse, _reference_lse(q, k, causal, 32**-0.5), "fp32")
+    assert torch.allclose(outs[0][0], outs[1][0], atol=1e-5)
+
+
+def test_forward_variants_leave_v3_unchanged(monkeypatch):
+    """v4 options are off unless named: the chooser's choice and its recorded dict are v3's;
+    a variant changes only dense configurations; the impl reads the environment variable."""
+    v3 = configs.choose_fwd_config(4, 32, 32, 4096, 4096, 128, 128)
+    assert configs.choose_fwd_config(4, 32, 32, 4096, 4096, 128, 128, variant="v3") == v3
+    assert not {"lookahead", "ws"} & set(v3.as_dict())
+    v4 = configs.choose_fwd_config(4, 32, 32, 4096, 4096, 128, 128, variant="v4")
+    assert v4 == FwdConfig(128, 64, 8, 3, tma=True, lookahead=True)
+    assert v4.as_dict()["lookahead"] is True and "ws" not in v4.as_dict()
+    assert configs.fwd_variant(FwdConfig(128, 128, 8, 3), "v4-ws").tma  # WS: descriptors only
+    general = configs.choose_fwd_config(4, 32, 32, 4096, 4096, 128, 128, dense_mask=False)
+    assert configs.fwd_variant(general, "v4") == general
+    decode = configs.choose_fwd_config(8, 32, 8, 1, 16384, 128, 128, variant="v4")
+    assert decode == configs.choose_fwd_config(8, 32, 8, 1, 16384, 128, 128)
+    with pytest.raises(ValueError, match="unknown forward variant"):
+        configs.fwd_variant(v3, "v5")
+    impl = get_impl("triton-flash")
+    w = Workload(4, 32, 32, 4096, 4096, 128, causal=True, dtype="fp16")
+    monkeypatch.delenv(configs.FWD_VARIANT_ENV, raising=False)
+    assert impl.config(w, CPU)["block_n"] == 128 and "lookahead" not in impl.config(w, CPU)
+    monkeypatch.setenv(configs.FWD_VARIANT_ENV, "v4")
+    assert impl.config(w, CPU)["lookahead"] is True and impl.config(w, CPU)["block_n"] == 64
 
 
 @pytest.mark.parametrize("kv_len", [1, 63, 256, 16384, 65536, 100003])

@@ -5,6 +5,7 @@
     python tools/triton_bench.py -w gpu -w gpu-masks -i 'triton*' -i 'sdpa*'  # catalogue sets
     python tools/triton_bench.py --tune -w gpu-inhouse  # per-workload configuration search
     python tools/triton_bench.py --tune -w gpu-inhouse --fwd-configs "128,128,8,3,tma;..."
+    python tools/triton_bench.py --no-tune --variants v4,v4-128  # forward variants beside v3
 
 Measures, through attnbench's own path (``attnbench.sweep.sweep``: CUDA events, L2 flushed):
 
@@ -17,6 +18,9 @@ Measures, through attnbench's own path (``attnbench.sweep.sweep``: CUDA events, 
   both timed with ``attnbench.measure.timing.time_call``; each workload's FLOPs / matmul rate
   and bytes / copy bandwidth;
 - peak GPU memory of ``triton-flash``'s forward against inputs + output + LSE;
+- (with ``--variants``) ``triton-flash``'s forward once more per named variant of
+  ``configs.FWD_VARIANTS`` (the dense path's v4 options), recorded as ``triton-flash[NAME]``,
+  with a table of each against ``triton-flash`` (v3) and ``fa4``;
 - (unless ``--no-tune``) a few alternative tile configurations of the forward (dense
   specialization), the backward and the decode split count, to choose the entries of
   ``attnbench/kernels/flash/configs.py``.
@@ -40,6 +44,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -135,6 +140,100 @@ def measure(impls: list[str], workloads: list[Workload], mode: str, device) -> l
     if "fa4" not in impl_names():
         records += fa4_direct(workloads, mode, device)
     return records
+
+
+# -- forward variants (--variants) ------------------------------------------------------------
+@contextmanager
+def fwd_variant_env(name: str):
+    """``triton-flash`` binds with the forward variant ``name`` while inside (the chooser reads
+    ``ATTNBENCH_TRITON_FWD_VARIANT`` in ``bind``)."""
+    from attnbench.kernels.flash.configs import FWD_VARIANT_ENV
+
+    old = os.environ.get(FWD_VARIANT_ENV)
+    os.environ[FWD_VARIANT_ENV] = name
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(FWD_VARIANT_ENV, None)
+        else:
+            os.environ[FWD_VARIANT_ENV] = old
+
+
+def parse_variants(text: str | None) -> list[str]:
+    from attnbench.kernels.flash.configs import FWD_VARIANTS
+
+    names = [x.strip() for x in (text or "").split(",") if x.strip()]
+    unknown = [n for n in names if n not in FWD_VARIANTS]
+    if unknown:
+        raise SystemExit(f"--variants: unknown {unknown}; known: {', '.join(FWD_VARIANTS)}")
+    return [n for n in names if n != "v3"]  # v3 is triton-flash itself, measured anyway
+
+
+def measure_variants(names: list[str], workloads, device) -> list[Record]:
+    """``triton-flash``'s forward with each variant, recorded as ``triton-flash[NAME]``.
+    Without attnbench's float64 error (one more reference per workload and variant): each
+    record's ``max_abs_error`` is instead the largest difference from v3's output on the same
+    inputs (S=4096, causal and full, seed 0), checked once per variant."""
+    out = []
+    for name in names:
+        diffs = variant_diffs(name, device)
+        with fwd_variant_env(name):
+            recs = sweep(["triton-flash"], workloads, "forward", device, baseline=None,
+                         errors=False)  # fmt: skip
+        for r in recs:
+            r = replace(r, impl=f"triton-flash[{name}]")
+            r.max_abs_error = diffs.get(r.workload.replace("/s8192/", "/s4096/")
+                                        .replace("/s16384/", "/s4096/"))  # fmt: skip
+            r.extra["max_abs_error_is"] = "max |variant - v3| at s4096, same causality"
+            out.append(r)
+    return out
+
+
+def variant_diffs(name: str, device) -> dict[str, float]:
+    """Largest |variant - v3| of the forward output, S=4096 B=4 H=32 D=128 bf16."""
+    from attnbench.kernels.flash import configs, forward
+
+    out = {}
+    for causal in (False, True):
+        w = prefill(4096, causal)
+        gen = torch.Generator(device).manual_seed(0)
+        q, k, v = (torch.randn(4, 32, 4096, 128, device=device, dtype=torch.bfloat16,
+                               generator=gen) for _ in range(3))  # fmt: skip
+        mask = forward.MaskArgs(causal)
+        v3 = configs.choose_fwd_config(4, 32, 32, 4096, 4096, 128, 128, causal=causal)
+        try:
+            ref = forward.attention_forward(q, k, v, 128**-0.5, mask, v3)[0]
+            got = forward.attention_forward(q, k, v, 128**-0.5, mask,
+                                            configs.fwd_variant(v3, name))[0]  # fmt: skip
+            out[w.name] = float((got.float() - ref.float()).abs().max())
+        except Exception as exc:  # a compile failure shows in the timed records too
+            print(f"variant {name}: {type(exc).__name__}: {str(exc)[:200]}", file=sys.stderr)
+        del q, k, v
+    return out
+
+
+def variant_rows(result: dict) -> list[dict]:
+    """Each variant's forward TFLOP/s beside v3's (``triton-flash``) and fa4's."""
+    by = {(r["impl"], r["workload"]): r for r in result["records"] if r["mode"] == "forward"}
+    rows = []
+    for r in result["records"]:
+        if not r["impl"].startswith("triton-flash[") or r["mode"] != "forward":
+            continue
+        v3, fa4 = by.get(("triton-flash", r["workload"])), by.get(("fa4", r["workload"]))
+
+        def rate(x):
+            return x["tflops"] if x and not x["reason"] and x["tflops"] else None
+
+        t, t3, t4 = rate(r), rate(v3), rate(fa4)
+        rows.append({
+            "workload": r["workload"], "variant": r["impl"][len("triton-flash["):-1],
+            "tflops": t, "v3_tflops": t3, "fa4_tflops": t4,
+            "vs_v3": t / t3 if t and t3 else None, "vs_fa4": t / t4 if t and t4 else None,
+            "v3_vs_fa4": t3 / t4 if t3 and t4 else None, "max_abs_error": r["max_abs_error"],
+            "config": (r.get("extra") or {}).get("config"), "reason": r["reason"],
+        })  # fmt: skip
+    return rows
 
 
 # -- configuration search ------------------------------------------------------------------
@@ -449,6 +548,18 @@ def report(result: dict) -> str:
                      ratio, mem, cfg_s])  # fmt: skip
     out.append(_table(rows, ["workload", "mode", "impl", "ms", "TFLOP/s", "bwd TFLOP/s",
                              "KV TB/s", "floor/t", "peak/io", "config"]))  # fmt: skip
+    if result.get("variants"):
+
+        def f(x, spec):
+            return "-" if x is None else format(x, spec)
+
+        vrows = [[v["workload"], v["variant"], f(v["tflops"], ".0f"), f(v["v3_tflops"], ".0f"),
+                  f(v["fa4_tflops"], ".0f"), f(v["vs_v3"], ".3f"), f(v["vs_fa4"], ".2f"),
+                  f(v["v3_vs_fa4"], ".2f"), f(v["max_abs_error"], ".1e"),
+                  (v["reason"] or "")[:50]] for v in result["variants"]]  # fmt: skip
+        out.append("\nforward variants (triton-flash[NAME] against triton-flash = v3, and fa4)")
+        out.append(_table(vrows, ["workload", "variant", "TFLOP/s", "v3", "fa4", "vs v3",
+                                  "vs fa4", "v3 vs fa4", "max |v4-v3|", "note"]))  # fmt: skip
     if result.get("tuning"):
         trows = [[t["what"], t["workload"], ",".join(str(v) for k, v in t["config"].items()
                   if k != "kernel"), f"{t['ms']:.3f}" if "ms" in t else "-",
@@ -514,7 +625,12 @@ def main(argv: list[str] | None = None) -> int:
         "--fwd-configs",
         help='--tune: only these forward configurations, "bm,bn,warps,stages[,tma];..."',
     )
+    parser.add_argument(
+        "--variants", help="forward variants of configs.FWD_VARIANTS to measure beside v3, "
+        "e.g. v4,v4-128 (the whole-run comparison only)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    variants = parse_variants(args.variants)
     if not torch.cuda.is_available():
         print("triton_bench: needs a CUDA device", file=sys.stderr)
         return 2
@@ -539,6 +655,10 @@ def main(argv: list[str] | None = None) -> int:
     fwd = [prefill(s, c) for s in SEQS for c in (False, True)]
     records += measure(["triton-flash", *others], fwd, "forward", device)
     print(f"forward done ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+    if variants:
+        records += measure_variants(variants, fwd, device)
+        print(f"forward variants {','.join(variants)} done ({time.perf_counter() - start:.0f} s)",
+              file=sys.stderr)  # fmt: skip
     train = [prefill(s, c, "train") for s in SEQS for c in (False, True)]
     records += measure(["triton-flash", *others], train, "forward_backward", device)
     print(f"forward+backward done ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
@@ -547,6 +667,8 @@ def main(argv: list[str] | None = None) -> int:
     records += measure(["triton-decode", *others, *kvcache], dec, "forward", device)
     print(f"decode done ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
     result["records"] = [r.as_dict() for r in records]
+    if variants:
+        result["variants"] = variant_rows(result)
     if not args.no_tune:
         torch.cuda.empty_cache()
         deadline = min(time.perf_counter() + TUNE_BUDGET_S, start + TOTAL_BUDGET_S)

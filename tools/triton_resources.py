@@ -4,6 +4,7 @@ that need not be here (default sm_90, the H100), for each configuration of a lis
     python tools/triton_resources.py            # forward (dense, general), backward, decode
     python tools/triton_resources.py --arch 100 # another architecture
     python tools/triton_resources.py --head-dims 128 --only fwd
+    python tools/triton_resources.py --head-dims 128 --only variants  # v3 against the v4 options
 
 Compiles ``attnbench.kernels.flash`` with ``triton.compile`` (no device needed: Triton ships
 ptxas) and reads the cubin's resource usage with the bundled ``cuobjdump``. Pointer and integer
@@ -17,6 +18,7 @@ differ from the GPU machine's: say which when quoting the figures.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import subprocess
@@ -29,7 +31,14 @@ from triton.compiler import ASTSource
 
 from attnbench.kernels.flash import backward as fb
 from attnbench.kernels.flash import forward as ff
-from attnbench.kernels.flash.configs import BwdConfig, FwdConfig, choose_fwd_config
+from attnbench.kernels.flash.configs import (
+    DENSE_FWD,
+    FWD_VARIANTS,
+    BwdConfig,
+    FwdConfig,
+    choose_fwd_config,
+    fwd_variant,
+)
 
 SMEM_LIMIT = 227 * 1024
 POINTERS = {
@@ -84,7 +93,24 @@ def resources(fn, consts: dict, warps: int, stages: int, arch: int, descriptors=
         "stack": int(found.get("STACK", -1)),
         "smem": kernel.metadata.shared,
         "pipelined": "async_copy_global_to_local" in ttgir or "async_tma_copy" in ttgir,
+        "warp_specialized": "ttg.warp_specialize" in ttgir,
+        "qk_in_flight": _qk_left_in_flight(ttgir),
     }
+
+
+def _qk_left_in_flight(ttgir: str) -> int:
+    """QK^T products (``warp_group_dot %q...``: Triton names values after the source's
+    variables) that the Hopper pipeliner leaves running past the next op, i.e. not followed at
+    once by a ``warp_group_dot_wait``: none in v3 (its softmax waits for QK^T); one in the
+    lookahead loop (the next tile's QK^T runs during this tile's softmax)."""
+    lines = [x.strip() for x in ttgir.splitlines() if x.strip() and not x.strip().startswith("}")]
+    return sum(
+        1
+        for a, b in itertools.pairwise(lines)
+        if re.search(r"ttng\.warp_group_dot %q[_\d]*, ", a)
+        and "isAsync = true" in a
+        and "warp_group_dot_wait" not in b
+    )
 
 
 def fwd_consts(
@@ -94,6 +120,8 @@ def fwd_consts(
     causal: bool,
     dense: bool,
     tma: bool,
+    ws: bool = False,
+    lookahead: bool = False,
     group: int = 1,
     packed: bool = False,
     split: bool = False,
@@ -105,7 +133,8 @@ def fwd_consts(
         "ALIBI": False, "PACKED": packed, "SPLIT": split, "STORE_LSE": True,
         "BLOCK_M": c.block_m, "BLOCK_N": c.block_n, "D": d, "DV": dv,
         "BLOCK_D": triton.next_power_of_2(d), "BLOCK_DV": triton.next_power_of_2(dv),
-        "PREC": "tf32", "USE_DESC": tma, "DENSE": dense, "SA": 1,
+        "PREC": "tf32", "USE_DESC": tma, "DENSE": dense, "SA": 1, "WS": ws,
+        "LOOKAHEAD": lookahead,
     }  # fmt: skip
 
 
@@ -115,7 +144,8 @@ def fwd_descriptors(c: FwdConfig, d: int) -> dict:
 
 
 def forward_row(c: FwdConfig, d: int, arch: int, *, causal: bool, dense: bool, tma: bool):
-    consts = fwd_consts(c, d, causal=causal, dense=dense, tma=tma)
+    consts = fwd_consts(c, d, causal=causal, dense=dense, tma=tma, ws=c.ws and dense,
+                        lookahead=c.lookahead and dense)  # fmt: skip
     desc = fwd_descriptors(c, d) if tma else None
     return resources(ff._fwd_kernel, consts, c.num_warps, c.num_stages, arch, desc)
 
@@ -147,6 +177,16 @@ def rows(arch: int, head_dims: tuple[int, ...], only: str | None):
                               "BLOCK_D": d, "BLOCK_DV": d, "PREC": "tf32"}  # fmt: skip
                     r = resources(fn, consts, c.num_warps, c.num_stages, arch)
                     yield name, d, f"{m}x{n} w{c.num_warps} s{c.num_stages}", "causal", r
+    if only in (None, "variants"):  # the dense D=128 entry and its variants (FWD_VARIANTS)
+        for d in head_dims:
+            base = DENSE_FWD.get(d, FwdConfig(128, 128, 8, 3, tma=True))
+            for name in FWD_VARIANTS:
+                c = fwd_variant(base, name)
+                for causal in (True, False):
+                    r = forward_row(c, d, arch, causal=causal, dense=True, tma=c.tma)
+                    label = f"{name} {c.block_m}x{c.block_n} w{c.num_warps} s{c.num_stages}"
+                    label += " tma" if c.tma else ""
+                    yield "fwd variant", d, label, "causal" if causal else "full", r
     if only in (None, "decode"):
         # the decode workload of the bench: B=8, 32 query / 8 KV heads, D=128, KV 16k
         c = choose_fwd_config(8, 32, 8, 1, 16384, 128, 128)
@@ -161,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", type=int, default=90, help="compute capability x10 (90: H100)")
     parser.add_argument("--head-dims", default="64,128,256")
-    parser.add_argument("--only", choices=("fwd", "bwd", "decode"), help="one kernel family")
+    parser.add_argument(
+        "--only", choices=("fwd", "bwd", "decode", "variants"), help="one kernel family"
+    )
     args = parser.parse_args(argv)
     dims = tuple(int(d) for d in args.head_dims.split(","))
     print(f"triton {triton.__version__}, sm_{args.arch}, bf16")
@@ -179,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
             notes.append("smem over the H100 limit")
         if not r["pipelined"]:
             notes.append("loads not pipelined")
+        if r["warp_specialized"]:
+            notes.append("warp-specialized")
+        if r["qk_in_flight"]:
+            notes.append("QK^T in flight during the softmax")
         print(f"{kernel:12} {d:>4} {label:28} {mask:7} {r['regs']:>5} {r['stack']:>6} "
               f"{r['smem'] / 1024:>9.1f}  {', '.join(notes)}", flush=True)  # fmt: skip
     return 0

@@ -377,6 +377,28 @@ def test_forward_through_tensor_descriptors(kernels, shape, seed):
     _check("lse (descriptors)", lse, ref_lse, "fp32")
 
 
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+@pytest.mark.parametrize("variant", ["v4", "v4-s4", "v4-128", "v4-ws"])
+@pytest.mark.parametrize(
+    "shape", [s for s in FWD if s[5] <= 128], ids=lambda s: "-".join(map(str, s))
+)
+def test_forward_variants(kernels, shape, variant, dtype, seed):
+    """The v4 options of the dense path (configs.FWD_VARIANTS: QK^T one tile ahead, warp
+    specialization) against the reference, causal and full, q_len != kv_len, ragged tiles."""
+    from attnbench.kernels.flash import forward
+    from attnbench.kernels.flash.configs import fwd_variant
+
+    flash, _ = kernels
+    b, hq, hkv, sq, skv, d, causal = shape
+    q, k, v = _inputs(seed, b, hq, hkv, sq, skv, d, DTYPES[dtype])
+    cfg = fwd_variant(FwdConfig(128, 128, 8, 3, tma=True), variant)
+    assert forward.dense_applies(cfg, forward.MaskArgs(causal), q, k, v, 1)
+    out, lse = flash.attention_with_lse(q, k, v, causal=causal, scale=d**-0.5, fwd_config=cfg)
+    ref, ref_lse = _reference(q, k, v, causal, d**-0.5)
+    _check(f"out ({variant})", out, ref, dtype, peer=_fa2(q, k, v, causal, d**-0.5))
+    _check(f"lse ({variant})", lse, ref_lse, "fp32")
+
+
 BWD = [
     (2, 8, 8, 1024, 1024, 64, True),
     (2, 8, 2, 1024, 1024, 128, True),  # GQA: dK/dV summed over 4 query heads

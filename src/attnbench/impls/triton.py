@@ -25,6 +25,7 @@ from ..kernels.flash.configs import (
     choose_bwd_config,
     choose_fwd_config,
     decode_dict,
+    env_fwd_variant,
 )
 from ..masks import MaskSpec, alibi_slopes
 from ..workload import Workload
@@ -87,6 +88,7 @@ class _Triton(Implementation):
             w.batch, w.q_heads, w.kv_heads, w.q_len, w.kv_len, w.head_dim, w.dv,
             itemsize=itemsize, causal=w.mask.causal or bool(w.mask.features - {"alibi"}),
             dense_mask=not w.mask.features, num_sms=_num_sms(device),
+            variant=env_fwd_variant(),  # ATTNBENCH_TRITON_FWD_VARIANT (default: none, v3)
         )  # fmt: skip
 
     @staticmethod

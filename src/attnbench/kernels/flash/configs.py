@@ -15,11 +15,15 @@ This module imports nothing beyond the standard library: it is safe to import an
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, replace
 
 MAX_HEAD_DIM = 256
 #: the dense specialization's tiles span the whole head dim: powers of two only
 DENSE_HEAD_DIMS = (16, 32, 64, 128, 256)
+
+
+V4_KEYS = ("lookahead", "ws")
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,13 @@ class FwdConfig:
     two head dims, one pass) where the workload allows it; else the general kernel runs.
     ``packed``: the GQA group's query heads share one block of rows (decode), K/V read once per
     KV head. ``num_splits``: key ranges, merged by the combine kernel. ``tma``: Q/K/V tiles
-    through tensor descriptors (Hopper's TMA) where the inputs allow it."""
+    through tensor descriptors (Hopper's TMA) where the inputs allow it.
+
+    v4 options of the dense specialization's unmasked loop, off by default (off: the v3 kernel,
+    and the recorded dict without these keys): ``lookahead``: the QK^T of the next key tile is
+    issued before the softmax of this one (FlashAttention-3's intra-warpgroup overlap);
+    ``ws``: Triton's automatic warp specialization of that loop (``tl.range(...,
+    warp_specialize=True)``; tensor descriptors only, see :data:`FWD_VARIANTS`)."""
 
     block_m: int
     block_n: int
@@ -40,9 +50,15 @@ class FwdConfig:
     packed: bool = False
     num_splits: int = 1
     dense: bool = True
+    lookahead: bool = False
+    ws: bool = False
 
     def as_dict(self) -> dict:
-        return {"kernel": "fwd", **asdict(self)}
+        out = {"kernel": "fwd", **asdict(self)}
+        for key in V4_KEYS:  # recorded only when set: v3 configurations read as before
+            if not out[key]:
+                del out[key]
+        return out
 
 
 @dataclass(frozen=True)
@@ -75,6 +91,45 @@ def cdiv(a: int, b: int) -> int:
 #: S=4096 B=4 H=32: 515/457 TFLOP/s full/causal vs 497/437 with 128x64 (docs/triton-tuning.md)
 DENSE_FWD = {128: FwdConfig(128, 128, 8, 3, tma=True)}
 
+#: the forward variants of the dense specialization that ``tools/triton_bench.py --variants``
+#: measures side by side (docs/triton-tuning.md, v4): each maps the chosen dense
+#: configuration to the variant's; "v3" is the chooser's own choice. Prepared on the CPU (sm_90
+#: compile, interpreter), not yet measured: none is the default.
+FWD_VARIANTS: dict[str, dict] = {
+    "v3": {},
+    # QK^T of tile j+1 in flight during the softmax of tile j (sm_90 compile, Triton 3.7.1,
+    # D=128 bf16: 178 registers, no spill, 160 KiB shared memory; v3: 187/200, 225 KiB)
+    "v4": {"lookahead": True, "block_n": 64, "num_stages": 3},
+    "v4-s4": {"lookahead": True, "block_n": 64, "num_stages": 4},  # 192 KiB
+    # 128-key tiles: a second 128x128 float32 score tile (250 registers); 3 stages need 288
+    # KiB of shared memory, 2 stages 224 KiB (the H100 allows 227)
+    "v4-128": {"lookahead": True, "num_stages": 2},
+    # Triton's automatic warp specialization of the unmasked loop (on Hopper: Meta's autoWS
+    # pass). Triton 3.7.1's sm_90 compile leaves this loop unspecialized (the v3 kernel) at 8
+    # warps and fails at 4: kept to check Triton 3.6.0 on the H100, not expected to help
+    "v4-ws": {"ws": True},
+}
+#: environment variable naming the variant the chooser applies to dense configurations
+FWD_VARIANT_ENV = "ATTNBENCH_TRITON_FWD_VARIANT"
+
+
+def fwd_variant(config: FwdConfig, variant: str | None) -> FwdConfig:
+    """``config`` as the named variant of :data:`FWD_VARIANTS` (dense configurations only;
+    others, and ``None``/"v3", come back unchanged)."""
+    if not variant or variant == "v3" or not config.dense or config.packed:
+        return config
+    if variant not in FWD_VARIANTS:
+        raise ValueError(f"unknown forward variant {variant!r}: one of {sorted(FWD_VARIANTS)}")
+    changes = dict(FWD_VARIANTS[variant])
+    if changes.get("ws") and not config.tma:
+        changes["tma"] = True  # Hopper's autoWS crashes on pointer loads (triton#9728)
+    return replace(config, **changes)
+
+
+def env_fwd_variant() -> str | None:
+    """The variant named by ``ATTNBENCH_TRITON_FWD_VARIANT`` (unset or empty: none)."""
+    return os.environ.get(FWD_VARIANT_ENV) or None
+
 
 def choose_fwd_config(
     batch: int,
@@ -89,11 +144,13 @@ def choose_fwd_config(
     causal: bool = True,
     dense_mask: bool = True,
     num_sms: int = 132,
+    variant: str | None = None,
 ) -> FwdConfig:
     """Tiles, warps, stages, path, packing and key splits for one shape.
 
     ``causal``: the mask has a causal part or any feature beyond ALiBi (the key range of each
-    row is cut); ``dense_mask``: no window, documents or ALiBi (causal or full only)."""
+    row is cut); ``dense_mask``: no window, documents or ALiBi (causal or full only);
+    ``variant``: a name of :data:`FWD_VARIANTS`, applied to the dense entry (default v3)."""
     group = q_heads // kv_heads
     dmax = max(pow2(head_dim), pow2(v_head_dim))
     wide = dmax * itemsize  # bytes of one row of a tile: what shared memory limits
@@ -116,7 +173,7 @@ def choose_fwd_config(
     programs = batch * q_heads * cdiv(q_len, 128)
     few = programs < num_sms and kv_len >= 4 * 256  # too few programs: split the keys
     if dense is not None and dense_mask and not few:
-        return dense
+        return fwd_variant(dense, variant)
     # general kernel. H100 searches (--tune), against the previous choice: d64 fp16 s1024 causal
     # 2.2x (4 warps on 128 rows spilled); d128 s8192 causal 1.10x, d128 s4096 full 1.09x;
     # d256 s4096 causal 1.47x
@@ -181,12 +238,16 @@ def check_head_dims(head_dim: int, v_head_dim: int) -> None:
 __all__ = [
     "DENSE_FWD",
     "DENSE_HEAD_DIMS",
+    "FWD_VARIANTS",
+    "FWD_VARIANT_ENV",
     "MAX_HEAD_DIM",
     "BwdConfig",
     "FwdConfig",
     "choose_bwd_config",
     "choose_fwd_config",
     "decode_dict",
+    "env_fwd_variant",
+    "fwd_variant",
     "keys_per_split",
     "splits_for",
 ]

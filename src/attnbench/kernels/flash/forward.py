@@ -66,11 +66,14 @@ def _dense_tiles(
     BLOCK_N: tl.constexpr,
     USE_DESC: tl.constexpr,
     PREC: tl.constexpr,
+    WS: tl.constexpr = False,
 ):
     """Online softmax over the key tiles [start, stop); MASKED tiles check bounds/diagonal.
     USE_DESC: ``k_ptrs``/``v_ptrs`` are tensor descriptors (TMA) over (rows, dim), the head's
-    keys starting at row ``kv_row0``; rows past ``seq_kv`` are masked out of the scores."""
-    for start_n in range(start, stop, BLOCK_N):
+    keys starting at row ``kv_row0``; rows past ``seq_kv`` are masked out of the scores.
+    WS (v4 option): Triton's automatic warp specialization of the loop (a producer partition
+    issues the loads, the rest compute); False compiles to the v3 loop."""
+    for start_n in tl.range(start, stop, BLOCK_N, warp_specialize=WS):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         cols = start_n + offs_n
         if USE_DESC:
@@ -102,6 +105,91 @@ def _dense_tiles(
 
 
 @triton.jit
+def _dense_scores(q, k_ptrs, stride_kn, start_n, kv_row0, USE_DESC: tl.constexpr,
+                  PREC: tl.constexpr):  # fmt: skip
+    """Raw scores ``q @ k^T`` of the unmasked key tile at ``start_n``."""
+    if USE_DESC:
+        k = k_ptrs.load([kv_row0 + start_n, 0])
+    else:
+        k = tl.load(k_ptrs + start_n * stride_kn)
+    return tl.dot(q, tl.trans(k), input_precision=PREC)
+
+
+@triton.jit
+def _dense_softmax(acc, l_i, m_i, qk, qk_scale, DTYPE: tl.constexpr):
+    """Online-softmax step of one unmasked tile from its raw scores ``qk``: the rescaled
+    accumulator and sums, and P (in the dtype of V) for the PV product."""
+    m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+    p = tl.exp2(qk * qk_scale - m_new[:, None])
+    alpha = tl.exp2(m_i - m_new)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None]
+    return acc, l_i, m_new, p.to(DTYPE)
+
+
+@triton.jit
+def _dense_pv(acc, p, v_ptrs, stride_vn, start_n, kv_row0, USE_DESC: tl.constexpr,
+              PREC: tl.constexpr):  # fmt: skip
+    """``acc + P @ V`` for the unmasked value tile at ``start_n``."""
+    if USE_DESC:
+        v = v_ptrs.load([kv_row0 + start_n, 0])
+    else:
+        v = tl.load(v_ptrs + start_n * stride_vn)
+    return tl.dot(p, v, acc, input_precision=PREC)
+
+
+@triton.jit
+def _dense_tiles_lookahead(
+    acc,
+    l_i,
+    m_i,
+    q,
+    k_ptrs,
+    v_ptrs,
+    stride_kn,
+    stride_vn,
+    start,
+    stop,
+    qk_scale,
+    kv_row0,
+    BLOCK_N: tl.constexpr,
+    USE_DESC: tl.constexpr,
+    PREC: tl.constexpr,
+    WS: tl.constexpr = False,
+):
+    """v4 option (``FwdConfig.lookahead``): the unmasked whole tiles [start, stop) with
+    FlashAttention-3's intra-warpgroup overlap written out. Iteration j issues PV of tile j-1,
+    then QK^T of tile j+1, then the softmax of tile j (whose scores the previous iteration
+    issued). Triton's Hopper pipeliner (``asyncLaunchDots``) then waits (``wgmma.wait_group
+    0``) right after the PV product, which is used by the rescale below, and leaves the QK^T
+    product in flight ("properly async": its only use is the loop's yield and its previous
+    value is read after that wait): the softmax of tile j overlaps the wgmma of tile j+1.
+    In the v3 loop the wait follows QK^T, so the softmax waits for it. Costs one score tile
+    and one P tile more in registers. First and last tiles peeled."""
+    DTYPE: tl.constexpr = q.dtype
+    n_tiles = (stop - start) // BLOCK_N
+    if n_tiles > 0:
+        last = start + (n_tiles - 1) * BLOCK_N
+        qk = _dense_scores(q, k_ptrs, stride_kn, start, kv_row0, USE_DESC, PREC)
+        acc, l_i, m_i, p = _dense_softmax(acc, l_i, m_i, qk, qk_scale, DTYPE)
+        if n_tiles > 1:
+            qk = _dense_scores(q, k_ptrs, stride_kn, start + BLOCK_N, kv_row0, USE_DESC, PREC)
+        for start_n in tl.range(start + BLOCK_N, last, BLOCK_N, warp_specialize=WS):
+            start_n = tl.multiple_of(start_n, BLOCK_N)  # tile j; its scores are in qk
+            acc = _dense_pv(acc, p, v_ptrs, stride_vn, start_n - BLOCK_N, kv_row0, USE_DESC,
+                            PREC)  # fmt: skip
+            qk_next = _dense_scores(q, k_ptrs, stride_kn, start_n + BLOCK_N, kv_row0,
+                                    USE_DESC, PREC)  # fmt: skip
+            acc, l_i, m_i, p = _dense_softmax(acc, l_i, m_i, qk, qk_scale, DTYPE)
+            qk = qk_next
+        if n_tiles > 1:
+            acc = _dense_pv(acc, p, v_ptrs, stride_vn, last - BLOCK_N, kv_row0, USE_DESC, PREC)
+            acc, l_i, m_i, p = _dense_softmax(acc, l_i, m_i, qk, qk_scale, DTYPE)
+        acc = _dense_pv(acc, p, v_ptrs, stride_vn, last, kv_row0, USE_DESC, PREC)
+    return acc, l_i, m_i
+
+
+@triton.jit
 def _dense_program(
     Q, K, V, Out, LSE,
     stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
@@ -109,9 +197,11 @@ def _dense_program(
     q_heads, kv_heads, seq_q, seq_kv, qk_scale,
     GROUP: tl.constexpr, CAUSAL: tl.constexpr, STORE_LSE: tl.constexpr,
     HEAD_DIM: tl.constexpr, V_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    USE_DESC: tl.constexpr, PREC: tl.constexpr,
+    USE_DESC: tl.constexpr, PREC: tl.constexpr, WS: tl.constexpr = False,
+    LOOKAHEAD: tl.constexpr = False,
 ):  # fmt: skip
-    """One program of the dense specialization: grid (query blocks, B * Hq)."""
+    """One program of the dense specialization: grid (query blocks, B * Hq). ``WS`` and
+    ``LOOKAHEAD``: the v4 options of the unmasked stage (off: the v3 loop)."""
     pid_m = tl.program_id(0)
     if CAUSAL:  # the longest blocks (bottom rows) first: better load balance at the end
         pid_m = tl.num_programs(0) - 1 - pid_m
@@ -149,10 +239,16 @@ def _dense_program(
         full_stop = seq_kv
         stop = seq_kv
     full_stop = (full_stop // BLOCK_N) * BLOCK_N
-    acc, l_i, m_i = _dense_tiles(
-        acc, l_i, m_i, q, k_src, v_src, stride_kn, stride_vn, 0, full_stop,
-        offs_m, offs_n, seq_kv, diag, qk_scale, kv_row0, False, CAUSAL, BLOCK_N, USE_DESC, PREC,
-    )  # fmt: skip
+    if LOOKAHEAD:
+        acc, l_i, m_i = _dense_tiles_lookahead(
+            acc, l_i, m_i, q, k_src, v_src, stride_kn, stride_vn, 0, full_stop, qk_scale,
+            kv_row0, BLOCK_N, USE_DESC, PREC, WS,
+        )  # fmt: skip
+    else:
+        acc, l_i, m_i = _dense_tiles(
+            acc, l_i, m_i, q, k_src, v_src, stride_kn, stride_vn, 0, full_stop, offs_m,
+            offs_n, seq_kv, diag, qk_scale, kv_row0, False, CAUSAL, BLOCK_N, USE_DESC, PREC, WS,
+        )  # fmt: skip
     acc, l_i, m_i = _dense_tiles(
         acc, l_i, m_i, q, k_src, v_src, stride_kn, stride_vn, full_stop, stop,
         offs_m, offs_n, seq_kv, diag, qk_scale, kv_row0, True, CAUSAL, BLOCK_N, USE_DESC, PREC,
@@ -423,6 +519,8 @@ def _fwd_kernel(
     USE_DESC: tl.constexpr,
     DENSE: tl.constexpr,
     SA: tl.constexpr = 1,
+    WS: tl.constexpr = False,
+    LOOKAHEAD: tl.constexpr = False,
 ):
     # strides arrive divided by SA: multiplied back here, the compiler knows they are multiples
     # of SA (head_dim 56: rows of 112 bytes load in 16-byte vectors, not element by element)
@@ -436,7 +534,7 @@ def _fwd_kernel(
             stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
             stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om,
             Hq, Hkv, Sq, Skv, qk_scale,
-            GROUP, CAUSAL, STORE_LSE, D, DV, BLOCK_M, BLOCK_N, USE_DESC, PREC,
+            GROUP, CAUSAL, STORE_LSE, D, DV, BLOCK_M, BLOCK_N, USE_DESC, PREC, WS, LOOKAHEAD,
         )  # fmt: skip
     else:
         _general_program(
@@ -599,6 +697,19 @@ def descriptors_apply(config: FwdConfig, q, k, v, splits: int = 1) -> bool:
     )
 
 
+def variant_kwargs(config: FwdConfig, dense: bool) -> dict:
+    """The v4 options' constexprs, passed only when set (so that the v3 launch, and its
+    compiled kernel, stay as they were); the general kernel takes none of them."""
+    if not dense:
+        return {}
+    out = {}
+    if config.ws:
+        out["WS"] = True
+    if config.lookahead:
+        out["LOOKAHEAD"] = True
+    return out
+
+
 def _descriptors(q, k, v, config: FwdConfig):
     """Host-side tensor descriptors over the (B * heads * seq, dim) views of Q, K, V."""
     from triton.tools.tensor_descriptor import TensorDescriptor
@@ -663,7 +774,8 @@ def attention_forward(
         PACKED=packed, SPLIT=splits > 1, STORE_LSE=need_lse,
         BLOCK_M=config.block_m, BLOCK_N=config.block_n, D=d, DV=dv,
         BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=prec(q.dtype), USE_DESC=use_desc,
-        DENSE=dense, SA=sa, num_warps=config.num_warps, num_stages=config.num_stages,
+        DENSE=dense, SA=sa, **variant_kwargs(config, dense),
+        num_warps=config.num_warps, num_stages=config.num_stages,
     )  # fmt: skip
     if splits > 1:
         _combine_kernel[(programs, rows_total)](
