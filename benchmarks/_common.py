@@ -14,7 +14,7 @@ Two kinds of classes, so that asv's process per (benchmark, parameters) stays ch
   few minutes on an H100 and a killed run loses one class (``tools/ci/bench.py`` shards by class).
 - ``_Timed``: ``time_*``/``peakmem_*``, asv's own clock and RSS around a prepared case. asv
   starts a process per parameter (CUDA start-up, imports, compilation: seconds each), so on a
-  GPU these run on ``TIMED_WORKLOADS`` only, the first workload of each scenario
+  GPU these run on ``TIMED_WORKLOADS`` only, the first prefill and the first train workload
   (``ATTNBENCH_TIMED_SET`` picks others); on the CPU on every workload.
 
 Every class has an explicit ``version``: asv hides results recorded under another version, so
@@ -88,9 +88,12 @@ def _timed(names: list[str]) -> list[str]:
         return [n for n in names if n in chosen]
     if not HAS_CUDA:
         return names
+    # decode is left out: a call of tens of microseconds, whose wall time is launch and
+    # synchronization (its device time is track_seconds, from CUDA-graph replays); each
+    # process here costs seconds (CUDA start-up, compiling the case again)
     firsts = {}
     for w in ALL_WORKLOADS:
-        if w.name in names:
+        if w.name in names and w.scenario != "decode":
             firsts.setdefault(w.scenario, w.name)
     return list(firsts.values())
 

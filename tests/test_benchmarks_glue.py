@@ -78,10 +78,8 @@ def test_one_class_per_scenario_and_a_timed_subset_on_gpu(monkeypatch, bench):
     assert all(
         "-win" in n or "-docs" in n or "-alibi" in n for n in forward.MaskedMetrics.params[1]
     )
-    assert forward.Forward.params[1] == [
-        next(w.name for w in gpu if w.scenario == "prefill"),
-        next(w.name for w in gpu if w.scenario == "decode"),
-    ]
+    # decode's wall time is launch and synchronization: its device time is the figure
+    assert forward.Forward.params[1] == [next(w.name for w in gpu if w.scenario == "prefill")]
     assert train.ForwardBackward.params[1] == [next(w.name for w in gpu if w.has_backward)]
     assert "flex" in common.IMPLS  # compiling implementations are benchmarked on a GPU
 

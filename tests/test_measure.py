@@ -291,6 +291,37 @@ def test_sweep_survives_a_crashing_implementation(monkeypatch):
     assert records[1].ok and records[1].speedup is None  # no baseline asked for
 
 
+def test_sweep_collects_each_pair_s_cycles_and_unfreezes(monkeypatch):
+    """Between pairs only what the sweep made is collected (the rest frozen: fast), yet a
+    case's reference cycle is gone before the next pair; afterwards nothing stays frozen."""
+    import gc
+    import weakref
+
+    from attnbench import sweep as sweep_mod
+
+    class Node:
+        pass
+
+    alive, frozen = [], []
+
+    def fake_measure(case, mode, *, errors, reference):
+        frozen.append(gc.get_freeze_count())
+        alive.append(None if not refs else refs[-1]() is not None)
+        node = Node()
+        node.self = node  # a cycle: refcounting alone never frees it
+        refs.append(weakref.ref(node))
+        return sweep_mod.Record(case.impl.name, case.workload.name, mode, "cpu")
+
+    refs: list = []
+    monkeypatch.setattr(sweep_mod, "measure_case", fake_measure)
+    before = gc.get_freeze_count()
+    w = Workload(1, 2, 2, 16, 16, 16, dtype="fp32")
+    sweep_mod.sweep(["chunked", "eager"], [w], device=CPU, baseline=None)
+    assert all(n > 0 for n in frozen)  # the sweep's start froze the process's objects
+    assert alive == [None, False]  # the first pair's cycle was collected before the second
+    assert gc.get_freeze_count() == before
+
+
 # -- GPU timing method, GPU state, plausibility (logic only: no GPU here) ------------------
 def _fake_cuda_timers(monkeypatch, plain_s: float, graph=None):
     """time_cuda with do_bench and graph replay faked: plain calls take ``plain_s`` each;
