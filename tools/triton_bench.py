@@ -70,6 +70,15 @@ def prefill(seq: int, causal: bool, scenario: str = "prefill") -> Workload:
     return Workload(4, 32, 32, seq, seq, 128, causal=causal, dtype="bf16", scenario=scenario)
 
 
+def _s4096_inputs(device) -> tuple:
+    """q, k, v of the B=4 H=32 S=4096 D=128 bf16 workload, seeded: the config comparisons'."""
+    gen = torch.Generator(device).manual_seed(0)
+    return tuple(
+        torch.randn(4, 32, 4096, 128, device=device, dtype=torch.bfloat16, generator=gen)
+        for _ in range(3)
+    )
+
+
 def decode_workload(kv: int) -> Workload:
     return Workload(8, 32, 8, 1, kv, 128, causal=False, dtype="bf16", scenario="decode")
 
@@ -197,9 +206,7 @@ def variant_diffs(name: str, device) -> dict[str, float]:
     out = {}
     for causal in (False, True):
         w = prefill(4096, causal)
-        gen = torch.Generator(device).manual_seed(0)
-        q, k, v = (torch.randn(4, 32, 4096, 128, device=device, dtype=torch.bfloat16,
-                               generator=gen) for _ in range(3))  # fmt: skip
+        q, k, v = _s4096_inputs(device)
         mask = forward.MaskArgs(causal)
         v3 = configs.choose_fwd_config(4, 32, 32, 4096, 4096, 128, 128, causal=causal)
         try:
@@ -274,9 +281,7 @@ def tune(device: torch.device, deadline: float) -> list[dict]:
     ]
     for causal in (False, True):
         w = prefill(4096, causal)
-        gen = torch.Generator(device).manual_seed(0)
-        q, k, v = (torch.randn(4, 32, 4096, 128, device=device, dtype=torch.bfloat16,
-                               generator=gen) for _ in range(3))  # fmt: skip
+        q, k, v = _s4096_inputs(device)
         mask = forward.MaskArgs(causal)
         for cfg in fwd_candidates:
 
