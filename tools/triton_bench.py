@@ -66,6 +66,17 @@ TUNE_BUDGET_S = 150.0  # the configuration search stops starting new candidates 
 TOTAL_BUDGET_S = 320.0  # ... or once the whole run is this old (the script must stay < 6 min)
 
 
+def write_json(path: Path | None, data: object) -> None:
+    """``data`` as JSON to ``path``, else to ``$OUT/triton_bench.json`` where OUT is set."""
+    target = path or (
+        Path(os.environ["OUT"]) / "triton_bench.json" if "OUT" in os.environ else None
+    )
+    if target:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(data, indent=1, default=str))
+        print(f"JSON: {target}", file=sys.stderr)
+
+
 def prefill(seq: int, causal: bool, scenario: str = "prefill") -> Workload:
     return Workload(4, 32, 32, seq, seq, 128, causal=causal, dtype="bf16", scenario=scenario)
 
@@ -603,13 +614,7 @@ def catalogue_main(args) -> int:
         default = [*INHOUSE, *(p for p in PEERS if p in known)]
         impls = [i.name for i in ab.select_impls(args.impl or default)]
         compare_impls(workloads, impls, records)
-    target = args.json or (
-        Path(os.environ["OUT"]) / "triton_bench.json" if "OUT" in os.environ else None
-    )
-    if target:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(records, indent=1, default=str))
-        print(f"JSON: {target}", file=sys.stderr)
+    write_json(args.json, records)
     return 0
 
 
@@ -681,13 +686,7 @@ def main(argv: list[str] | None = None) -> int:
     result["seconds"] = time.perf_counter() - start
 
     print(report(result))
-    target = args.json or (
-        Path(os.environ["OUT"]) / "triton_bench.json" if "OUT" in os.environ else None
-    )
-    if target:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(result, indent=1, default=str))
-        print(f"JSON: {target}", file=sys.stderr)
+    write_json(args.json, result)
     print(f"total {result['seconds']:.0f} s", file=sys.stderr)
     return 0
 
