@@ -44,3 +44,27 @@ def test_pair_table_reads_every_forward_class(tmp_path):
     text = _tool().table(_asv_file(tmp_path))
     assert "| m/prefill/s1 | a | 1.00 ms | 100.4 |" in text
     assert "| m/decode/kv8 | b |" in text and "2501" in text
+
+
+def test_count_counts_benchmarks_values_and_the_measured_ones(tmp_path):
+    assert _tool().count(_asv_file(tmp_path)) == "r.json: 4 benchmarks, 8 values, 5 measured"
+
+
+def test_spread_compares_two_runs_pair_by_pair(tmp_path):
+    cols = ["result", "params"]
+    params = [["'a'", "'b'", "'c'"], ["'m/prefill/s1'"]]
+
+    def run(name, seconds):
+        path = tmp_path / name
+        results = {"forward.ForwardMetrics.track_seconds": [seconds, params]}
+        path.write_text(json.dumps({"result_columns": cols, "results": results}))
+        return path
+
+    # a: 1 ms -> 1.01 ms (+1 %); b: 200 us -> 250 us (+25 %); c: 50 us -> 40 us (short)
+    text = _tool().spread(run("a.json", [1e-3, 2e-4, 5e-5]), run("b.json", [1.01e-3, 2.5e-4, 4e-5]))
+    lines = text.splitlines()
+    assert lines[0] == "2 pairs at or above 100 µs in both runs: 1 within 2%, largest +25.0%"
+    assert lines[1] == "1 shorter pairs: largest -20.0%"
+    rows = [line for line in lines if line.startswith("| ForwardMetrics")]
+    assert [r.split(" | ")[1] for r in rows] == ["b", "c", "a"]  # largest difference first
+    assert rows[2].endswith("| +1.0% |")

@@ -8,7 +8,32 @@
 # SET / IMPLS: ATTNBENCH_SET / ATTNBENCH_IMPLS. A second call on the same warm machine reuses
 # /tmp/ab (its results included) and measures only the shards still missing. Full records
 # (GPU clock, temperature, config, wall seconds) go to results/h100-x1-records/<commit>.jsonl.
+#
+# A run longer than one device call (10 min): WAIT_S=570 starts it detached (setsid: it outlives
+# the call, not the machine) and waits up to WAIT_S seconds; the same command again, within the
+# 30 s the machine stays warm, waits for the same run, and the call that sees it end copies
+# bench.log and results.tar into $OUT. SHARDS=. measures the whole suite in one asv run:
+#   SHARDS=. WAIT_S=570 COMMITS=HEAD bash tools/device-asv.sh    # again until "run ended"
 set -u
+if [ -n "${WAIT_S:-}" ]; then
+  run=/tmp/ab-detached
+  if [ ! -e "$run/started" ]; then
+    mkdir -p "$run" && date +%s > "$run/started"
+    # shellcheck disable=SC2016
+    WAIT_S='' OUT=$run setsid bash -c 'bash tools/device-asv.sh > "$OUT/run.out" 2>&1; echo $? > "$OUT/rc"' \
+      < /dev/null > /dev/null 2>&1 &
+    echo "started the run detached ($run)"
+  fi
+  end=$(( $(date +%s) + WAIT_S ))
+  while [ ! -e "$run/rc" ] && [ "$(date +%s)" -lt "$end" ]; do sleep 5; done
+  echo "$(( $(date +%s) - $(cat "$run/started") )) s since the run started"
+  grep -E "took|exited|stopped|measured|not clean" "$run/bench.log" 2>/dev/null | cut -c1-200
+  if [ ! -e "$run/rc" ]; then
+    tail -3 "$run/bench.log" 2>/dev/null | cut -c1-200; echo "still running: call again"; exit 0
+  fi
+  cat "$run/run.out"; cp "$run/bench.log" "$run/results.tar" "$OUT/" 2>/dev/null
+  echo "run ended (exit $(cat "$run/rc"))"; rm -rf "$run"; exit 0
+fi
 # shellcheck source=/dev/null
 . .gpu/gpu-env.sh >/dev/null
 python3 -m pip install -q --no-index --no-deps --target /tmp/gpu-site .carry/wheels/*.whl 2>&1 | grep -v WARNING

@@ -8,6 +8,13 @@ the track_* figures of attnbench's suite.
 ``--matrix``: one row per workload and mode (every ``*Metrics`` class), one column per
 implementation that ran somewhere; the cell is TFLOP/s (prefill, train: forward+backward FLOPs)
 or GB/s of the fewest bytes (decode); ``–`` where the pair was skipped.
+
+    python3 tools/results_table.py --count FILE    # benchmarks, values, values measured
+    python3 tools/results_table.py --spread A B    # two runs' medians, pair by pair
+
+``--spread``: the relative difference of every pair's median time (``track_seconds``) between
+two result files (two whole runs), largest first, with how many of the pairs at or above
+100 µs agree within 2 %.
 """
 
 from __future__ import annotations
@@ -90,8 +97,57 @@ def matrix(path: Path) -> str:
     return "\n".join(lines)
 
 
+def _measured(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def count(path: Path) -> str:
+    """How many benchmarks, values (benchmark x parameters) and measured values a file holds."""
+    data = json.loads(path.read_text())
+    benchmarks = values = measured = 0
+    for row in data["results"].values():
+        results = dict(zip(data["result_columns"], row, strict=False))["result"] or []
+        benchmarks += 1
+        values += len(results)
+        measured += sum(_measured(v) for v in results)
+    return f"{path.name}: {benchmarks} benchmarks, {values} values, {measured} measured"
+
+
+def spread(path_a: Path, path_b: Path, min_seconds: float = 1e-4, tolerance: float = 0.02) -> str:
+    """Pair by pair, the relative difference of the median times of two runs, largest first."""
+    runs = [json.loads(p.read_text()) for p in (path_a, path_b)]
+    rows = []
+    for suite in SUITES:
+        a, b = ({(i, w): v for i, w, v in _entries(d, f"{suite}.track_seconds")} for d in runs)
+        for key in a.keys() & b.keys():
+            if _measured(a[key]) and _measured(b[key]):
+                rows.append((suite.split(".")[-1], *key, a[key], b[key], b[key] / a[key] - 1))
+    rows.sort(key=lambda r: -abs(r[-1]))
+    long = [r for r in rows if min(r[3], r[4]) >= min_seconds]
+    within = sum(abs(r[-1]) <= tolerance for r in long)
+    short = [r for r in rows if r not in long]
+    lines = [
+        f"{len(long)} pairs at or above {min_seconds * 1e6:.0f} µs in both runs: {within} within "
+        f"{tolerance:.0%}" + (f", largest {long[0][-1]:+.1%}" if long else ""),
+        f"{len(short)} shorter pairs" + (f": largest {short[0][-1]:+.1%}" if short else ""),
+        "",
+        "| class | implementation | workload | run A | run B | B/A − 1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for suite, impl, workload, ta, tb, rel in rows:
+        lines.append(
+            f"| {suite} | {impl} | `{workload}` | {_fmt(ta, 'time')} | {_fmt(tb, 'time')} "
+            f"| {rel:+.1%} |"
+        )
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
-    as_matrix = "--matrix" in args
-    for arg in (a for a in args if a != "--matrix"):
-        print(matrix(Path(arg)) if as_matrix else table(Path(arg)))
+    if args[:1] == ["--spread"] and len(args) == 3:
+        print(spread(Path(args[1]), Path(args[2])))
+        sys.exit(0)
+    as_matrix, as_count = "--matrix" in args, "--count" in args
+    for arg in (a for a in args if a not in ("--matrix", "--count")):
+        path = Path(arg)
+        print(count(path) if as_count else matrix(path) if as_matrix else table(path))
