@@ -364,7 +364,9 @@ def test_budget_spent(tool, fake_ncu, tmp_path):
     assert case["status"] == "skip" and "budget" in case["reason"] and "commands" not in case
 
 
-def test_refused_metrics_retried_and_nothing_profiled(tool, fake_ncu, tmp_path, monkeypatch):
+def test_refused_metrics_retried_and_nothing_profiled(
+    tool, fake_ncu, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv("FAKE_NCU_REFUSE_METRICS", "1")
     out = tmp_path / "out.json"
     argv = [
@@ -387,6 +389,9 @@ def test_refused_metrics_retried_and_nothing_profiled(tool, fake_ncu, tmp_path, 
     assert tool.main([*argv, "--metrics", "none"]) == 1  # nothing at all profiled
     case = json.loads(out.read_text())["cases"][0]
     assert case["status"] == "error" and "no kernels profiled" in case["reason"]
+    printed = capsys.readouterr().out
+    assert "ERROR: no kernels profiled (ncu exit code 0)" in printed
+    assert "   | ==PROF== Disconnected" in printed  # ncu's last lines
 
 
 def test_time_out_kills_the_process_group(tool, tmp_path):

@@ -17,7 +17,10 @@ several kernels included). ncu runs with ``--clock-control none`` (the clock the
 as attnbench's timings see it) and the sections SpeedOfLight, ComputeWorkloadAnalysis,
 WarpStateStats, Occupancy, LaunchStats and SchedulerStats, plus raw metrics (``--metrics``;
 default: tensor-pipe and XU-pipe utilisation, local loads/stores, the warp-stall reasons per
-issued instruction), checked first against ``ncu --query-metrics``.
+issued instruction), checked first against ``ncu --query-metrics`` (a metric ncu still refuses
+is dropped: that case runs again without the extra metrics). Output: ``--csv --page details
+--print-units base --log-file``, parsed per kernel. ``--budget`` (default 520 s) stops starting
+new cases, so that a run fits a 10-minute slot; what was measured is kept.
 
 A prefill workload under ``--mode forward_backward`` is profiled as its train twin (same shape,
 ``/train/``). Workload names: catalogue names (``python -m attnbench list``) or the generic
@@ -253,6 +256,7 @@ FIELDS: tuple[tuple[str, str, tuple[str, ...], object], ...] = (
     ("gmma_pct", "  GMMA (wgmma) active [% peak]", (TENSOR_GMMA,), plain),
     ("hmma_pct", "  HMMA-op cycles active [% peak]", (TENSOR_HMMA,), plain),
     ("xu_pct", "XU pipe (exp2, MUFU) [% peak]", (PIPE_XU,), plain),
+    ("sm_busy_pct", "SM Busy (busiest pipe) [%]", ("SM Busy",), plain),
     ("issue_pct", "Issue Slots Busy [%]", ("Issue Slots Busy",), plain),
     ("issued_warp", "Issued Warp Per Scheduler", ("Issued Warp Per Scheduler",), plain),
     ("eligible", "Eligible Warps Per Scheduler", ("Eligible Warps Per Scheduler",), plain),
@@ -628,7 +632,7 @@ class Runner:
         status = _read_json(status_path)
         if rc is None:
             status.update(status="error", reason="timed out")
-        return {**status, "command": cmd, "tail": _tail(out, n=5) if rc else []}
+        return {**status, "command": cmd, "tail": _tail(out, n=5) if rc != 0 else []}
 
     def case(self, impl: str, workload: str, mode: str) -> dict:
         """Profiled, or skipped once the budget is spent."""
@@ -804,20 +808,16 @@ def write_json(path: Path | None, data: object) -> None:
 
 
 def print_case(case: dict) -> None:
+    """The case's header line and table; a skip's reason; a failure's last ncu lines."""
     head = f"== {case['impl']} | {case['profiled_workload']} | {case['mode']}"
     if case["status"] != "ok":
         print(f"{head}: {case['status'].upper()}: {case.get('reason')}", flush=True)
-        for line in case.get("ncu_tail") or []:
+        tail = case.get("ncu_tail") if case["status"] == "error" else None
+        for line in tail or []:
             print(f"   | {line}")
         return
-    timing = case.get("timing") or {}
-    timed = (
-        f"; attnbench median {timing['median_s'] * 1e3:.3f} ms" if timing.get("median_s") else ""
-    )
-    print(
-        f"{head}: {len(case['kernels'])} kernel(s), sum of durations "
-        f"{case['sum_duration_us'] / 1e3:.3f} ms under ncu{timed} ({case['seconds']:.0f} s)"
-    )
+    total, n = case["sum_duration_us"] / 1e3, len(case["kernels"])
+    print(f"{head}: {n} kernel(s), {total:.3f} ms summed under ncu ({case['seconds']:.0f} s)")
     print(case_table(case), flush=True)
 
 
