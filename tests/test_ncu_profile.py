@@ -405,3 +405,9 @@ def test_time_out_kills_the_process_group(tool, tmp_path):
     time.sleep(0.2)
     # gone, or a zombie nobody reaped yet (a container's init may not reap)
     assert not stat_file.exists() or stat_file.read_text().split(")")[-1].split()[0] == "Z"
+
+
+def test_ncu_env_formats_numbers_the_c_way(tool, monkeypatch):
+    monkeypatch.setenv("LC_ALL", "ru_RU.UTF-8")  # would print 2,75 for 2.75
+    env = tool.ncu_env()
+    assert env["LC_NUMERIC"] == "C" and "LC_ALL" not in env and env["LANG"] == "ru_RU.UTF-8"

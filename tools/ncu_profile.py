@@ -544,11 +544,23 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def run_group(cmd: list[str], timeout: float) -> tuple[int | None, str]:
+def ncu_env() -> dict[str, str]:
+    """The environment with C number formatting: ncu writes numbers in the user's locale
+    ("2,75" for 2.75 in some), and the parser reads ',' as a thousands separator."""
+    env = dict(os.environ)
+    if env.get("LC_ALL"):  # it would override LC_NUMERIC; the other categories keep it
+        env["LANG"] = env.pop("LC_ALL")
+    env["LC_NUMERIC"] = "C"
+    return env
+
+
+def run_group(
+    cmd: list[str], timeout: float, env: dict[str, str] | None = None
+) -> tuple[int | None, str]:
     """(exit code, or None on time-out; stdout + stderr). The command runs in its own process
     group, all of which is killed on time-out (ncu's target process with it)."""
     try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                 text=True, errors="replace", start_new_session=True)  # fmt: skip
     except OSError as exc:
         return 127, str(exc)
@@ -564,7 +576,7 @@ def run_group(cmd: list[str], timeout: float) -> tuple[int | None, str]:
 def run_ncu(cmd: list[str], log: Path, timeout: float) -> tuple[int | None, str, str]:
     """(exit code or None on time-out, the log's text, stdout + stderr)."""
     log.unlink(missing_ok=True)
-    rc, out = run_group(cmd, timeout)
+    rc, out = run_group(cmd, timeout, ncu_env())
     text = log.read_text(errors="replace") if log.exists() else ""
     return rc, text, out
 
