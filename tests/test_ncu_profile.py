@@ -225,7 +225,9 @@ def test_command_line(tool):
     text = " ".join(cmd)
     assert cmd[0] == "/x/ncu" and cmd[-2:] == ["py", "tool.py"]
     assert "--clock-control none --target-processes all --nvtx --nvtx-include " in text
-    assert "--nvtx-include attnbench-profile/ " in text
+    assert "--nvtx-include attnbench-profile --section" in text  # start/end: every thread
+    pushpop = tool.ncu_command("n", [], "l", [], tool.PUSH_POP)
+    assert pushpop[pushpop.index("--nvtx-include") + 1] == "attnbench-profile/"
     assert text.count("--section ") == 6 and "--section WarpStateStats" in text
     assert "--csv --page details" in text and "--log-file /t/log.csv" in text
     assert "--metrics a.sum,b.avg" in text
@@ -288,8 +290,11 @@ if "--metrics" in args and os.environ.get("FAKE_NCU_REFUSE_METRICS"):
 log = args[args.index("--log-file") + 1]
 start = next(i for i, a in enumerate(args) if a.endswith("ncu_profile.py")) - 1
 rc = subprocess.run(args[start:]).returncode
+nvtx = args[args.index("--nvtx-include") + 1]
+matched = nvtx == os.environ.get("FAKE_NCU_NVTX", nvtx)
 with open(log, "w") as f:
-    f.write(open(os.environ["FAKE_NCU_CSV"]).read() if rc == 0 else "==PROF== no kernels\\n")
+    ok = rc == 0 and matched
+    f.write(open(os.environ["FAKE_NCU_CSV"]).read() if ok else "==PROF== No kernels\\n")
 sys.exit(rc)
 """
 
@@ -411,3 +416,19 @@ def test_ncu_env_formats_numbers_the_c_way(tool, monkeypatch):
     monkeypatch.setenv("LC_ALL", "ru_RU.UTF-8")  # would print 2,75 for 2.75
     env = tool.ncu_env()
     assert env["LC_NUMERIC"] == "C" and "LC_ALL" not in env and env["LANG"] == "ru_RU.UTF-8"
+
+
+def test_push_pop_fallback(tool, fake_ncu, tmp_path, monkeypatch, capsys):
+    """A start/end filter that matches nothing: once more with push/pop, then push/pop only."""
+    monkeypatch.setenv("FAKE_NCU_NVTX", "attnbench-profile/")
+    out = tmp_path / "out.json"
+    argv = ["--ncu", str(fake_ncu), "--device", "cpu", "-i", "eager", "-i", "chunked",
+            "-w", "h2d32/prefill/s64/b1/full/fp32", "-m", "forward_backward",
+            "--metrics", "none", "--json", str(out)]  # fmt: skip
+    assert tool.main(argv) == 0
+    first, second = json.loads(out.read_text())["cases"]
+    assert first["status"] == second["status"] == "ok"
+    assert [c[c.index("--nvtx-include") + 1] for c in first["commands"]] == [
+        "attnbench-profile", "attnbench-profile/"]  # fmt: skip
+    assert len(second["commands"]) == 1 and second["nvtx_include"] == "attnbench-profile/"
+    assert "autograd thread launched are missing" in capsys.readouterr().out

@@ -10,17 +10,20 @@ steady-state call of each, side by side (H100; needs ``ncu`` and a CUDA device).
 
 For each ``--impl`` x ``--workload`` x ``--mode`` the script runs ``ncu`` on a child process of
 itself (``--child``): the child prepares the case on CUDA (``attnbench.prepare``: inputs, JIT,
-warm-up), calls the step twice more, then once inside the NVTX push/pop range
-``attnbench-profile``; ncu profiles only the kernels launched in that range (``--nvtx
---nvtx-include attnbench-profile/``), i.e. every kernel of one steady-state call (the backward's
-several kernels included). ncu runs with ``--clock-control none`` (the clock the card sustains,
-as attnbench's timings see it) and the sections SpeedOfLight, ComputeWorkloadAnalysis,
-WarpStateStats, Occupancy, LaunchStats and SchedulerStats, plus raw metrics (``--metrics``;
-default: tensor-pipe and XU-pipe utilisation, local loads/stores, the warp-stall reasons per
-issued instruction), checked first against ``ncu --query-metrics`` (a metric ncu still refuses
-is dropped: that case runs again without the extra metrics). Output: ``--csv --page details
---print-units base --log-file``, parsed per kernel. ``--budget`` (default 520 s) stops starting
-new cases, so that a run fits a 10-minute slot; what was measured is kept.
+warm-up), calls the step twice more, then once inside the NVTX range ``attnbench-profile``; ncu
+profiles only the kernels launched in that range (``--nvtx --nvtx-include attnbench-profile``),
+i.e. every kernel of one steady-state call. The range is a start/end range (process-wide), not a
+push/pop one: push/pop ranges belong to one thread, and PyTorch launches the backward's kernels
+from its autograd thread. (The child opens a push/pop range too: should the start/end filter
+match nothing, ncu runs again with ``attnbench-profile/``, and the case records which.) ncu
+runs with ``--clock-control none`` (the clock the card sustains, as attnbench's timings see it)
+and the sections SpeedOfLight, ComputeWorkloadAnalysis, WarpStateStats, Occupancy, LaunchStats
+and SchedulerStats, plus raw metrics (``--metrics``; default: tensor-pipe and XU-pipe
+utilisation, local loads/stores, the warp-stall reasons per issued instruction), checked first
+against ``ncu --query-metrics`` (a metric ncu still refuses is dropped: that case runs again
+without the extra metrics). Output: ``--csv --page details --print-units base --log-file``,
+parsed per kernel. ``--budget`` (default 520 s) stops starting new cases, so that a run fits a
+10-minute slot; what was measured is kept.
 
 A prefill workload under ``--mode forward_backward`` is profiled as its train twin (same shape,
 ``/train/``). Workload names: catalogue names (``python -m attnbench list``) or the generic
@@ -56,6 +59,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(__file__).resolve()
 RANGE = "attnbench-profile"
+#: ncu's NVTX filters: a start/end range (process-wide: the backward's kernels are launched by
+#: PyTorch's autograd thread, outside a push/pop range of the calling thread), else push/pop
+START_END, PUSH_POP = RANGE, f"{RANGE}/"
 SECTIONS = (
     "SpeedOfLight",
     "ComputeWorkloadAnalysis",
@@ -507,10 +513,12 @@ def usable_metrics(requested: list[str], available: set[str] | None) -> tuple[li
     return kept, [m for m in requested if m not in kept]
 
 
-def ncu_command(ncu: str, child: list[str], log_file: str, metrics: list[str]) -> list[str]:
-    """The ncu command line that profiles the NVTX range of ``child``."""
+def ncu_command(
+    ncu: str, child: list[str], log_file: str, metrics: list[str], nvtx: str = START_END
+) -> list[str]:
+    """The ncu command line that profiles the kernels of ``child`` in the NVTX range."""
     cmd = [ncu, *"--clock-control none --target-processes all --nvtx".split()]
-    cmd += ["--nvtx-include", f"{RANGE}/"]
+    cmd += ["--nvtx-include", nvtx]
     for s in SECTIONS:
         cmd += ["--section", s]
     cmd += ["--csv", "--page", "details", "--print-units", "base", "--log-file", log_file]
@@ -591,6 +599,7 @@ class Runner:
     device: str = "cuda"
     timeout: float = 300.0
     budget: float = 520.0
+    nvtx: str = START_END
     start: float = field(default_factory=time.perf_counter)
 
     def left(self) -> float:
@@ -603,24 +612,31 @@ class Runner:
 
     def profile(self, impl: str, workload: str, mode: str) -> dict:
         """One (impl, workload, mode) under ncu: the case's JSON record. Extra metrics that
-        ncu refuses are dropped, for this case (a second run) and the later ones."""
+        ncu refuses are dropped, and a start/end NVTX filter that matches nothing is replaced
+        by the push/pop one, for this case (ncu runs again) and the later ones."""
         status_path, log = self._files("ncu", impl, workload, mode)
         child = child_command("--child", impl, workload, mode, str(status_path), self.device)
         case: dict = {"impl": impl, "workload": workload, "mode": mode, "commands": []}
         timeout, t0 = min(self.timeout, self.left()), time.perf_counter()
-        for extra in [self.metrics, []] if self.metrics else [[]]:
+        for _attempt in range(3):  # each retry gives up one thing for good: at most 3 runs
             status_path.unlink(missing_ok=True)
-            cmd = ncu_command(self.ncu, child, str(log), extra)
+            cmd = ncu_command(self.ncu, child, str(log), self.metrics, self.nvtx)
             case["commands"].append(cmd)
             rc, text, out = run_ncu(cmd, log, timeout)
             status = _read_json(status_path)
             kernels = build_kernels(parse_ncu_csv(text))
-            case.update(child=status, ncu_exit=rc, metrics=extra, kernels=kernels)
-            case["ncu_tail"] = _tail(text, out)
-            if kernels or not (extra and _metrics_refused(rc, status, case["ncu_tail"])):
+            case.update(child=status, ncu_exit=rc, metrics=self.metrics, kernels=kernels)
+            case.update(nvtx_include=self.nvtx, ncu_tail=_tail(text, out))
+            if kernels or rc is None or status.get("status") in ("skip", "error"):
                 break
-            print(f"  ncu failed with the extra metrics; again without them ({rc=})", flush=True)
-            self.metrics = []
+            if self.metrics and _metrics_refused(case["ncu_tail"]):
+                print(f"  ncu refused the extra metrics: again without them ({rc=})", flush=True)
+                self.metrics = []
+            elif self.nvtx == START_END and status and not _no_permission(case["ncu_tail"]):
+                print("  no kernel in the start/end range: again with push/pop", flush=True)
+                self.nvtx = PUSH_POP
+            else:
+                break
         case["seconds"] = time.perf_counter() - t0
         case["profiled_workload"] = status.get("profiled_workload", workload)
         if status.get("status") == "skip":
@@ -656,9 +672,14 @@ class Runner:
         return self.profile(impl, workload, mode)
 
 
-def _metrics_refused(rc: int | None, status: dict, tail: list[str]) -> bool:
-    """Did ncu profile nothing because of a metric (not a time-out, not the child's failure)?"""
-    return rc is not None and status.get("status") in (None, "ok") and "metric" in str(tail)
+def _metrics_refused(tail: list[str]) -> bool:
+    """Do ncu's last lines blame a metric?"""
+    return "metric" in " ".join(tail).lower()
+
+
+def _no_permission(tail: list[str]) -> bool:
+    """ncu may not read the counters (ERR_NVGPUCTRPERM): no NVTX filter will help."""
+    return "ERR_NVGPUCTRPERM" in " ".join(tail)
 
 
 # -- workloads ----------------------------------------------------------------------------
@@ -783,12 +804,14 @@ def child_main(args) -> int:
             for _ in range(2):
                 case.step(mode)
             _sync(args.device)
-            if cuda:
+            if cuda:  # start/end: every thread's launches; push/pop: this thread's
+                handle = torch.cuda.nvtx.range_start(RANGE)
                 torch.cuda.nvtx.range_push(RANGE)
             case.step(mode)
             _sync(args.device)
             if cuda:
                 torch.cuda.nvtx.range_pop()
+                torch.cuda.nvtx.range_end(handle)
             status["status"] = "ok"
         except Exception as exc:
             status.update(status="error", reason=f"{type(exc).__name__}: {str(exc)[:500]}")
@@ -830,6 +853,8 @@ def print_case(case: dict) -> None:
         return
     total, n = case["sum_duration_us"] / 1e3, len(case["kernels"])
     print(f"{head}: {n} kernel(s), {total:.3f} ms summed under ncu ({case['seconds']:.0f} s)")
+    if case.get("nvtx_include") == PUSH_POP and case["mode"] == "forward_backward":
+        print("   (push/pop NVTX filter: kernels PyTorch's autograd thread launched are missing)")
     print(case_table(case), flush=True)
 
 
@@ -924,7 +949,7 @@ def main(argv: list[str] | None = None) -> int:
         "argv": sys.argv if argv is None else argv,
         "ncu": {"path": ncu, "version": None if args.dry_run else ncu_version(ncu)},
         "sections": list(SECTIONS),
-        "nvtx_range": f"{RANGE}/",
+        "nvtx_range": RANGE,
         "metrics_requested": requested_metrics(args),
         "metrics_used": metrics,
         "metrics_dropped": dropped,
