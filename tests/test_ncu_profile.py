@@ -158,6 +158,10 @@ def test_kernels_and_summaries(tool):
     assert s1["occ_pct"] is None  # "n/a"
     assert s1["tensor_pct"] is None and s1["issue_pct"] is None  # not reported
     assert s1["grid"] == "(132, 1, 1)"  # from the launch columns
+    assert s0["sources"]["tensor_pct"] == f"{tool.TENSOR_ALL} [%]"
+    assert (
+        s1["sources"]["duration_us"] == "Duration [msecond]" and "tensor_pct" not in s1["sources"]
+    )
     assert [len(k["rows"]) for k in (k0, k1)] == [19, 7]  # the rule row left out
 
 
@@ -432,3 +436,14 @@ def test_push_pop_fallback(tool, fake_ncu, tmp_path, monkeypatch, capsys):
         "attnbench-profile", "attnbench-profile/"]  # fmt: skip
     assert len(second["commands"]) == 1 and second["nvtx_include"] == "attnbench-profile/"
     assert "autograd thread launched are missing" in capsys.readouterr().out
+
+
+def test_plain_table_without_tabulate(tool, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tabulate", None)  # import fails
+    text = tool.table([["Duration [us]", "2135.6"], ["Regs", "168"]], ["metric", "k1"])
+    assert text.splitlines() == [
+        "metric         k1",
+        "-------------  ------",
+        "Duration [us]  2135.6",
+        "Regs           168",
+    ]

@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
+import importlib.util
 import itertools
 import json
 import os
@@ -326,12 +327,15 @@ def stalls(rows: list[dict], cpi: float | None = None) -> list[dict]:
 
 
 def summarize(kernel: dict) -> dict:
-    """One kernel's reported figures (FIELDS' keys, normalized units), its top stalls."""
+    """One kernel's reported figures (FIELDS' keys, normalized units), its top stalls, and
+    ``sources``: which ncu metric each figure was read from."""
     rows = kernel["rows"]
-    out: dict = {}
+    out: dict = {"sources": {}}
     for key, _label, names, convert in FIELDS:
         hit = _lookup(rows, names)
         out[key] = convert(parse_number(hit["value"]), hit["unit"]) if hit else None
+        if hit:
+            out["sources"][key] = f"{hit['name']} [{hit['unit']}]"
     if out["block"] is None and kernel.get("block"):
         out["block"] = kernel["block"]
     if out["grid"] is None and kernel.get("grid"):
@@ -918,6 +922,8 @@ def requested_metrics(args) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if importlib.util.find_spec("attnbench") is None:  # not installed: this checkout's
+        sys.path.insert(0, str(ROOT / "src"))
     if args.child:
         return child_main(args)
     if args.time_child:
