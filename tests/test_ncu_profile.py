@@ -267,6 +267,13 @@ def test_ncu_not_found(tool, monkeypatch, capsys):
     assert "/nonexistent/bin/ncu" in capsys.readouterr().err
 
 
+def test_unknown_names_stop_before_profiling(tool, fake_ncu, capsys):
+    assert tool.main(["--ncu", str(fake_ncu), "-i", "triton-flsh"]) == 2
+    assert "unknown implementation 'triton-flsh'" in capsys.readouterr().err
+    assert tool.main(["--ncu", str(fake_ncu), "-w", "h32d128/prefill/s4096"]) == 2
+    assert "unknown workload" in capsys.readouterr().err
+
+
 def test_find_newest_install(tool, monkeypatch, tmp_path):
     for version in ("2024.3.2", "2025.3.1", "2025.10.0"):
         exe = tmp_path / version / "ncu"
@@ -297,6 +304,10 @@ rc = subprocess.run(args[start:]).returncode
 nvtx = args[args.index("--nvtx-include") + 1]
 matched = nvtx == os.environ.get("FAKE_NCU_NVTX", nvtx)
 with open(log, "w") as f:
+    if os.environ.get("FAKE_NCU_NOPERM"):
+        f.write("==ERROR== ERR_NVGPUCTRPERM - The user does not have permission to access "
+                "NVIDIA GPU Performance Counters on the target device 0.\\n")
+        sys.exit(rc)
     ok = rc == 0 and matched
     f.write(open(os.environ["FAKE_NCU_CSV"]).read() if ok else "==PROF== No kernels\\n")
 sys.exit(rc)
@@ -447,3 +458,14 @@ def test_plain_table_without_tabulate(tool, monkeypatch):
         "Duration [us]  2135.6",
         "Regs           168",
     ]
+
+
+def test_no_counter_permission_no_retry(tool, fake_ncu, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_NCU_NOPERM", "1")
+    out = tmp_path / "out.json"
+    argv = ["--ncu", str(fake_ncu), "--device", "cpu", "-i", "eager",
+            "-w", "h2d32/prefill/s64/b1/full/fp32", "--json", str(out)]  # fmt: skip
+    assert tool.main(argv) == 1
+    (case,) = json.loads(out.read_text())["cases"]
+    assert case["status"] == "error" and len(case["commands"]) == 1
+    assert "ERR_NVGPUCTRPERM" in capsys.readouterr().out

@@ -621,8 +621,11 @@ class Runner:
         status_path, log = self._files("ncu", impl, workload, mode)
         child = child_command("--child", impl, workload, mode, str(status_path), self.device)
         case: dict = {"impl": impl, "workload": workload, "mode": mode, "commands": []}
-        timeout, t0 = min(self.timeout, self.left()), time.perf_counter()
-        for _attempt in range(3):  # each retry gives up one thing for good: at most 3 runs
+        t0 = time.perf_counter()
+        for attempt in range(3):  # each retry gives up one thing for good: at most 3 runs
+            timeout = min(self.timeout, self.left())
+            if attempt and timeout < 10:
+                break
             status_path.unlink(missing_ok=True)
             cmd = ncu_command(self.ncu, child, str(log), self.metrics, self.nvtx)
             case["commands"].append(cmd)
@@ -633,10 +636,12 @@ class Runner:
             case.update(nvtx_include=self.nvtx, ncu_tail=_tail(text, out))
             if kernels or rc is None or status.get("status") in ("skip", "error"):
                 break
+            if _no_permission(case["ncu_tail"]):
+                break
             if self.metrics and _metrics_refused(case["ncu_tail"]):
                 print(f"  ncu refused the extra metrics: again without them ({rc=})", flush=True)
                 self.metrics = []
-            elif self.nvtx == START_END and status and not _no_permission(case["ncu_tail"]):
+            elif self.nvtx == START_END and status:
                 print("  no kernel in the start/end range: again with push/pop", flush=True)
                 self.nvtx = PUSH_POP
             else:
@@ -938,8 +943,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ncu = ncu or "ncu"
     try:
+        from attnbench import get_impl
+
         for name in args.workload:
             resolve_workload(name, "forward")
+        for name in args.impl:
+            get_impl(name)  # registered even where it cannot run (that is a skip, later)
     except Exception as exc:  # an unknown or malformed name: say so before any profiling
         print(f"ncu_profile: {exc}", file=sys.stderr)
         return 2
