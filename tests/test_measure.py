@@ -323,9 +323,10 @@ def test_sweep_collects_each_pair_s_cycles_and_unfreezes(monkeypatch):
 
 
 # -- GPU timing method, GPU state, plausibility (logic only: no GPU here) ------------------
-def _fake_cuda_timers(monkeypatch, plain_s: float, graph=None):
-    """time_cuda with do_bench and graph replay faked: plain calls take ``plain_s`` each;
-    ``graph`` is a list of replay times, or an exception raised by the capture."""
+def _fake_cuda_timers(monkeypatch, plain_s: float, graph=None, host_s: float = 0.0):
+    """time_cuda with do_bench and graph replay faked: plain calls take ``plain_s`` each and
+    ``host_s`` to enqueue; ``graph`` is a list of replay times, or an exception raised by the
+    capture."""
     from attnbench.measure import timing
 
     seen = {"graph": 0, "settle_ms": []}
@@ -346,6 +347,7 @@ def _fake_cuda_timers(monkeypatch, plain_s: float, graph=None):
     monkeypatch.setattr(timing, "settle", settle)
     monkeypatch.setattr(timing, "_event_samples", events)
     monkeypatch.setattr(timing, "_graph_samples", replays)
+    monkeypatch.setattr(timing, "_host_seconds", lambda fn, calls=5: host_s)
     return seen
 
 
@@ -363,6 +365,20 @@ def test_short_calls_are_timed_as_graph_replays(monkeypatch):
     assert time_cuda(lambda: None, graph=True).clock == "cuda_graph"  # forced
     _fake_cuda_timers(monkeypatch, 1e-6, graph=[1e-7])
     assert time_cuda(lambda: None, graph=False).clock == "cuda_event"  # never
+
+
+def test_launch_bound_calls_are_timed_as_graph_replays(monkeypatch):
+    """A call whose host side is at least half its plain median: its events time the host."""
+    from attnbench.measure.timing import HOST_BOUND_FRACTION, time_cuda
+
+    plain = 200e-6
+    seen = _fake_cuda_timers(monkeypatch, plain, graph=[60e-6] * 3, host_s=plain * 0.9)
+    s = time_cuda(lambda: None)
+    assert (s.clock, s.median, seen["graph"]) == ("cuda_graph", 60e-6, 1)
+    assert s.note == "CUDA-graph replay (launch-bound: enqueue 180.0 us, plain median 200.0 us)"
+    below = plain * HOST_BOUND_FRACTION * 0.99  # kernel-bound: the events time the kernels
+    seen = _fake_cuda_timers(monkeypatch, plain, graph=[60e-6], host_s=below)
+    assert (time_cuda(lambda: None).clock, seen["graph"]) == ("cuda_event", 0)
 
 
 def test_the_clock_settles_before_timing(monkeypatch):

@@ -41,7 +41,8 @@ export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True PYTHONUNBUFFERED=1
 torchdir=$(python3 -c "import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))")
 export ATTNBENCH_HOST_SITE="$torchdir:$PYTHONPATH" VIRTUALENV_SYSTEM_SITE_PACKAGES=1
 unset ASV_PYTHONPATH
-if [ ! -d /tmp/ab ]; then git clone -q .carry/repo.bundle /tmp/ab && (cd /tmp/ab && git checkout -q main); fi
+if [ ! -d /tmp/ab ]; then git clone -q .carry/repo.bundle /tmp/ab && (cd /tmp/ab && git checkout -q main)
+else git -C /tmp/ab fetch -q "$PWD/.carry/repo.bundle" '+refs/heads/*:refs/remotes/carried/*'; fi  # newer commits
 here=$PWD; cd /tmp/ab && git log --oneline -1
 export PYTHONPATH=/tmp/ab/src:$PYTHONPATH ATTNBENCH_RECORDS=/tmp/ab/results/${MACHINE:-h100-x1}-records
 [ -n "${SET:-}" ] && export ATTNBENCH_SET=$SET

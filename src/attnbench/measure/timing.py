@@ -1,9 +1,11 @@
 """Timing a call: a monotonic clock on the CPU; CUDA events with the L2 flushed on the GPU.
 
-On the GPU a call shorter than :data:`GRAPH_BELOW_S` (decode) is captured once in a CUDA graph
-and its replays are timed, so that the launch overhead of the Python and dispatcher layers does
-not stand in for the kernel's time; the L2 cache is still flushed before each replay. A call
-that cannot be captured (one that synchronizes, say) keeps its plain timing, with a note.
+On the GPU a call shorter than :data:`GRAPH_BELOW_S` (decode), or one whose host side takes at
+least :data:`HOST_BOUND_FRACTION` of its plain median (launch-bound: its events would time the
+host, which varies from run to run), is captured once in a CUDA graph and its replays are timed,
+so that the launch overhead of the Python and dispatcher layers does not stand in for the
+kernels' time; the L2 cache is still flushed before each replay. A call that cannot be captured
+(one that synchronizes, say) keeps its plain timing, with a note.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 GRAPH_BELOW_S = 50e-6  # plain median under this: time CUDA-graph replays instead
+#: host seconds to enqueue one call over its plain median, at or above which the call is
+#: launch-bound and timed as graph replays (H100: host-bound calls of 60-300 us read up to 3x
+#: apart in two whole runs, docs/results.md)
+HOST_BOUND_FRACTION = 0.5
 #: calls before timing, for this long (ms): the SM clock leaves its idle boost for the clock
 #: the call sustains (power limit) before the first sample, not during the samples.
 #: ``ATTNBENCH_SETTLE_MS`` overrides (0: do_bench's own 25 ms warm-up only)
@@ -136,6 +142,19 @@ def _graph_samples(fn: Callable[[], object], rep_ms: float) -> list[float]:
     return replays(n)
 
 
+def _host_seconds(fn: Callable[[], object], calls: int = 5) -> float:
+    """Median wall time to enqueue one call on an idle GPU (its host side: Python, dispatch,
+    launches; a call that synchronizes inside also counts its device time)."""
+    samples = []
+    for _ in range(calls):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    torch.cuda.synchronize()
+    return statistics.median(samples)
+
+
 def settle(fn: Callable[[], object], ms: float) -> int:
     """Call ``fn`` (synchronized) for ``ms`` milliseconds of wall time; the number of calls."""
     calls, end = 0, time.perf_counter() + ms / 1e3
@@ -155,16 +174,24 @@ def time_cuda(
     settle_ms: float | None = None,
 ) -> TimingStats:
     """CUDA events around each call with the L2 cache cleared (``do_bench``); for a call
-    under :data:`GRAPH_BELOW_S` (or ``graph=True``), CUDA-graph replays of it instead.
-    ``graph=False`` never captures. A failed capture keeps the plain timing, with a note.
-    First the call runs for ``settle_ms`` (default :data:`SETTLE_MS`), untimed."""
+    under :data:`GRAPH_BELOW_S` or launch-bound (:data:`HOST_BOUND_FRACTION`), or with
+    ``graph=True``, CUDA-graph replays of it instead. ``graph=False`` never captures. A failed
+    capture keeps the plain timing, with a note. First the call runs for ``settle_ms``
+    (default :data:`SETTLE_MS`), untimed."""
     settle_ms = SETTLE_MS if settle_ms is None else settle_ms
     if settle_ms > 0:
         settle(fn, settle_ms)
     plain = TimingStats.from_samples(_event_samples(fn, warmup_ms, rep_ms), "cuda_event")
-    if graph is False or (graph is None and plain.median >= GRAPH_BELOW_S):
+    if graph is False:
         return plain
-    why = "forced" if graph else f"plain median {plain.median * 1e6:.1f} us"
+    plain_us = plain.median * 1e6
+    why = "forced" if graph else f"plain median {plain_us:.1f} us"
+    if graph is None and plain.median >= GRAPH_BELOW_S:
+        # a few calls, about 50 ms of them at most (a slow call is timed once)
+        host = _host_seconds(fn, calls=max(1, min(5, round(0.05 / plain.median))))
+        if host < HOST_BOUND_FRACTION * plain.median:
+            return plain
+        why = f"launch-bound: enqueue {host * 1e6:.1f} us, plain median {plain_us:.1f} us"
     try:
         samples = _graph_samples(fn, rep_ms)
     except Exception as exc:
