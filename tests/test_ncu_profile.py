@@ -29,6 +29,7 @@ CUTLASS = (
     "T1::Params)"
 )
 STALL = "smsp__average_warps_issue_stalled_{}_per_issue_active.ratio"
+GMMA = "sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active"
 
 
 def _row(kid: str, name: str, section: str, metric: str, unit: str, value: str) -> str:
@@ -219,19 +220,20 @@ def test_metric_names_and_filter(tool):
     text = '"Metric name","Metric type","Metric unit"\n"sm__pipe_tensor_cycles_active","C","c"\n'
     assert tool.parse_metric_names(text) == {"sm__pipe_tensor_cycles_active"}
     available = {f"m{i}__x" for i in range(60)} | {"sm__pipe_tensor_cycles_active"}
-    kept, dropped = tool.usable_metrics([tool.TENSOR_ALL, tool.TENSOR_GMMA], available)
-    assert kept == [tool.TENSOR_ALL] and dropped == [tool.TENSOR_GMMA]
-    assert tool.usable_metrics([tool.TENSOR_GMMA], None) == ([tool.TENSOR_GMMA], [])
+    kept, dropped = tool.usable_metrics([tool.TENSOR_ALL, GMMA], available)
+    assert kept == [tool.TENSOR_ALL] and dropped == [GMMA]
+    assert tool.usable_metrics([GMMA], None) == ([GMMA], [])
+    # not in Nsight Compute 2025.3.1 on an H100: not asked for by default
+    assert GMMA not in tool.DEFAULT_METRICS and tool.TENSOR_HMMA in tool.DEFAULT_METRICS
 
 
 def test_command_line(tool):
     cmd = tool.ncu_command("/x/ncu", ["py", "tool.py"], "/t/log.csv", ["a.sum", "b.avg"])
     text = " ".join(cmd)
     assert cmd[0] == "/x/ncu" and cmd[-2:] == ["py", "tool.py"]
-    assert "--clock-control none --target-processes all --nvtx --nvtx-include " in text
-    assert "--nvtx-include attnbench-profile --section" in text  # start/end: every thread
-    pushpop = tool.ncu_command("n", [], "l", [], tool.PUSH_POP)
-    assert pushpop[pushpop.index("--nvtx-include") + 1] == "attnbench-profile/"
+    # only what the child launches between cudaProfilerStart and cudaProfilerStop
+    assert "--clock-control none --target-processes all --profile-from-start off --section" in text
+    assert "--nvtx" not in text
     assert text.count("--section ") == 6 and "--section WarpStateStats" in text
     assert "--csv --page details" in text and "--log-file /t/log.csv" in text
     assert "--metrics a.sum,b.avg" in text
@@ -288,6 +290,8 @@ def test_find_newest_install(tool, monkeypatch, tmp_path):
 FAKE_NCU = """\
 #!{python}
 # A stand-in for ncu: runs the profiled command, then writes the canned CSV to --log-file.
+# It refuses a command line that would not limit profiling to the child's
+# cudaProfilerStart/Stop range, as the real ncu would profile every kernel (or none).
 import os, subprocess, sys
 args = sys.argv[1:]
 if args[:1] == ["--version"]:
@@ -295,20 +299,23 @@ if args[:1] == ["--version"]:
     sys.exit(0)
 if "--query-metrics" in args:
     sys.exit(1)
+start = next(i for i, a in enumerate(args) if a.endswith("ncu_profile.py")) - 1
+options = args[:start]
+i = options.index("--profile-from-start")
+if options[i + 1] != "off" or any(a.startswith("--nvtx") for a in options):
+    print("==ERROR== fake ncu: wants --profile-from-start off and no NVTX filter")
+    sys.exit(9)
 if "--metrics" in args and os.environ.get("FAKE_NCU_REFUSE_METRICS"):
     print("==ERROR== Failed to find metric sm__made_up")
     sys.exit(1)
 log = args[args.index("--log-file") + 1]
-start = next(i for i, a in enumerate(args) if a.endswith("ncu_profile.py")) - 1
 rc = subprocess.run(args[start:]).returncode
-nvtx = args[args.index("--nvtx-include") + 1]
-matched = nvtx == os.environ.get("FAKE_NCU_NVTX", nvtx)
 with open(log, "w") as f:
     if os.environ.get("FAKE_NCU_NOPERM"):
         f.write("==ERROR== ERR_NVGPUCTRPERM - The user does not have permission to access "
                 "NVIDIA GPU Performance Counters on the target device 0.\\n")
         sys.exit(rc)
-    ok = rc == 0 and matched
+    ok = rc == 0
     f.write(open(os.environ["FAKE_NCU_CSV"]).read() if ok else "==PROF== No kernels\\n")
 sys.exit(rc)
 """
@@ -354,6 +361,7 @@ def test_end_to_end_with_fake_ncu(tool, fake_ncu, tmp_path, capsys):
     data = json.loads(out.read_text())
     assert data["ncu"]["version"] == "Version 2099.1.0.0 (fake)"
     assert data["metrics_used"] == list(tool.DEFAULT_METRICS)  # query failed: nothing dropped
+    assert data["range"] == "cudaProfilerStart/Stop" and "nvtx_range" not in data
     cases = {(c["impl"], c["mode"]): c for c in data["cases"]}
     eager = cases[("eager", "forward")]
     assert eager["status"] == "ok" and eager["child"]["status"] == "ok"
@@ -365,7 +373,9 @@ def test_end_to_end_with_fake_ncu(tool, fake_ncu, tmp_path, capsys):
         "unit": "nsecond",
         "value": "2,135,616",
     }
-    assert "--nvtx-include" in eager["commands"][0] and "--child" in eager["commands"][0]
+    (command,) = eager["commands"]
+    assert "--profile-from-start" in command and "--child" in command
+    assert "nvtx_include" not in eager
     assert cases[("eager", "forward_backward")]["profiled_workload"] == (
         "h2d32/train/s64/b1/full/fp32"
     )
@@ -374,6 +384,9 @@ def test_end_to_end_with_fake_ncu(tool, fake_ncu, tmp_path, capsys):
     fa4 = cases[("fa4", "forward")]
     assert fa4["status"] == "skip" and "fa4" in fa4["reason"] and not fa4["kernels"]
     assert "timing" not in fa4
+    summary = printed[printed.index("\nsummary") :].splitlines()
+    row = next(x for x in summary if " forward " in x and " eager " in x)
+    assert f" {eager['timing']['median_s'] * 1e3:.3f} " in row  # the "timed ms" column
 
 
 def test_budget_spent(tool, fake_ncu, tmp_path):
@@ -401,9 +414,14 @@ def test_refused_metrics_retried_and_nothing_profiled(
         "--json",
         str(out),
     ]
-    assert tool.main(argv) == 0
+    failed = {"status": "error", "reason": "time child exit code 1", "tail": ["Killed"]}
+    monkeypatch.setattr(tool.Runner, "time_call", lambda self, *a: failed)
+    assert tool.main([*argv, "--with-timing"]) == 0
     case = json.loads(out.read_text())["cases"][0]
     assert case["status"] == "ok" and case["metrics"] == [] and len(case["commands"]) == 2
+    assert case["timing"] == failed
+    printed = capsys.readouterr().out
+    assert "   ERROR: time child exit code 1\n   | Killed\n" in printed  # a failed timing says so
     monkeypatch.setenv("FAKE_NCU_CSV", str(tmp_path / "empty.csv"))
     (tmp_path / "empty.csv").write_text("==PROF== Disconnected\n")
     assert tool.main([*argv, "--metrics", "none"]) == 1  # nothing at all profiled
@@ -433,20 +451,55 @@ def test_ncu_env_formats_numbers_the_c_way(tool, monkeypatch):
     assert env["LC_NUMERIC"] == "C" and "LC_ALL" not in env and env["LANG"] == "ru_RU.UTF-8"
 
 
-def test_push_pop_fallback(tool, fake_ncu, tmp_path, monkeypatch, capsys):
-    """A start/end filter that matches nothing: once more with push/pop, then push/pop only."""
-    monkeypatch.setenv("FAKE_NCU_NVTX", "attnbench-profile/")
+def test_no_kernels_no_retry(tool, fake_ncu, tmp_path, monkeypatch, capsys):
+    """ncu ran but profiled nothing, blaming no metric: one run only, an error, ncu's lines."""
+    (tmp_path / "empty.csv").write_text("==PROF== No kernels were profiled.\n")
+    monkeypatch.setenv("FAKE_NCU_CSV", str(tmp_path / "empty.csv"))
     out = tmp_path / "out.json"
-    argv = ["--ncu", str(fake_ncu), "--device", "cpu", "-i", "eager", "-i", "chunked",
-            "-w", "h2d32/prefill/s64/b1/full/fp32", "-m", "forward_backward",
-            "--metrics", "none", "--json", str(out)]  # fmt: skip
+    argv = ["--ncu", str(fake_ncu), "--device", "cpu", "-i", "eager", "--with-timing",
+            "-w", "h2d32/prefill/s64/b1/full/fp32", "--json", str(out)]  # fmt: skip
+    assert tool.main(argv) == 1
+    (case,) = json.loads(out.read_text())["cases"]
+    assert case["status"] == "error" and len(case["commands"]) == 1
+    assert case["reason"] == "no kernels profiled (ncu exit code 0)" and "timing" not in case
+    printed = capsys.readouterr().out
+    assert "   | ==PROF== No kernels were profiled." in printed and "-- timing" not in printed
+
+
+def test_child_profiles_one_call_between_profiler_start_and_stop(tool, monkeypatch, tmp_path):
+    """The child's CUDA path (no GPU here: torch.cuda and attnbench.prepare stubbed): two
+    warm-up calls, a synchronize, then cudaProfilerStart, one call, a synchronize,
+    cudaProfilerStop; nothing of NVTX."""
+    import torch
+
+    import attnbench
+
+    events: list[str] = []
+
+    class FakeCase:
+        config = {"BLOCK_M": 128}
+
+        def step(self, mode):
+            events.append(f"step {mode}")
+
+    monkeypatch.setattr(attnbench, "prepare", lambda impl, w, device, mode: FakeCase())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: events.append("sync"))
+    monkeypatch.setattr(torch.cuda.profiler, "start", lambda: events.append("start"))
+    monkeypatch.setattr(torch.cuda.profiler, "stop", lambda: events.append("stop"))
+    for name in ("range_start", "range_end", "range_push", "range_pop", "mark"):
+        monkeypatch.setattr(torch.cuda.nvtx, name, lambda *a: events.append("nvtx"))
+    status = tmp_path / "status.json"
+    argv = ["--child", "-i", "triton-flash", "-w", "h2d32/prefill/s64/b1/full/bf16",
+            "-m", "forward_backward", "--status", str(status)]  # fmt: skip
     assert tool.main(argv) == 0
-    first, second = json.loads(out.read_text())["cases"]
-    assert first["status"] == second["status"] == "ok"
-    assert [c[c.index("--nvtx-include") + 1] for c in first["commands"]] == [
-        "attnbench-profile", "attnbench-profile/"]  # fmt: skip
-    assert len(second["commands"]) == 1 and second["nvtx_include"] == "attnbench-profile/"
-    assert "autograd thread launched are missing" in capsys.readouterr().out
+    assert events == ["step forward_backward", "step forward_backward", "sync", "start",
+                      "step forward_backward", "sync", "stop"]  # fmt: skip
+    written = json.loads(status.read_text())
+    assert written["status"] == "ok" and written["capability"] == [9, 0]
+    assert written["profiled_workload"] == "h2d32/train/s64/b1/full/bf16"
 
 
 def test_plain_table_without_tabulate(tool, monkeypatch):

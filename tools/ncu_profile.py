@@ -10,15 +10,15 @@ steady-state call of each, side by side (H100; needs ``ncu`` and a CUDA device).
 
 For each ``--impl`` x ``--workload`` x ``--mode`` the script runs ``ncu`` on a child process of
 itself (``--child``): the child prepares the case on CUDA (``attnbench.prepare``: inputs, JIT,
-warm-up), calls the step twice more, then once inside the NVTX range ``attnbench-profile``; ncu
-profiles only the kernels launched in that range (``--nvtx --nvtx-include attnbench-profile``),
-i.e. every kernel of one steady-state call. The range is a start/end range (process-wide), not a
-push/pop one: push/pop ranges belong to one thread, and PyTorch launches the backward's kernels
-from its autograd thread. (The child opens a push/pop range too: should the start/end filter
-match nothing, ncu runs again with ``attnbench-profile/``, and the case records which.) ncu
-runs with ``--clock-control none`` (the clock the card sustains, as attnbench's timings see it)
-and the sections SpeedOfLight, ComputeWorkloadAnalysis, WarpStateStats, Occupancy, LaunchStats
-and SchedulerStats, plus raw metrics (``--metrics``; default: tensor-pipe and XU-pipe
+warm-up), calls the step twice more and synchronizes, then makes one call between
+``torch.cuda.profiler.start()`` and ``stop()`` (cudaProfilerStart/Stop; synchronized before the
+stop). ncu runs with ``--profile-from-start off``, so it profiles only the kernels launched in
+that range: every kernel of one steady-state call. The range belongs to the CUDA context, not to
+a thread, so it holds the backward's kernels too, which PyTorch launches from its autograd
+thread. (An NVTX range filter matched no kernel at all on an H100 with Nsight Compute 2025.3.1.)
+ncu runs with ``--clock-control none`` (the clock the card sustains, as attnbench's timings see
+it) and the sections SpeedOfLight, ComputeWorkloadAnalysis, WarpStateStats, Occupancy,
+LaunchStats and SchedulerStats, plus raw metrics (``--metrics``; default: tensor-pipe and XU-pipe
 utilisation, local loads/stores, the warp-stall reasons per issued instruction), checked first
 against ``ncu --query-metrics`` (a metric ncu still refuses is dropped: that case runs again
 without the extra metrics). Output: ``--csv --page details --print-units base --log-file``,
@@ -31,11 +31,11 @@ A prefill workload under ``--mode forward_backward`` is profiled as its train tw
 
 Prints, per case, one table (metrics x kernels) and, at the end, a comparison of the cases (their
 longest kernel's figures and the kernels' summed duration; with ``--with-timing`` also
-attnbench's own median of the same call, timed in a separate process without ncu). Writes
-everything parsed (raw rows per kernel, the ncu command lines, versions) as JSON to ``--json``
-(default ``$OUT/ncu_profile.json`` where ``OUT`` is set). An implementation that cannot run is
-reported as a skip; a failing ncu prints its last lines; the exit code is 1 only if nothing at all
-was profiled, 2 if ncu cannot be found.
+attnbench's own median of the same call for each profiled case, timed in a separate process
+without ncu). Writes everything parsed (raw rows per kernel, the ncu command lines, versions) as
+JSON to ``--json`` (default ``$OUT/ncu_profile.json`` where ``OUT`` is set). An implementation
+that cannot run is reported as a skip; a failing ncu or timing prints its last lines; the exit
+code is 1 only if nothing at all was profiled, 2 if ncu cannot be found.
 """
 
 from __future__ import annotations
@@ -59,10 +59,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(__file__).resolve()
-RANGE = "attnbench-profile"
-#: ncu's NVTX filters: a start/end range (process-wide: the backward's kernels are launched by
-#: PyTorch's autograd thread, outside a push/pop range of the calling thread), else push/pop
-START_END, PUSH_POP = RANGE, f"{RANGE}/"
+#: what delimits the profiled call: the CUDA profiler API (per CUDA context, so every thread)
+RANGE = "cudaProfilerStart/Stop"
 SECTIONS = (
     "SpeedOfLight",
     "ComputeWorkloadAnalysis",
@@ -78,7 +76,6 @@ MODES = ("forward", "forward_backward")
 NCU_GLOBS = ("/opt/nvidia/nsight-compute/*/ncu", "/usr/local/cuda/bin/ncu")
 
 TENSOR_ALL = "sm__pipe_tensor_cycles_active.avg.pct_of_peak_sustained_active"
-TENSOR_GMMA = "sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active"
 TENSOR_HMMA = "sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active"
 PIPE_XU = "sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active"
 LOCAL_LD = "smsp__sass_inst_executed_op_local_ld.sum"
@@ -109,7 +106,6 @@ STALL_REASONS = (
 )
 DEFAULT_METRICS = (
     TENSOR_ALL,
-    TENSOR_GMMA,
     TENSOR_HMMA,
     PIPE_XU,
     LOCAL_LD,
@@ -257,10 +253,9 @@ FIELDS: tuple[tuple[str, str, tuple[str, ...], object], ...] = (
     (
         "tensor_pct",
         "Tensor pipe active [% peak]",
-        (TENSOR_ALL, "~Tensor", TENSOR_GMMA, TENSOR_HMMA),
+        (TENSOR_ALL, "~Tensor", TENSOR_HMMA),
         plain,
     ),
-    ("gmma_pct", "  GMMA (wgmma) active [% peak]", (TENSOR_GMMA,), plain),
     ("hmma_pct", "  HMMA-op cycles active [% peak]", (TENSOR_HMMA,), plain),
     ("xu_pct", "XU pipe (exp2, MUFU) [% peak]", (PIPE_XU,), plain),
     ("sm_busy_pct", "SM Busy (busiest pipe) [%]", ("SM Busy",), plain),
@@ -517,12 +512,10 @@ def usable_metrics(requested: list[str], available: set[str] | None) -> tuple[li
     return kept, [m for m in requested if m not in kept]
 
 
-def ncu_command(
-    ncu: str, child: list[str], log_file: str, metrics: list[str], nvtx: str = START_END
-) -> list[str]:
-    """The ncu command line that profiles the kernels of ``child`` in the NVTX range."""
-    cmd = [ncu, *"--clock-control none --target-processes all --nvtx".split()]
-    cmd += ["--nvtx-include", nvtx]
+def ncu_command(ncu: str, child: list[str], log_file: str, metrics: list[str]) -> list[str]:
+    """The ncu command line that profiles the kernels ``child`` launches between
+    cudaProfilerStart and cudaProfilerStop (in any of its processes)."""
+    cmd = [ncu, *"--clock-control none --target-processes all --profile-from-start off".split()]
     for s in SECTIONS:
         cmd += ["--section", s]
     cmd += ["--csv", "--page", "details", "--print-units", "base", "--log-file", log_file]
@@ -603,7 +596,6 @@ class Runner:
     device: str = "cuda"
     timeout: float = 300.0
     budget: float = 520.0
-    nvtx: str = START_END
     start: float = field(default_factory=time.perf_counter)
 
     def left(self) -> float:
@@ -616,36 +608,29 @@ class Runner:
 
     def profile(self, impl: str, workload: str, mode: str) -> dict:
         """One (impl, workload, mode) under ncu: the case's JSON record. Extra metrics that
-        ncu refuses are dropped, and a start/end NVTX filter that matches nothing is replaced
-        by the push/pop one, for this case (ncu runs again) and the later ones."""
+        ncu refuses are dropped, for this case (ncu runs again) and the later ones."""
         status_path, log = self._files("ncu", impl, workload, mode)
         child = child_command("--child", impl, workload, mode, str(status_path), self.device)
         case: dict = {"impl": impl, "workload": workload, "mode": mode, "commands": []}
         t0 = time.perf_counter()
-        for attempt in range(3):  # each retry gives up one thing for good: at most 3 runs
+        for attempt in range(2):  # a retry gives up the extra metrics for good
             timeout = min(self.timeout, self.left())
             if attempt and timeout < 10:
                 break
             status_path.unlink(missing_ok=True)
-            cmd = ncu_command(self.ncu, child, str(log), self.metrics, self.nvtx)
+            cmd = ncu_command(self.ncu, child, str(log), self.metrics)
             case["commands"].append(cmd)
             rc, text, out = run_ncu(cmd, log, timeout)
             status = _read_json(status_path)
             kernels = build_kernels(parse_ncu_csv(text))
             case.update(child=status, ncu_exit=rc, metrics=self.metrics, kernels=kernels)
-            case.update(nvtx_include=self.nvtx, ncu_tail=_tail(text, out))
+            case["ncu_tail"] = tail = _tail(text, out)
             if kernels or rc is None or status.get("status") in ("skip", "error"):
                 break
-            if _no_permission(case["ncu_tail"]):
+            if not self.metrics or not _metrics_refused(tail) or _no_permission(tail):
                 break
-            if self.metrics and _metrics_refused(case["ncu_tail"]):
-                print(f"  ncu refused the extra metrics: again without them ({rc=})", flush=True)
-                self.metrics = []
-            elif self.nvtx == START_END and status:
-                print("  no kernel in the start/end range: again with push/pop", flush=True)
-                self.nvtx = PUSH_POP
-            else:
-                break
+            print(f"  ncu refused the extra metrics: again without them ({rc=})", flush=True)
+            self.metrics = []
         case["seconds"] = time.perf_counter() - t0
         case["profiled_workload"] = status.get("profiled_workload", workload)
         if status.get("status") == "skip":
@@ -669,6 +654,8 @@ class Runner:
         status = _read_json(status_path)
         if rc is None:
             status.update(status="error", reason="timed out")
+        elif not status.get("status"):  # it died before writing its status
+            status.update(status="error", reason=f"time child exit code {rc}")
         return {**status, "command": cmd, "tail": _tail(out, n=5) if rc != 0 else []}
 
     def case(self, impl: str, workload: str, mode: str) -> dict:
@@ -687,7 +674,7 @@ def _metrics_refused(tail: list[str]) -> bool:
 
 
 def _no_permission(tail: list[str]) -> bool:
-    """ncu may not read the counters (ERR_NVGPUCTRPERM): no NVTX filter will help."""
+    """ncu may not read the counters (ERR_NVGPUCTRPERM): running again will not help."""
     return "ERR_NVGPUCTRPERM" in " ".join(tail)
 
 
@@ -802,7 +789,8 @@ def _sync(device: str) -> None:
 
 
 def child_main(args) -> int:
-    """Under ncu: prepare, two more calls, then one call inside the NVTX range."""
+    """Under ncu: prepare, two more calls, then one call between cudaProfilerStart and
+    cudaProfilerStop (ncu's ``--profile-from-start off`` profiles only that range)."""
     import torch
 
     status: dict = {"impl": args.impl[0], "workload": args.workload[0], "mode": args.mode[0]}
@@ -813,14 +801,12 @@ def child_main(args) -> int:
             for _ in range(2):
                 case.step(mode)
             _sync(args.device)
-            if cuda:  # start/end: every thread's launches; push/pop: this thread's
-                handle = torch.cuda.nvtx.range_start(RANGE)
-                torch.cuda.nvtx.range_push(RANGE)
+            if cuda:  # the context's launches from here on, the autograd thread's included
+                torch.cuda.profiler.start()
             case.step(mode)
             _sync(args.device)
             if cuda:
-                torch.cuda.nvtx.range_pop()
-                torch.cuda.nvtx.range_end(handle)
+                torch.cuda.profiler.stop()
             status["status"] = "ok"
         except Exception as exc:
             status.update(status="error", reason=f"{type(exc).__name__}: {str(exc)[:500]}")
@@ -862,8 +848,6 @@ def print_case(case: dict) -> None:
         return
     total, n = case["sum_duration_us"] / 1e3, len(case["kernels"])
     print(f"{head}: {n} kernel(s), {total:.3f} ms summed under ncu ({case['seconds']:.0f} s)")
-    if case.get("nvtx_include") == PUSH_POP and case["mode"] == "forward_backward":
-        print("   (push/pop NVTX filter: kernels PyTorch's autograd thread launched are missing)")
     print(case_table(case), flush=True)
 
 
@@ -964,7 +948,7 @@ def main(argv: list[str] | None = None) -> int:
         "argv": sys.argv if argv is None else argv,
         "ncu": {"path": ncu, "version": None if args.dry_run else ncu_version(ncu)},
         "sections": list(SECTIONS),
-        "nvtx_range": RANGE,
+        "range": RANGE,
         "metrics_requested": requested_metrics(args),
         "metrics_used": metrics,
         "metrics_dropped": dropped,
@@ -994,7 +978,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.with_timing:  # after every profile: the counters come first
             for case in (c for c in result["cases"] if c["status"] == "ok"):
                 print(f"-- timing {case['impl']} | {case['workload']} | {case['mode']}", flush=True)
-                case["timing"] = runner.time_call(case["impl"], case["workload"], case["mode"])
+                timing = runner.time_call(case["impl"], case["workload"], case["mode"])
+                case["timing"] = timing
+                if timing["status"] != "ok":
+                    print(f"   {timing['status'].upper()}: {timing.get('reason')}", flush=True)
+                    for line in timing.get("tail") or []:
+                        print(f"   | {line}")
                 result["seconds"] = time.perf_counter() - runner.start
                 write_json(args.json, result)
     print("\nsummary (longest kernel of each call; sum ms = the call's kernels under ncu)")
