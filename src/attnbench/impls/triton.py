@@ -3,7 +3,8 @@
 - ``triton-flash``: forward and backward (prefill and train): every mask computed in the
   kernel (causal, sliding window, packed documents, ALiBi), any head_dim up to 256 (V's may
   differ), fp16/bf16/fp32, GQA by index; dense causal/full shapes with power-of-two head dims
-  take the kernel's dense specialization; the backward is deterministic (no atomics).
+  take the kernel's dense specialization; the backward is deterministic (no atomics) unless
+  ``ATTNBENCH_TRITON_BWD_VARIANT`` names an atomic-dQ variant (``configs.BWD_VARIANTS``).
 - ``triton-decode``: one query row against a long cache: the group's query heads packed into
   one tile, the keys split across the SMs, a combine kernel.
 
@@ -25,6 +26,7 @@ from ..kernels.flash.configs import (
     choose_bwd_config,
     choose_fwd_config,
     decode_dict,
+    env_bwd_variant,
     env_fwd_variant,
 )
 from ..masks import MaskSpec, alibi_slopes
@@ -117,7 +119,10 @@ class TritonFlash(_Triton):
         fwd = _Triton._fwd_config(workload, device)
         bwd = None
         if workload.has_backward:
-            bwd = choose_bwd_config(workload.head_dim, workload.dv, _itemsize(workload, device))
+            bwd = choose_bwd_config(
+                workload.head_dim, workload.dv, _itemsize(workload, device),
+                variant=env_bwd_variant(),  # ATTNBENCH_TRITON_BWD_VARIANT (default: none, v3)
+            )  # fmt: skip
         return fwd, bwd
 
     def bind(self, workload: Workload, device: torch.device):

@@ -1,10 +1,16 @@
-"""The backward: deterministic (no atomics), every mask, any head dim up to 256.
+"""The backward: every mask, any head dim up to 256; deterministic by default.
 
 ``_bwd_delta_kernel`` computes ``delta = rowsum(O * dO)``; ``_bwd_dkdv_kernel`` runs a program
 per key block and KV head, looping over the group's query heads (GQA accumulates in registers:
 no atomics, the same result every run); ``_bwd_dq_kernel`` a program per query block and
 head. P and dS are recomputed from the forward's base-2 log-sum-exp. Both skip the mask on the
 blocks every row sees whole (same interval mask model as the forward's general kernel).
+
+``BwdConfig.atomic_dq`` (off by default): the dK/dV kernel also computes ``dS K`` for its key
+block and adds it with float32 atomics into a zeroed float32 dQ buffer (FlashAttention-2's
+scheme: 5 matmuls per pair of blocks instead of 7, but the order of the additions, hence dQ's
+last bits, varies from run to run); one elementwise op scales and casts it, and
+``_bwd_dq_kernel`` does not run.
 """
 
 from __future__ import annotations
@@ -54,14 +60,16 @@ def _bwd_delta_kernel(
 
 @triton.jit
 def _dkdv_rows(
-    dk, dv, k, v, Q_base, dO_base, LSE_row, Delta_row, DocStart, DocEnd,
-    stride_qm, stride_dom, offs_n, offs_d, offs_dv, slope, start, end,
+    dk, dv, k, v, Q_base, dO_base, dQ_base, LSE_row, Delta_row, DocStart, DocEnd,
+    stride_qm, stride_dom, stride_dqm, offs_n, offs_d, offs_dv, slope, start, end,
     Sq, Skv, shift, window, qk_scale,
     MASKED: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
     HAS_DOCS: tl.constexpr, ALIBI: tl.constexpr, BLOCK_M: tl.constexpr, D: tl.constexpr,
     DV: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr,
+    ATOMIC_DQ: tl.constexpr,
 ):  # fmt: skip
-    """dK, dV of one key block from query blocks [start, end) of one head."""
+    """dK, dV of one key block from query blocks [start, end) of one head; with
+    ``ATOMIC_DQ`` also each query block's share of dQ (unscaled), added atomically."""
     for start_m in range(start, end, BLOCK_M):
         offs_m = start_m + tl.arange(0, BLOCK_M)
         m_ok = offs_m < Sq
@@ -95,6 +103,16 @@ def _dkdv_rows(
         dpT = tl.dot(v, tl.trans(do), input_precision=PREC)
         dsT = pT * (dpT - delta[None, :])
         dk = tl.dot(dsT.to(q.dtype), q, dk, input_precision=PREC)
+        if ATOMIC_DQ:
+            # this key block's part of dQ, one float32 [BLOCK_M, D] tile per (query block, key
+            # block) pair: relaxed atomics (the sum is read only by a later kernel)
+            dq = tl.dot(tl.trans(dsT.to(k.dtype)), k, input_precision=PREC)
+            dq_ptrs = dQ_base + offs_m[:, None] * stride_dqm + offs_d[None, :]
+            if MASKED or D != BLOCK_D:
+                dq_ok = m_ok[:, None] & (offs_d[None, :] < D)
+                tl.atomic_add(dq_ptrs, dq, mask=dq_ok, sem="relaxed")
+            else:
+                tl.atomic_add(dq_ptrs, dq, sem="relaxed")
     return dk, dv
 
 
@@ -140,6 +158,7 @@ def _bwd_dkdv_kernel(
     Delta,
     dK,
     dV,
+    dQacc,
     Slopes,
     DocStart,
     DocEnd,
@@ -161,6 +180,9 @@ def _bwd_dkdv_kernel(
     stride_dvb,
     stride_dvh,
     stride_dvn,
+    stride_dqb,
+    stride_dqh,
+    stride_dqm,
     Hq,
     Hkv,
     Sq,
@@ -180,6 +202,7 @@ def _bwd_dkdv_kernel(
     BLOCK_D: tl.constexpr,
     BLOCK_DV: tl.constexpr,
     PREC: tl.constexpr,
+    ATOMIC_DQ: tl.constexpr,
 ):
     pid_bh = tl.program_id(0)  # b * Hkv + kv head
     b = pid_bh // Hkv
@@ -236,28 +259,34 @@ def _bwd_dkdv_kernel(
         h64 = head.to(tl.int64)
         Q_base = Q + b64 * stride_qb + h64 * stride_qh
         dO_base = dO + b64 * stride_dob + h64 * stride_doh
+        dQ_base = dQacc + b64 * stride_dqb + h64 * stride_dqh
         row_base = (b64 * Hq + h64) * Sq
         if ALIBI:
             slope = tl.load(Slopes + head) * _LOG2E
         else:
             slope = 0.0
         dk, dv = _dkdv_rows(
-            dk, dv, k, v, Q_base, dO_base, LSE + row_base, Delta + row_base, DocStart, DocEnd,
-            stride_qm, stride_dom, offs_n, offs_d, offs_dv, slope, m_lo, tl.minimum(f_lo, m_hi),
+            dk, dv, k, v, Q_base, dO_base, dQ_base, LSE + row_base, Delta + row_base, DocStart,
+            DocEnd, stride_qm, stride_dom, stride_dqm, offs_n, offs_d, offs_dv, slope, m_lo,
+            tl.minimum(f_lo, m_hi),
             Sq, Skv, shift, window, qk_scale,
             True, CAUSAL, HAS_WINDOW, HAS_DOCS, ALIBI, BLOCK_M, D, DV, BLOCK_D, BLOCK_DV, PREC,
+            ATOMIC_DQ,
         )  # fmt: skip
         dk, dv = _dkdv_rows(
-            dk, dv, k, v, Q_base, dO_base, LSE + row_base, Delta + row_base, DocStart, DocEnd,
-            stride_qm, stride_dom, offs_n, offs_d, offs_dv, slope, f_lo, f_hi,
+            dk, dv, k, v, Q_base, dO_base, dQ_base, LSE + row_base, Delta + row_base, DocStart,
+            DocEnd, stride_qm, stride_dom, stride_dqm, offs_n, offs_d, offs_dv, slope, f_lo, f_hi,
             Sq, Skv, shift, window, qk_scale,
             False, CAUSAL, HAS_WINDOW, HAS_DOCS, ALIBI, BLOCK_M, D, DV, BLOCK_D, BLOCK_DV, PREC,
+            ATOMIC_DQ,
         )  # fmt: skip
         dk, dv = _dkdv_rows(
-            dk, dv, k, v, Q_base, dO_base, LSE + row_base, Delta + row_base, DocStart, DocEnd,
-            stride_qm, stride_dom, offs_n, offs_d, offs_dv, slope, tl.maximum(f_hi, m_lo), m_hi,
+            dk, dv, k, v, Q_base, dO_base, dQ_base, LSE + row_base, Delta + row_base, DocStart,
+            DocEnd, stride_qm, stride_dom, stride_dqm, offs_n, offs_d, offs_dv, slope,
+            tl.maximum(f_hi, m_lo), m_hi,
             Sq, Skv, shift, window, qk_scale,
             True, CAUSAL, HAS_WINDOW, HAS_DOCS, ALIBI, BLOCK_M, D, DV, BLOCK_D, BLOCK_DV, PREC,
+            ATOMIC_DQ,
         )  # fmt: skip
     dk = dk * sm_scale
     dk_ptrs = (
@@ -410,13 +439,16 @@ def attention_backward(
         do.stride(0), do.stride(1), do.stride(2), hq, sq,
         BLOCK_M=128, DV=dv, BLOCK_DV=block_dv, num_warps=4,
     )  # fmt: skip
-    dq = torch.empty_like(q)
     dk = torch.empty_like(k)
     dvt = torch.empty_like(v)
     dummy = delta
     slopes = mask.slopes if mask.slopes is not None else dummy
     doc_start = mask.doc_start if mask.doc_start is not None else dummy
     doc_end = mask.doc_end if mask.doc_end is not None else dummy
+    # atomic dQ: float32 sums of dS K, zeroed, scaled and cast once at the end
+    dq_acc = torch.zeros(q.shape, device=q.device, dtype=torch.float32) if config.atomic_dq else None
+    acc = dq_acc if dq_acc is not None else dummy
+    acc_strides = dq_acc.stride()[:3] if dq_acc is not None else (0, 0, 0)
     common = dict(
         GROUP=group, CAUSAL=mask.causal, HAS_WINDOW=mask.window is not None,
         HAS_DOCS=mask.doc_start is not None, ALIBI=mask.slopes is not None,
@@ -424,17 +456,22 @@ def attention_backward(
         num_warps=config.num_warps, num_stages=config.num_stages,
     )  # fmt: skip
     _bwd_dkdv_kernel[(b * hkv, triton.cdiv(skv, config.block_n1))](
-        q, k, v, do, lse, delta, dk, dvt, slopes, doc_start, doc_end,
+        q, k, v, do, lse, delta, dk, dvt, acc, slopes, doc_start, doc_end,
         q.stride(0), q.stride(1), q.stride(2),
         k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2),
         do.stride(0), do.stride(1), do.stride(2),
         dk.stride(0), dk.stride(1), dk.stride(2),
         dvt.stride(0), dvt.stride(1), dvt.stride(2),
+        *acc_strides,
         hq, hkv, sq, skv, mask.window or 0, scale, scale * LOG2E,
-        BLOCK_M=config.block_m1, BLOCK_N=config.block_n1,
+        BLOCK_M=config.block_m1, BLOCK_N=config.block_n1, ATOMIC_DQ=dq_acc is not None,
         **common,
     )  # fmt: skip
+    dq = torch.empty_like(q)
+    if dq_acc is not None:
+        torch.mul(dq_acc, scale, out=dq)  # one pass: scale (as the dQ kernel does) and cast
+        return dq, dk, dvt
     _bwd_dq_kernel[(b * hq, triton.cdiv(sq, config.block_m2))](
         q, k, v, do, lse, delta, dq, slopes, doc_start, doc_end,
         q.stride(0), q.stride(1), q.stride(2),

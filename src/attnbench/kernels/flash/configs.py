@@ -64,7 +64,12 @@ class FwdConfig:
 @dataclass(frozen=True)
 class BwdConfig:
     """Backward: the dK/dV kernel owns ``block_n1`` keys and walks queries ``block_m1`` at a
-    time; the dQ kernel owns ``block_m2`` queries and walks keys ``block_n2`` at a time."""
+    time; the dQ kernel owns ``block_m2`` queries and walks keys ``block_n2`` at a time.
+
+    ``atomic_dq`` (v5 option, off by default): the dK/dV kernel also adds each query block's
+    share of dQ into a float32 buffer with atomics and the dQ kernel does not run (5 matmuls
+    per pair of blocks instead of 7; dQ is then not bitwise reproducible). Recorded only when
+    set: the default configuration's dict is unchanged."""
 
     block_m1: int
     block_n1: int
@@ -72,9 +77,13 @@ class BwdConfig:
     block_n2: int
     num_warps: int = 8
     num_stages: int = 2
+    atomic_dq: bool = False
 
     def as_dict(self) -> dict:
-        return {"kernel": "bwd", **asdict(self)}
+        out = {"kernel": "bwd", **asdict(self)}
+        if not out["atomic_dq"]:
+            del out["atomic_dq"]
+        return out
 
 
 def pow2(n: int, floor: int = 16) -> int:
@@ -193,16 +202,59 @@ def choose_fwd_config(
 
 
 # -- backward -----------------------------------------------------------------------------------
-def choose_bwd_config(head_dim: int, v_head_dim: int, itemsize: int = 2) -> BwdConfig:
-    """The backward's tiles (the general kernels, deterministic: no atomics)."""
+#: backward variants that ``tools/triton_bench.py --bwd-variants`` measures beside the default
+#: (docs/triton-tuning.md, v5): each maps the chosen configuration to the variant's; "v3" is
+#: the chooser's own (deterministic) choice. Prepared on the CPU (sm_90 compile, interpreter),
+#: not yet measured: none is the default. Tile changes apply to fp16/bf16 only.
+BWD_VARIANTS: dict[str, dict] = {
+    "v3": {},
+    # dQ by float32 atomics in the dK/dV kernel, the default's tiles (D=128: 64x128, 8 warps,
+    # 3 stages)
+    "atomic": {"atomic_dq": True},
+    # the same with 2 stages: less shared memory, the loads less far ahead
+    "atomic-s2": {"atomic_dq": True, "num_stages": 2},
+    # 32 query rows per step: fewer registers (the default tiles spill a little already)
+    "atomic-m32": {"atomic_dq": True, "block_m1": 32, "num_stages": 2},
+    # 128 query rows per step (FlashAttention-2's dQ tile on Hopper is 64 or 128 rows)
+    "atomic-m128": {"atomic_dq": True, "block_m1": 128, "num_stages": 2},
+}
+#: environment variable naming the backward variant the chooser applies
+BWD_VARIANT_ENV = "ATTNBENCH_TRITON_BWD_VARIANT"
+
+
+def bwd_variant(config: BwdConfig, variant: str | None, itemsize: int = 2) -> BwdConfig:
+    """``config`` as the named variant of :data:`BWD_VARIANTS` (``None``/"v3": unchanged);
+    for float32 (``itemsize`` 4) only ``atomic_dq`` applies, the tiles stay the chooser's."""
+    if not variant or variant == "v3":
+        return config
+    if variant not in BWD_VARIANTS:
+        raise ValueError(f"unknown backward variant {variant!r}: one of {sorted(BWD_VARIANTS)}")
+    changes = dict(BWD_VARIANTS[variant])
+    if itemsize > 2:
+        changes = {k: v for k, v in changes.items() if k == "atomic_dq"}
+    return replace(config, **changes)
+
+
+def env_bwd_variant() -> str | None:
+    """The variant named by ``ATTNBENCH_TRITON_BWD_VARIANT`` (unset or empty: none)."""
+    return os.environ.get(BWD_VARIANT_ENV) or None
+
+
+def choose_bwd_config(
+    head_dim: int, v_head_dim: int, itemsize: int = 2, *, variant: str | None = None
+) -> BwdConfig:
+    """The backward's tiles (by default the deterministic kernels: no atomics); ``variant``:
+    a name of :data:`BWD_VARIANTS` (default v3)."""
     dmax = max(pow2(head_dim), pow2(v_head_dim))
     if itemsize > 2:
-        return BwdConfig(32, 64, 64, 32, 4, 1) if dmax <= 128 else BwdConfig(16, 32, 32, 16, 4, 1)
-    if dmax <= 64:
-        return BwdConfig(64, 128, 128, 64, 8, 3)
-    if dmax <= 128:  # H100, s8192 causal: 1.29x over (64, 64, 64, 64, 4 warps, 2 stages)
-        return BwdConfig(64, 128, 128, 64, 8, 3)
-    return BwdConfig(32, 64, 64, 32, 8, 1)
+        cfg = BwdConfig(32, 64, 64, 32, 4, 1) if dmax <= 128 else BwdConfig(16, 32, 32, 16, 4, 1)
+    elif dmax <= 64:
+        cfg = BwdConfig(64, 128, 128, 64, 8, 3)
+    elif dmax <= 128:  # H100, s8192 causal: 1.29x over (64, 64, 64, 64, 4 warps, 2 stages)
+        cfg = BwdConfig(64, 128, 128, 64, 8, 3)
+    else:
+        cfg = BwdConfig(32, 64, 64, 32, 8, 1)
+    return bwd_variant(cfg, variant, itemsize)
 
 
 # -- decode -------------------------------------------------------------------------------------
@@ -236,6 +288,8 @@ def check_head_dims(head_dim: int, v_head_dim: int) -> None:
 
 
 __all__ = [
+    "BWD_VARIANTS",
+    "BWD_VARIANT_ENV",
     "DENSE_FWD",
     "DENSE_HEAD_DIMS",
     "FWD_VARIANTS",
@@ -243,9 +297,11 @@ __all__ = [
     "MAX_HEAD_DIM",
     "BwdConfig",
     "FwdConfig",
+    "bwd_variant",
     "choose_bwd_config",
     "choose_fwd_config",
     "decode_dict",
+    "env_bwd_variant",
     "env_fwd_variant",
     "fwd_variant",
     "keys_per_split",
