@@ -446,7 +446,9 @@ def attention_backward(
     doc_start = mask.doc_start if mask.doc_start is not None else dummy
     doc_end = mask.doc_end if mask.doc_end is not None else dummy
     # atomic dQ: float32 sums of dS K, zeroed, scaled and cast once at the end
-    dq_acc = torch.zeros(q.shape, device=q.device, dtype=torch.float32) if config.atomic_dq else None
+    dq_acc = None
+    if config.atomic_dq:
+        dq_acc = torch.zeros(q.shape, device=q.device, dtype=torch.float32)
     acc = dq_acc if dq_acc is not None else dummy
     acc_strides = dq_acc.stride()[:3] if dq_acc is not None else (0, 0, 0)
     common = dict(
