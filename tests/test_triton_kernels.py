@@ -20,6 +20,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -211,11 +212,17 @@ BWD_CASES = [
 ]
 
 
-@needs_interpreter
-@pytest.mark.parametrize("case", BWD_CASES, ids=lambda c: "-".join(map(str, c[:7])))
-def test_backward_matches_float64_autograd(kernels, case, seed):
-    api, forward, _ = kernels
-    b, hq, hkv, sq, skv, d, dv, spec, dtype = case
+def _grads(api, forward, leaves, grad_out, spec, bwd_config):
+    hq, d = leaves[0].shape[1], leaves[0].shape[-1]
+    out = api.attention(
+        *leaves, scale=d**-0.5, mask=_mask(forward, spec, hq),
+        fwd_config=FwdConfig(16, 16, 1, 1), bwd_config=bwd_config,
+    )  # fmt: skip
+    return torch.autograd.grad(out, leaves, grad_out)
+
+
+def _backward_inputs(case, seed):
+    b, hq, hkv, sq, skv, d, dv, _, dtype = case
     gen = torch.Generator().manual_seed(seed)
     dt = DTYPES[dtype]
     leaves = [
@@ -223,25 +230,68 @@ def test_backward_matches_float64_autograd(kernels, case, seed):
         _randn(gen, b, hkv, skv, d, dtype=dt, grad=True),
         _randn(gen, b, hkv, skv, dv, dtype=dt, grad=True),
     ]
-    grad_out = _randn(gen, b, hq, sq, dv, dtype=dt)
-    scale = d**-0.5
-    out = api.attention(
-        *leaves, scale=scale, mask=_mask(forward, spec, hq),
-        fwd_config=FwdConfig(16, 16, 1, 1), bwd_config=SMALL_BWD,
-    )  # fmt: skip
-    actual = torch.autograd.grad(out, leaves, grad_out)
-    again = torch.autograd.grad(
-        api.attention(*leaves, scale=scale, mask=_mask(forward, spec, hq),
-                      fwd_config=FwdConfig(16, 16, 1, 1), bwd_config=SMALL_BWD),
-        leaves, grad_out,
-    )  # fmt: skip
-    assert all(torch.equal(a, b) for a, b in zip(actual, again, strict=True))  # deterministic
+    return leaves, _randn(gen, b, hq, sq, dv, dtype=dt)
+
+
+def _assert_grads_match_float64(actual, leaves, grad_out, spec, dtype):
     ref_leaves = [t.detach().double().requires_grad_() for t in leaves]
+    scale = leaves[0].shape[-1] ** -0.5
     ref = math_attention(*ref_leaves, causal=spec.causal, scale=scale, mask=spec)
     expected = torch.autograd.grad(ref, ref_leaves, grad_out.double())
     for name, a, e in zip(("dq", "dk", "dv"), actual, expected, strict=True):
-        assert a.dtype == dt
+        assert a.dtype == DTYPES[dtype] and a.shape == e.shape
         _assert_close(name, a, e, dtype)
+
+
+@needs_interpreter
+@pytest.mark.parametrize("case", BWD_CASES, ids=lambda c: "-".join(map(str, c[:7])))
+def test_backward_matches_float64_autograd(kernels, case, seed):
+    api, forward, _ = kernels
+    spec, dtype = case[7], case[8]
+    leaves, grad_out = _backward_inputs(case, seed)
+    actual = _grads(api, forward, leaves, grad_out, spec, SMALL_BWD)
+    again = _grads(api, forward, leaves, grad_out, spec, SMALL_BWD)
+    assert all(torch.equal(a, b) for a, b in zip(actual, again, strict=True))  # deterministic
+    _assert_grads_match_float64(actual, leaves, grad_out, spec, dtype)
+
+
+# -- backward with dQ by atomic adds in the dK/dV kernel (BwdConfig.atomic_dq, v5) -------------
+ATOMIC_BWD_CASES = [
+    *BWD_CASES,
+    (1, 2, 2, 40, 40, 16, 16, MaskSpec(causal=False), "fp16"),  # full, every tile whole
+    (1, 4, 1, 45, 30, 32, 32, MaskSpec(causal=False), "fp32"),  # MQA, q_len > kv_len
+    (1, 4, 2, 20, 70, 32, 32, MaskSpec(causal=True, window=24), "fp16"),  # q_len < kv_len
+    (1, 2, 1, 60, 60, 16, 16, MaskSpec(causal=False, doc_lens=(25, 35)), "fp32"),
+    (1, 3, 3, 30, 45, 16, 16, MaskSpec(causal=False, alibi=True), "fp32"),
+    (1, 2, 2, 50, 50, 16, 16, MaskSpec(causal=True, window=9, doc_lens=(20, 30)), "fp16"),
+]
+ATOMIC_BWD = {
+    "atomic": replace(SMALL_BWD, atomic_dq=True),
+    "atomic-kf": replace(SMALL_BWD, atomic_dq=True, keys_first=True),  # a head's keys first
+    "atomic-m32": replace(SMALL_BWD, atomic_dq=True, block_m1=32),  # 32-row query steps
+}
+
+
+class _NotLaunched:
+    """Stands in for ``_bwd_dq_kernel``: the atomic path must not launch it."""
+
+    def __getitem__(self, grid):
+        raise AssertionError("the dQ kernel ran: dQ did not come from the atomic adds")
+
+
+@needs_interpreter
+@pytest.mark.parametrize("variant", list(ATOMIC_BWD))
+@pytest.mark.parametrize("case", ATOMIC_BWD_CASES, ids=lambda c: "-".join(map(str, c[:8])))
+def test_atomic_dq_backward_matches_float64_autograd(kernels, case, variant, seed, monkeypatch):
+    """Every mask, GQA/MQA, q_len != kv_len, odd head dims: dQ summed by atomic adds in the
+    dK/dV kernel (the dQ kernel does not run), dK and dV as before, all against float64."""
+    api, forward, _ = kernels
+    backward = importlib.import_module("attnbench.kernels.flash.backward")
+    spec, dtype = case[7], case[8]
+    leaves, grad_out = _backward_inputs(case, seed)
+    monkeypatch.setattr(backward, "_bwd_dq_kernel", _NotLaunched())
+    actual = _grads(api, forward, leaves, grad_out, spec, ATOMIC_BWD[variant])
+    _assert_grads_match_float64(actual, leaves, grad_out, spec, dtype)
 
 
 # -- decode: packed GQA rows, split keys ------------------------------------------------------

@@ -5,6 +5,7 @@ that need not be here (default sm_90, the H100), for each configuration of a lis
     python tools/triton_resources.py --arch 100 # another architecture
     python tools/triton_resources.py --head-dims 128 --only fwd
     python tools/triton_resources.py --head-dims 128 --only variants  # v3 against the v4 options
+    python tools/triton_resources.py --head-dims 128 --only bwd-variants  # atomic dQ (v5)
 
 Compiles ``attnbench.kernels.flash`` with ``triton.compile`` (no device needed: Triton ships
 ptxas) and reads the cubin's resource usage with the bundled ``cuobjdump``. Pointer and integer
@@ -32,10 +33,13 @@ from triton.compiler import ASTSource
 from attnbench.kernels.flash import backward as fb
 from attnbench.kernels.flash import forward as ff
 from attnbench.kernels.flash.configs import (
+    BWD_VARIANTS,
     DENSE_FWD,
     FWD_VARIANTS,
     BwdConfig,
     FwdConfig,
+    bwd_variant,
+    choose_bwd_config,
     choose_fwd_config,
     fwd_variant,
 )
@@ -43,8 +47,8 @@ from attnbench.kernels.flash.configs import (
 SMEM_LIMIT = 227 * 1024
 POINTERS = {
     "Q": "*bf16", "K": "*bf16", "V": "*bf16", "Out": "*bf16", "dO": "*bf16", "dK": "*bf16",
-    "dV": "*bf16", "dQ": "*bf16", "LSE": "*fp32", "Delta": "*fp32", "Opart": "*fp32",
-    "Lpart": "*fp32", "Slopes": "*fp32", "DocStart": "*i32", "DocEnd": "*i32",
+    "dV": "*bf16", "dQ": "*bf16", "LSE": "*fp32", "Delta": "*fp32", "dQacc": "*fp32",
+    "Opart": "*fp32", "Lpart": "*fp32", "Slopes": "*fp32", "DocStart": "*i32", "DocEnd": "*i32",
 }  # fmt: skip
 # head counts, the window and the split length: not multiples of 16 in general
 NO_HINT = {"Hq", "Hkv", "window", "kv_per_split"}
@@ -93,9 +97,36 @@ def resources(fn, consts: dict, warps: int, stages: int, arch: int, descriptors=
         "stack": int(found.get("STACK", -1)),
         "smem": kernel.metadata.shared,
         "pipelined": "async_copy_global_to_local" in ttgir or "async_tma_copy" in ttgir,
+        "atomics": _atomics(kernel.asm["ptx"]),
         "warp_specialized": "ttg.warp_specialize" in ttgir,
         "qk_in_flight": _qk_left_in_flight(ttgir),
     }
+
+
+def _atomics(ptx: str) -> str:
+    """The float32 atomic reductions in the PTX, e.g. ``red.v2.f32 x32`` (instruction with its
+    vector width, then how many the unrolled code holds): none outside the atomic-dQ path."""
+    found = re.findall(r"\b(?:red|atom)(?:\.\w+)*?\.add(?:\.noftz)?((?:\.v\d)?)\.f32", ptx)
+    counts: dict[str, int] = {}
+    for vec in found:
+        key = f"red{vec}.f32"
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{k} x{n}" for k, n in sorted(counts.items()))
+
+
+def bwd_consts(
+    m: int, n: int, d: int, *, causal: bool = True, atomic: bool | None = None, kf: bool = False
+) -> dict:
+    """The backward kernels' constexprs (bf16, D = Dv = ``d``); ``atomic``: the dK/dV kernel's
+    ``ATOMIC_DQ`` and ``kf`` its ``KEYS_FIRST`` (``atomic=None``: the dQ kernel, which has
+    neither)."""
+    consts = {"GROUP": 1, "CAUSAL": causal, "HAS_WINDOW": False, "HAS_DOCS": False,
+              "ALIBI": False, "BLOCK_M": m, "BLOCK_N": n, "D": d, "DV": d, "BLOCK_D": d,
+              "BLOCK_DV": d, "PREC": "tf32"}  # fmt: skip
+    if atomic is not None:
+        consts["ATOMIC_DQ"] = atomic
+        consts["KEYS_FIRST"] = kf
+    return consts
 
 
 def _qk_left_in_flight(ttgir: str) -> int:
@@ -168,15 +199,30 @@ def rows(arch: int, head_dims: tuple[int, ...], only: str | None):
                         yield kind, d, label, "causal" if causal else "full", r
         if only in (None, "bwd"):
             for c in bwd:
-                for name, fn, m, n in (
-                    ("bwd dK/dV", fb._bwd_dkdv_kernel, c.block_m1, c.block_n1),
-                    ("bwd dQ", fb._bwd_dq_kernel, c.block_m2, c.block_n2),
+                for name, fn, m, n, atomic in (
+                    ("bwd dK/dV", fb._bwd_dkdv_kernel, c.block_m1, c.block_n1, False),
+                    ("bwd dQ", fb._bwd_dq_kernel, c.block_m2, c.block_n2, None),
                 ):
-                    consts = {"GROUP": 1, "CAUSAL": True, "HAS_WINDOW": False, "HAS_DOCS": False,
-                              "ALIBI": False, "BLOCK_M": m, "BLOCK_N": n, "D": d, "DV": d,
-                              "BLOCK_D": d, "BLOCK_DV": d, "PREC": "tf32"}  # fmt: skip
+                    consts = bwd_consts(m, n, d, atomic=atomic)
                     r = resources(fn, consts, c.num_warps, c.num_stages, arch)
                     yield name, d, f"{m}x{n} w{c.num_warps} s{c.num_stages}", "causal", r
+    if only in (None, "bwd-variants"):  # the chosen backward and its variants (BWD_VARIANTS)
+        for d in head_dims:
+            base = choose_bwd_config(d, d)
+            for name in BWD_VARIANTS:
+                c = bwd_variant(base, name)
+                label = f"{name} {c.block_m1}x{c.block_n1} w{c.num_warps} s{c.num_stages}"
+                for causal in (True, False):
+                    mask = "causal" if causal else "full"
+                    consts = bwd_consts(c.block_m1, c.block_n1, d, causal=causal,
+                                        atomic=c.atomic_dq, kf=c.keys_first)  # fmt: skip
+                    r = resources(fb._bwd_dkdv_kernel, consts, c.num_warps, c.num_stages, arch)
+                    yield "bwd dK/dV" + ("+dQ" if c.atomic_dq else ""), d, label, mask, r
+                    if not c.atomic_dq:  # the default's second kernel
+                        consts = bwd_consts(c.block_m2, c.block_n2, d, causal=causal)
+                        r = resources(fb._bwd_dq_kernel, consts, c.num_warps, c.num_stages, arch)
+                        label2 = f"{name} {c.block_m2}x{c.block_n2} w{c.num_warps} s{c.num_stages}"
+                        yield "bwd dQ", d, label2, mask, r
     if only in (None, "variants"):  # the dense D=128 entry and its variants (FWD_VARIANTS)
         for d in head_dims:
             base = DENSE_FWD.get(d, FwdConfig(128, 128, 8, 3, tma=True))
@@ -202,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", type=int, default=90, help="compute capability x10 (90: H100)")
     parser.add_argument("--head-dims", default="64,128,256")
     parser.add_argument(
-        "--only", choices=("fwd", "bwd", "decode", "variants"), help="one kernel family"
+        "--only",
+        choices=("fwd", "bwd", "decode", "variants", "bwd-variants"),
+        help="one kernel family",
     )
     args = parser.parse_args(argv)
     dims = tuple(int(d) for d in args.head_dims.split(","))
@@ -225,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
             notes.append("warp-specialized")
         if r["qk_in_flight"]:
             notes.append("QK^T in flight during the softmax")
+        if r["atomics"]:
+            notes.append(f"atomics: {r['atomics']}")
         print(f"{kernel:12} {d:>4} {label:28} {mask:7} {r['regs']:>5} {r['stack']:>6} "
               f"{r['smem'] / 1024:>9.1f}  {', '.join(notes)}", flush=True)  # fmt: skip
     return 0

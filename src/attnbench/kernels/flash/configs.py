@@ -24,6 +24,7 @@ DENSE_HEAD_DIMS = (16, 32, 64, 128, 256)
 
 
 V4_KEYS = ("lookahead", "ws")
+V5_KEYS = ("atomic_dq", "keys_first")
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,11 @@ class BwdConfig:
 
     ``atomic_dq`` (v5 option, off by default): the dK/dV kernel also adds each query block's
     share of dQ into a float32 buffer with atomics and the dQ kernel does not run (5 matmuls
-    per pair of blocks instead of 7; dQ is then not bitwise reproducible). Recorded only when
-    set: the default configuration's dict is unchanged."""
+    per pair of blocks instead of 7; dQ is then not bitwise reproducible). ``keys_first`` (v5
+    option, off by default): the dK/dV grid launches a head's key blocks side by side (grid
+    ``(Skv / block_n1, B * Hkv)``) instead of one key block of every head, so the programs in
+    flight share that head's Q, dO (and float32 dQ) in L2. Both recorded only when set: the
+    default configuration's dict is unchanged."""
 
     block_m1: int
     block_n1: int
@@ -78,11 +82,13 @@ class BwdConfig:
     num_warps: int = 8
     num_stages: int = 2
     atomic_dq: bool = False
+    keys_first: bool = False
 
     def as_dict(self) -> dict:
         out = {"kernel": "bwd", **asdict(self)}
-        if not out["atomic_dq"]:
-            del out["atomic_dq"]
+        for key in V5_KEYS:  # recorded only when set: v3 configurations read as before
+            if not out[key]:
+                del out[key]
         return out
 
 
@@ -208,15 +214,20 @@ def choose_fwd_config(
 #: not yet measured: none is the default. Tile changes apply to fp16/bf16 only.
 BWD_VARIANTS: dict[str, dict] = {
     "v3": {},
-    # dQ by float32 atomics in the dK/dV kernel, the default's tiles (D=128: 64x128, 8 warps,
-    # 3 stages)
+    # dQ by float32 atomics in the dK/dV kernel, the default's tiles. sm_90 compile, Triton
+    # 3.7.1, D=128 bf16 (docs/triton-tuning.md, v5): 64x128 w8 s3, 255 registers, 72-88 bytes
+    # of spill (v3's dK/dV: 16-40), 193 KiB shared memory
     "atomic": {"atomic_dq": True},
-    # the same with 2 stages: less shared memory, the loads less far ahead
-    "atomic-s2": {"atomic_dq": True, "num_stages": 2},
-    # 32 query rows per step: fewer registers (the default tiles spill a little already)
+    # 32 query rows per step: 244-248 registers, no spill, 136 KiB; twice the steps
     "atomic-m32": {"atomic_dq": True, "block_m1": 32, "num_stages": 2},
-    # 128 query rows per step (FlashAttention-2's dQ tile on Hopper is 64 or 128 rows)
-    "atomic-m128": {"atomic_dq": True, "block_m1": 128, "num_stages": 2},
+    # 64 keys per program: no spill, 129 KiB, but twice the dQ atomics per FLOP
+    "atomic-n64": {"atomic_dq": True, "block_n1": 64, "num_stages": 2},
+    # a head's key blocks side by side: Q, dO and the float32 dQ tiles stay in L2
+    "atomic-kf": {"atomic_dq": True, "keys_first": True},
+    # the launch order alone, deterministic (the v3 kernels otherwise)
+    "v3-kf": {"keys_first": True},
+    # (128 query rows per step, 128x128 w8 s2: 704-768 bytes of spill and 257 KiB of shared
+    # memory, over the H100's 227: not a variant)
 }
 #: environment variable naming the backward variant the chooser applies
 BWD_VARIANT_ENV = "ATTNBENCH_TRITON_BWD_VARIANT"
@@ -224,14 +235,15 @@ BWD_VARIANT_ENV = "ATTNBENCH_TRITON_BWD_VARIANT"
 
 def bwd_variant(config: BwdConfig, variant: str | None, itemsize: int = 2) -> BwdConfig:
     """``config`` as the named variant of :data:`BWD_VARIANTS` (``None``/"v3": unchanged);
-    for float32 (``itemsize`` 4) only ``atomic_dq`` applies, the tiles stay the chooser's."""
+    for float32 (``itemsize`` 4) only ``atomic_dq``/``keys_first`` apply, the tiles stay the
+    chooser's."""
     if not variant or variant == "v3":
         return config
     if variant not in BWD_VARIANTS:
         raise ValueError(f"unknown backward variant {variant!r}: one of {sorted(BWD_VARIANTS)}")
     changes = dict(BWD_VARIANTS[variant])
     if itemsize > 2:
-        changes = {k: v for k, v in changes.items() if k == "atomic_dq"}
+        changes = {k: v for k, v in changes.items() if k in V5_KEYS}
     return replace(config, **changes)
 
 
