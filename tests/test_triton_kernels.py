@@ -294,6 +294,28 @@ def test_atomic_dq_backward_matches_float64_autograd(kernels, case, variant, see
     _assert_grads_match_float64(actual, leaves, grad_out, spec, dtype)
 
 
+@needs_interpreter
+@pytest.mark.parametrize("atomic", [False, True])
+def test_keys_first_launches_a_heads_key_blocks_first(kernels, atomic, seed, monkeypatch):
+    """``keys_first``: the dK/dV grid is (key blocks, B * Hkv), and the gradients match."""
+    api, forward, _ = kernels
+    backward = importlib.import_module("attnbench.kernels.flash.backward")
+    case = (2, 4, 2, 37, 70, 32, 32, MaskSpec(causal=True), "fp32")
+    leaves, grad_out = _backward_inputs(case, seed)
+    grids, kernel = [], backward._bwd_dkdv_kernel
+
+    class Spy:
+        def __getitem__(self, grid):
+            grids.append(tuple(grid))
+            return kernel[grid]
+
+    monkeypatch.setattr(backward, "_bwd_dkdv_kernel", Spy())
+    cfg = replace(SMALL_BWD, atomic_dq=atomic, keys_first=True)
+    actual = _grads(api, forward, leaves, grad_out, case[7], cfg)
+    assert grids == [(5, 2 * 2)]  # (70 keys / 16, B * Hkv), not (B * Hkv, key blocks)
+    _assert_grads_match_float64(actual, leaves, grad_out, case[7], "fp32")
+
+
 # -- decode: packed GQA rows, split keys ------------------------------------------------------
 @needs_interpreter
 @pytest.mark.parametrize(
@@ -369,6 +391,18 @@ def test_gradients_through_attnbench(kernels, seed):
     bad = {n: e for n, e in case.gradient_errors().items() if not e.within("fp32")}
     assert not bad, bad
     assert "bwd_block_n1" in case.config
+
+
+@needs_interpreter
+def test_atomic_gradients_through_attnbench(kernels, seed, monkeypatch):
+    """``ATTNBENCH_TRITON_BWD_VARIANT=atomic``: triton-flash binds the atomic-dQ backward,
+    records it, and its gradients pass attnbench's own check."""
+    monkeypatch.setenv(configs.BWD_VARIANT_ENV, "atomic")
+    workload = W(1, 4, 2, 40, 64, 32, scenario="train", window=20)
+    case = prepare("triton-flash", workload, CPU, seed=seed, mode="forward_backward")
+    assert case.config["bwd_atomic_dq"] is True
+    bad = {n: e for n, e in case.gradient_errors().items() if not e.within("fp32")}
+    assert not bad, bad
 
 
 @needs_interpreter
@@ -485,6 +519,34 @@ def test_forward_variants_leave_v3_unchanged(monkeypatch):
     assert impl.config(w, CPU)["block_n"] == 128 and "lookahead" not in impl.config(w, CPU)
     monkeypatch.setenv(configs.FWD_VARIANT_ENV, "v4")
     assert impl.config(w, CPU)["lookahead"] is True and impl.config(w, CPU)["block_n"] == 64
+
+
+def test_backward_variants_leave_the_default_unchanged(monkeypatch):
+    """The atomic-dQ and launch-order options are off unless named: the chooser's choice and
+    its recorded dict are v3's; the impl reads ATTNBENCH_TRITON_BWD_VARIANT."""
+    v3 = configs.choose_bwd_config(128, 128)
+    assert v3 == BwdConfig(64, 128, 128, 64, 8, 3)
+    assert configs.choose_bwd_config(128, 128, variant="v3") == v3
+    assert set(v3.as_dict()) == {"kernel", "block_m1", "block_n1", "block_m2", "block_n2",
+                                 "num_warps", "num_stages"}  # fmt: skip
+    atomic = configs.choose_bwd_config(128, 128, variant="atomic")
+    assert atomic == replace(v3, atomic_dq=True) and atomic.as_dict()["atomic_dq"] is True
+    assert "keys_first" not in atomic.as_dict()
+    for name in configs.BWD_VARIANTS:  # float32 and D=256: the options, not the D=128 tiles
+        for d, size in ((128, 4), (256, 2)):
+            got = configs.choose_bwd_config(d, d, size, variant=name)
+            base = configs.choose_bwd_config(d, d, size)
+            assert replace(got, atomic_dq=False, keys_first=False) == base, name
+    with pytest.raises(ValueError, match="unknown backward variant"):
+        configs.bwd_variant(v3, "v9")
+    impl = get_impl("triton-flash")
+    w = Workload(4, 32, 32, 4096, 4096, 128, causal=True, dtype="fp16", scenario="train")
+    monkeypatch.delenv(configs.BWD_VARIANT_ENV, raising=False)
+    assert not {"bwd_atomic_dq", "bwd_keys_first"} & set(impl.config(w, CPU))
+    monkeypatch.setenv(configs.BWD_VARIANT_ENV, "atomic-kf")
+    cfg = impl.config(w, CPU)
+    assert cfg["bwd_atomic_dq"] is True and cfg["bwd_keys_first"] is True
+    assert cfg["block_n"] == 128  # the forward stays v3
 
 
 @pytest.mark.parametrize("kv_len", [1, 63, 256, 16384, 65536, 100003])

@@ -6,6 +6,7 @@
     python tools/triton_bench.py --tune -w gpu-inhouse  # per-workload configuration search
     python tools/triton_bench.py --tune -w gpu-inhouse --fwd-configs "128,128,8,3,tma;..."
     python tools/triton_bench.py --no-tune --variants v4,v4-128  # forward variants beside v3
+    python tools/triton_bench.py --no-tune --bwd-variants atomic,atomic-kf  # backward variants
 
 Measures, through attnbench's own path (``attnbench.sweep.sweep``: CUDA events, L2 flushed):
 
@@ -21,6 +22,10 @@ Measures, through attnbench's own path (``attnbench.sweep.sweep``: CUDA events, 
 - (with ``--variants``) ``triton-flash``'s forward once more per named variant of
   ``configs.FWD_VARIANTS`` (the dense path's v4 options), recorded as ``triton-flash[NAME]``,
   with a table of each against ``triton-flash`` (v3) and ``fa4``;
+- (with ``--bwd-variants``) ``triton-flash``'s forward+backward once more per named variant of
+  ``configs.BWD_VARIANTS`` (v5: dQ by atomic adds, launch order) on the six train workloads,
+  recorded as ``triton-flash[bwd:NAME]``, with a table of backward TFLOP/s against the default
+  backward and ``fa4`` (each backward time: t(fwd+bwd) - t(fwd) of the same forward);
 - (unless ``--no-tune``) a few alternative tile configurations of the forward (dense
   specialization), the backward and the decode split count, to choose the entries of
   ``attnbench/kernels/flash/configs.py``.
@@ -164,20 +169,25 @@ def measure(impls: list[str], workloads: list[Workload], mode: str, device) -> l
 
 # -- forward variants (--variants) ------------------------------------------------------------
 @contextmanager
-def fwd_variant_env(name: str):
-    """``triton-flash`` binds with the forward variant ``name`` while inside (the chooser reads
-    ``ATTNBENCH_TRITON_FWD_VARIANT`` in ``bind``)."""
-    from attnbench.kernels.flash.configs import FWD_VARIANT_ENV
-
-    old = os.environ.get(FWD_VARIANT_ENV)
-    os.environ[FWD_VARIANT_ENV] = name
+def variant_env(var: str, name: str):
+    """``os.environ[var] = name`` while inside: ``triton-flash`` reads its forward and backward
+    variants (``ATTNBENCH_TRITON_FWD_VARIANT``, ``..._BWD_VARIANT``) in ``bind``."""
+    old = os.environ.get(var)
+    os.environ[var] = name
     try:
         yield
     finally:
         if old is None:
-            os.environ.pop(FWD_VARIANT_ENV, None)
+            os.environ.pop(var, None)
         else:
-            os.environ[FWD_VARIANT_ENV] = old
+            os.environ[var] = old
+
+
+def fwd_variant_env(name: str):
+    """``triton-flash`` binds with the forward variant ``name`` while inside."""
+    from attnbench.kernels.flash.configs import FWD_VARIANT_ENV
+
+    return variant_env(FWD_VARIANT_ENV, name)
 
 
 def parse_variants(text: str | None) -> list[str]:
@@ -250,6 +260,105 @@ def variant_rows(result: dict) -> list[dict]:
             "vs_v3": t / t3 if t and t3 else None, "vs_fa4": t / t4 if t and t4 else None,
             "v3_vs_fa4": t3 / t4 if t3 and t4 else None, "max_abs_error": r["max_abs_error"],
             "config": (r.get("extra") or {}).get("config"), "reason": r["reason"],
+        })  # fmt: skip
+    return rows
+
+
+# -- backward variants (--bwd-variants) ------------------------------------------------------
+BWD_TAG = "[bwd:"  # triton-flash[bwd:NAME]
+
+
+def parse_bwd_variants(text: str | None) -> list[str]:
+    from attnbench.kernels.flash.configs import BWD_VARIANTS
+
+    names = [x.strip() for x in (text or "").split(",") if x.strip()]
+    unknown = [n for n in names if n not in BWD_VARIANTS]
+    if unknown:
+        raise SystemExit(f"--bwd-variants: unknown {unknown}; known: {', '.join(BWD_VARIANTS)}")
+    return [n for n in names if n != "v3"]  # v3 is triton-flash itself, measured anyway
+
+
+def measure_bwd_variants(names: list[str], workloads, device) -> list[Record]:
+    """``triton-flash``'s forward+backward with each backward variant, recorded as
+    ``triton-flash[bwd:NAME]``; ``max_abs_error`` is the largest |variant - default| over dQ,
+    dK, dV at S=4096 (same causality), checked once per variant."""
+    from attnbench.kernels.flash.configs import BWD_VARIANT_ENV
+
+    out = []
+    for name in names:
+        diffs = bwd_variant_diffs(name, device)
+        with variant_env(BWD_VARIANT_ENV, name):
+            recs = sweep(["triton-flash"], workloads, "forward_backward", device, baseline=None,
+                         errors=False)  # fmt: skip
+        for r in recs:
+            r = replace(r, impl=f"triton-flash{BWD_TAG}{name}]")
+            r.max_abs_error = diffs.get("causal" if "/causal" in r.workload else "full")
+            r.extra["max_abs_error_is"] = "max |variant - default| of dQ/dK/dV at s4096"
+            out.append(r)
+    return out
+
+
+def bwd_variant_diffs(name: str, device) -> dict[str, float]:
+    """Largest |variant - default| of dQ, dK, dV, S=4096 B=4 H=32 D=128 bf16, by mask."""
+    from attnbench.kernels.flash import backward, configs, forward
+
+    out = {}
+    for causal in (False, True):
+        q, k, v = _s4096_inputs(device)
+        do = torch.randn_like(q)
+        mask, scale = forward.MaskArgs(causal), 128**-0.5
+        try:
+            o, lse = forward.attention_forward(q, k, v, scale, mask, need_lse=True)
+            args = (do, q, k, v, o, lse, scale, mask)
+            ref = backward.attention_backward(*args, configs.choose_bwd_config(128, 128))
+            got = backward.attention_backward(
+                *args, configs.choose_bwd_config(128, 128, variant=name)
+            )
+            out["causal" if causal else "full"] = max(
+                float((a.float() - b.float()).abs().max()) for a, b in zip(got, ref, strict=True)
+            )
+        except Exception as exc:  # a compile failure shows in the timed records too
+            print(f"bwd variant {name}: {type(exc).__name__}: {str(exc)[:200]}", file=sys.stderr)
+        del q, k, v, do
+    return out
+
+
+def _fwd_seconds(result: dict) -> dict[tuple[str, str], float]:
+    """Forward medians by (impl, workload as its train name)."""
+    return {(r["impl"], r["workload"].replace("/prefill/", "/train/")): r["time"]["median"]
+            for r in result["records"] if r["mode"] == "forward" and r["time"]}  # fmt: skip
+
+
+def bwd_variant_rows(result: dict) -> list[dict]:
+    """Each backward variant's TFLOP/s beside the default's (``triton-flash``) and fa4's."""
+    workloads = {w.name: w for w in _all_workloads()}
+    fwd = _fwd_seconds(result)
+    fb = {(r["impl"], r["workload"]): r for r in result["records"]
+          if r["mode"] == "forward_backward"}  # fmt: skip
+
+    def bwd_rate(r, fwd_impl):
+        if not r or r["reason"] or not r["time"]:
+            return None
+        t_fwd, t = fwd.get((fwd_impl, r["workload"])), r["time"]["median"]
+        if not t_fwd or t <= t_fwd:
+            return None
+        return workloads[r["workload"]].backward_flops / (t - t_fwd) / 1e12
+
+    rows = []
+    for (impl, name), r in fb.items():
+        if not impl.startswith("triton-flash" + BWD_TAG):
+            continue
+        # the variants run triton-flash's own (default) forward
+        t = bwd_rate(r, "triton-flash")
+        t3 = bwd_rate(fb.get(("triton-flash", name)), "triton-flash")
+        t4 = bwd_rate(fb.get(("fa4", name)), "fa4")
+        rows.append({
+            "workload": name, "variant": impl[len("triton-flash" + BWD_TAG):-1],
+            "bwd_tflops": t, "default_bwd_tflops": t3, "fa4_bwd_tflops": t4,
+            "vs_default": t / t3 if t and t3 else None, "vs_fa4": t / t4 if t and t4 else None,
+            "default_vs_fa4": t3 / t4 if t3 and t4 else None,
+            "max_abs_diff": r["max_abs_error"], "config": (r.get("extra") or {}).get("config"),
+            "reason": r["reason"],
         })  # fmt: skip
     return rows
 
@@ -551,7 +660,8 @@ def report(result: dict) -> str:
         flops = w.forward_flops if r["mode"] == "forward" else w.flops
         floor_t = max(flops / (mm * 1e12), (w.kv_bytes if w.q_len == 1 else w.bytes) / (bw * 1e12))
         bwd = "-"
-        t_fwd = fwd_time.get((r["impl"], r["workload"].replace("/train/", "/prefill/")))
+        fwd_impl = r["impl"].split(BWD_TAG)[0]  # a backward variant runs the default forward
+        t_fwd = fwd_time.get((fwd_impl, r["workload"].replace("/train/", "/prefill/")))
         if r["mode"] == "forward_backward" and t_fwd and t > t_fwd:
             bwd = f"{w.backward_flops / (t - t_fwd) / 1e12:.0f}"
         kv_tbps = f"{w.kv_bytes / t / 1e12:.2f}" if w.q_len == 1 else "-"
@@ -564,11 +674,11 @@ def report(result: dict) -> str:
                      ratio, mem, cfg_s])  # fmt: skip
     out.append(_table(rows, ["workload", "mode", "impl", "ms", "TFLOP/s", "bwd TFLOP/s",
                              "KV TB/s", "floor/t", "peak/io", "config"]))  # fmt: skip
+
+    def f(x, spec):
+        return "-" if x is None else format(x, spec)
+
     if result.get("variants"):
-
-        def f(x, spec):
-            return "-" if x is None else format(x, spec)
-
         vrows = [[v["workload"], v["variant"], f(v["tflops"], ".0f"), f(v["v3_tflops"], ".0f"),
                   f(v["fa4_tflops"], ".0f"), f(v["vs_v3"], ".3f"), f(v["vs_fa4"], ".2f"),
                   f(v["v3_vs_fa4"], ".2f"), f(v["max_abs_error"], ".1e"),
@@ -576,6 +686,17 @@ def report(result: dict) -> str:
         out.append("\nforward variants (triton-flash[NAME] against triton-flash = v3, and fa4)")
         out.append(_table(vrows, ["workload", "variant", "TFLOP/s", "v3", "fa4", "vs v3",
                                   "vs fa4", "v3 vs fa4", "max |v4-v3|", "note"]))  # fmt: skip
+    if result.get("bwd_variants"):
+        brows = [[v["workload"], v["variant"], f(v["bwd_tflops"], ".0f"),
+                  f(v["default_bwd_tflops"], ".0f"), f(v["fa4_bwd_tflops"], ".0f"),
+                  f(v["vs_default"], ".3f"), f(v["vs_fa4"], ".2f"), f(v["default_vs_fa4"], ".2f"),
+                  f(v["max_abs_diff"], ".1e"), (v["reason"] or "")[:50]]
+                 for v in result["bwd_variants"]]  # fmt: skip
+        out.append("\nbackward variants (bwd TFLOP/s of triton-flash[bwd:NAME] against the "
+                   "default backward, and fa4)")  # fmt: skip
+        out.append(_table(brows, ["workload", "variant", "bwd TFLOP/s", "default", "fa4",
+                                  "vs default", "vs fa4", "default vs fa4", "max |diff|",
+                                  "note"]))  # fmt: skip
     if result.get("tuning"):
         trows = [[t["what"], t["workload"], ",".join(str(v) for k, v in t["config"].items()
                   if k != "kernel"), f"{t['ms']:.3f}" if "ms" in t else "-",
@@ -639,8 +760,13 @@ def main(argv: list[str] | None = None) -> int:
         "--variants", help="forward variants of configs.FWD_VARIANTS to measure beside v3, "
         "e.g. v4,v4-128 (the whole-run comparison only)",
     )  # fmt: skip
+    parser.add_argument(
+        "--bwd-variants", help="backward variants of configs.BWD_VARIANTS to measure beside "
+        "the default on the train workloads, e.g. atomic,atomic-kf (the whole-run comparison)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     variants = parse_variants(args.variants)
+    bwd_variants = parse_bwd_variants(args.bwd_variants)
     if not torch.cuda.is_available():
         print("triton_bench: needs a CUDA device", file=sys.stderr)
         return 2
@@ -672,6 +798,10 @@ def main(argv: list[str] | None = None) -> int:
     train = [prefill(s, c, "train") for s in SEQS for c in (False, True)]
     records += measure(["triton-flash", *others], train, "forward_backward", device)
     print(f"forward+backward done ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+    if bwd_variants:
+        records += measure_bwd_variants(bwd_variants, train, device)
+        print(f"backward variants {','.join(bwd_variants)} done "
+              f"({time.perf_counter() - start:.0f} s)", file=sys.stderr)  # fmt: skip
     dec = [decode_workload(kv) for kv in DECODE_KV]
     kvcache = ["fa2-kvcache"] if "fa2-kvcache" in impl_names() else []
     records += measure(["triton-decode", *others, *kvcache], dec, "forward", device)
@@ -679,6 +809,8 @@ def main(argv: list[str] | None = None) -> int:
     result["records"] = [r.as_dict() for r in records]
     if variants:
         result["variants"] = variant_rows(result)
+    if bwd_variants:
+        result["bwd_variants"] = bwd_variant_rows(result)
     if not args.no_tune:
         torch.cuda.empty_cache()
         deadline = min(time.perf_counter() + TUNE_BUDGET_S, start + TOTAL_BUDGET_S)

@@ -38,7 +38,6 @@ from attnbench.kernels.flash.configs import (
     FWD_VARIANTS,
     BwdConfig,
     FwdConfig,
-    bwd_variant,
     choose_bwd_config,
     choose_fwd_config,
     fwd_variant,
@@ -208,9 +207,8 @@ def rows(arch: int, head_dims: tuple[int, ...], only: str | None):
                     yield name, d, f"{m}x{n} w{c.num_warps} s{c.num_stages}", "causal", r
     if only in (None, "bwd-variants"):  # the chosen backward and its variants (BWD_VARIANTS)
         for d in head_dims:
-            base = choose_bwd_config(d, d)
             for name in BWD_VARIANTS:
-                c = bwd_variant(base, name)
+                c = choose_bwd_config(d, d, variant=name)
                 label = f"{name} {c.block_m1}x{c.block_n1} w{c.num_warps} s{c.num_stages}"
                 for causal in (True, False):
                     mask = "causal" if causal else "full"

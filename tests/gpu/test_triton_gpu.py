@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from attnbench import Workload, prepare, workload_set
-from attnbench.kernels.flash.configs import FwdConfig
+from attnbench.kernels.flash.configs import BWD_VARIANT_ENV, BWD_VARIANTS, FwdConfig
 from attnbench.measure.accuracy import TOLERANCES, ErrorStats, compare
 
 pytestmark = [
@@ -438,6 +438,50 @@ def test_backward(kernels, shape, dtype, seed):
         except AssertionError as exc:
             failures.append(str(exc))
     assert not failures, "\n".join(failures)
+
+
+ATOMIC_VARIANTS = [n for n in BWD_VARIANTS if n != "v3"]
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+@pytest.mark.parametrize("variant", ATOMIC_VARIANTS)
+@pytest.mark.parametrize("shape", BWD, ids=lambda s: "-".join(map(str, s)))
+def test_backward_variants(kernels, shape, variant, dtype, seed):
+    """The v5 backward options (configs.BWD_VARIANTS: dQ by float32 atomic adds in the dK/dV
+    kernel, a head's key blocks launched side by side) against the reference: MHA/GQA/MQA,
+    causal and full, q_len != kv_len, ragged tiles, head dims 64-256."""
+    from attnbench.kernels.flash.configs import choose_bwd_config
+
+    flash, _ = kernels
+    b, hq, hkv, sq, skv, d, causal = shape
+    leaves = _inputs(seed, b, hq, hkv, sq, skv, d, DTYPES[dtype], grad=True)
+    gen = torch.Generator("cuda").manual_seed(seed + 1)
+    grad_out = torch.randn(b, hq, sq, d, generator=gen, device="cuda").to(DTYPES[dtype])
+    cfg = choose_bwd_config(d, d, 2, variant=variant)
+    out = flash.attention(*leaves, causal=causal, scale=d**-0.5, bwd_config=cfg)
+    actual = torch.autograd.grad(out, leaves, grad_out)
+    ref_leaves = [t.detach().float().requires_grad_() for t in leaves]
+    ref, _ = _reference(*ref_leaves, causal, d**-0.5)
+    expected = torch.autograd.grad(ref, ref_leaves, grad_out.float())
+    failures = []
+    for i, name in enumerate(("dq", "dk", "dv")):
+        assert actual[i].dtype == leaves[i].dtype and actual[i].shape == leaves[i].shape
+        try:
+            _check(f"{name} ({variant})", actual[i], expected[i], dtype)
+        except AssertionError as exc:
+            failures.append(str(exc))
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("workload", TRAIN, ids=lambda w: w.name)
+def test_atomic_backward_through_attnbench(workload, seed, monkeypatch):
+    """``ATTNBENCH_TRITON_BWD_VARIANT=atomic``: every mask (window, documents, ALiBi), fp32,
+    D=192/256 through attnbench's gradient check against float64, the option recorded."""
+    monkeypatch.setenv(BWD_VARIANT_ENV, "atomic")
+    case = prepare(IMPL, workload, _cuda(), seed=seed, mode="forward_backward")
+    assert case.config["bwd_atomic_dq"] is True
+    for name, err in case.gradient_errors().items():
+        _assert_within(case, err, workload.dtype, name)
 
 
 # (batch, q_heads, kv_heads, kv_len, head_dim)

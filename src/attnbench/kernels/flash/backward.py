@@ -10,7 +10,8 @@ blocks every row sees whole (same interval mask model as the forward's general k
 block and adds it with float32 atomics into a zeroed float32 dQ buffer (FlashAttention-2's
 scheme: 5 matmuls per pair of blocks instead of 7, but the order of the additions, hence dQ's
 last bits, varies from run to run); one elementwise op scales and casts it, and
-``_bwd_dq_kernel`` does not run.
+``_bwd_dq_kernel`` does not run. ``BwdConfig.keys_first`` (off by default): the dK/dV grid
+launches a head's key blocks side by side instead of the heads of one key block.
 """
 
 from __future__ import annotations
@@ -203,12 +204,17 @@ def _bwd_dkdv_kernel(
     BLOCK_DV: tl.constexpr,
     PREC: tl.constexpr,
     ATOMIC_DQ: tl.constexpr,
+    KEYS_FIRST: tl.constexpr,
 ):
-    pid_bh = tl.program_id(0)  # b * Hkv + kv head
+    if KEYS_FIRST:  # a head's key blocks launched side by side: its Q, dO (dQ) stay in L2
+        pid_bh = tl.program_id(1)
+        start_n = tl.program_id(0) * BLOCK_N
+    else:
+        pid_bh = tl.program_id(0)  # b * Hkv + kv head
+        start_n = tl.program_id(1) * BLOCK_N
     b = pid_bh // Hkv
     hkv = pid_bh % Hkv
     b64 = b.to(tl.int64)
-    start_n = tl.program_id(1) * BLOCK_N
     shift = Skv - Sq
     offs_n = start_n + tl.arange(0, BLOCK_N)
     n_ok = offs_n < Skv
@@ -457,7 +463,8 @@ def attention_backward(
         D=d, DV=dv, BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=prec(q.dtype),
         num_warps=config.num_warps, num_stages=config.num_stages,
     )  # fmt: skip
-    _bwd_dkdv_kernel[(b * hkv, triton.cdiv(skv, config.block_n1))](
+    grid = (b * hkv, triton.cdiv(skv, config.block_n1))
+    _bwd_dkdv_kernel[grid[::-1] if config.keys_first else grid](
         q, k, v, do, lse, delta, dk, dvt, acc, slopes, doc_start, doc_end,
         q.stride(0), q.stride(1), q.stride(2),
         k.stride(0), k.stride(1), k.stride(2),
@@ -468,6 +475,7 @@ def attention_backward(
         *acc_strides,
         hq, hkv, sq, skv, mask.window or 0, scale, scale * LOG2E,
         BLOCK_M=config.block_m1, BLOCK_N=config.block_n1, ATOMIC_DQ=dq_acc is not None,
+        KEYS_FIRST=config.keys_first,
         **common,
     )  # fmt: skip
     dq = torch.empty_like(q)

@@ -211,7 +211,8 @@ def choose_fwd_config(
 #: backward variants that ``tools/triton_bench.py --bwd-variants`` measures beside the default
 #: (docs/triton-tuning.md, v5): each maps the chosen configuration to the variant's; "v3" is
 #: the chooser's own (deterministic) choice. Prepared on the CPU (sm_90 compile, interpreter),
-#: not yet measured: none is the default. Tile changes apply to fp16/bf16 only.
+#: not yet measured: none is the default. Tile changes apply to fp16/bf16 with head dims up to
+#: 128 only (elsewhere only the options).
 BWD_VARIANTS: dict[str, dict] = {
     "v3": {},
     # dQ by float32 atomics in the dK/dV kernel, the default's tiles. sm_90 compile, Triton
@@ -233,16 +234,16 @@ BWD_VARIANTS: dict[str, dict] = {
 BWD_VARIANT_ENV = "ATTNBENCH_TRITON_BWD_VARIANT"
 
 
-def bwd_variant(config: BwdConfig, variant: str | None, itemsize: int = 2) -> BwdConfig:
+def bwd_variant(config: BwdConfig, variant: str | None, *, tiles: bool = True) -> BwdConfig:
     """``config`` as the named variant of :data:`BWD_VARIANTS` (``None``/"v3": unchanged);
-    for float32 (``itemsize`` 4) only ``atomic_dq``/``keys_first`` apply, the tiles stay the
-    chooser's."""
+    ``tiles=False`` applies only ``atomic_dq``/``keys_first``, keeping the chooser's tiles
+    (the variants' tiles were compiled for fp16/bf16 head dims up to 128 only)."""
     if not variant or variant == "v3":
         return config
     if variant not in BWD_VARIANTS:
         raise ValueError(f"unknown backward variant {variant!r}: one of {sorted(BWD_VARIANTS)}")
     changes = dict(BWD_VARIANTS[variant])
-    if itemsize > 2:
+    if not tiles:
         changes = {k: v for k, v in changes.items() if k in V5_KEYS}
     return replace(config, **changes)
 
@@ -266,7 +267,7 @@ def choose_bwd_config(
         cfg = BwdConfig(64, 128, 128, 64, 8, 3)
     else:
         cfg = BwdConfig(32, 64, 64, 32, 8, 1)
-    return bwd_variant(cfg, variant, itemsize)
+    return bwd_variant(cfg, variant, tiles=itemsize <= 2 and dmax <= 128)
 
 
 # -- decode -------------------------------------------------------------------------------------
