@@ -58,7 +58,7 @@ def test_bwd_variant_table(bench):
             extra={"config": {"kernel": "fwd", "bwd_atomic_dq": True}},
         ),
         Record(
-            "triton-flash[bwd:atomic-n64]",
+            "triton-flash[bwd:atomic-kf-n64]",
             train,
             "forward_backward",
             "cuda",
@@ -71,10 +71,10 @@ def test_bwd_variant_table(bench):
     assert atomic["bwd_tflops"] == pytest.approx(w.backward_flops / 3e-3 / 1e12)
     assert atomic["vs_default"] == pytest.approx(4 / 3)
     assert atomic["vs_fa4"] == pytest.approx(2 / 3) and atomic["default_vs_fa4"] == 0.5
-    assert rows["atomic-n64"]["bwd_tflops"] is None and rows["atomic-n64"]["reason"]
+    assert rows["atomic-kf-n64"]["bwd_tflops"] is None and rows["atomic-kf-n64"]["reason"]
     result["bwd_variants"] = list(rows.values())
     text = bench.report(result)
-    assert "backward variants" in text and "atomic-n64" in text and "1.333" in text
+    assert "backward variants" in text and "atomic-kf-n64" in text and "1.333" in text
     # the main table derives the variant's backward rate from triton-flash's forward too
     line = next(x for x in text.splitlines() if "triton-flash[bwd:atomic]" in x)
     assert f"{w.backward_flops / 3e-3 / 1e12:.0f}" in line

@@ -268,7 +268,7 @@ ATOMIC_BWD_CASES = [
 ATOMIC_BWD = {
     "atomic": replace(SMALL_BWD, atomic_dq=True),
     "atomic-kf": replace(SMALL_BWD, atomic_dq=True, keys_first=True),  # a head's keys first
-    "atomic-m32": replace(SMALL_BWD, atomic_dq=True, block_m1=32),  # 32-row query steps
+    "atomic-kf-m32": replace(SMALL_BWD, atomic_dq=True, keys_first=True, block_m1=32),
 }
 
 

@@ -215,16 +215,17 @@ def choose_fwd_config(
 #: 128 only (elsewhere only the options).
 BWD_VARIANTS: dict[str, dict] = {
     "v3": {},
-    # dQ by float32 atomics in the dK/dV kernel, the default's tiles. sm_90 compile, Triton
-    # 3.7.1, D=128 bf16 (docs/triton-tuning.md, v5): 64x128 w8 s3, 255 registers, 72-88 bytes
-    # of spill (v3's dK/dV: 16-40), 193 KiB shared memory
+    # dQ by float32 atomics in the dK/dV kernel, the default's tiles and launch order (one key
+    # block of every head in flight: the dQ tiles of ~132 heads, far more than L2 holds).
+    # sm_90 compile, Triton 3.7.1, D=128 bf16 (docs/triton-tuning.md, v5): 64x128 w8 s3, 255
+    # registers, 72-88 bytes of spill (v3's dK/dV: 16-40), 193 KiB shared memory
     "atomic": {"atomic_dq": True},
-    # 32 query rows per step: 244-248 registers, no spill, 136 KiB; twice the steps
-    "atomic-m32": {"atomic_dq": True, "block_m1": 32, "num_stages": 2},
-    # 64 keys per program: no spill, 129 KiB, but twice the dQ atomics per FLOP
-    "atomic-n64": {"atomic_dq": True, "block_n1": 64, "num_stages": 2},
-    # a head's key blocks side by side: Q, dO and the float32 dQ tiles stay in L2
+    # the same, a head's key blocks side by side: its Q, dO and float32 dQ tiles stay in L2
     "atomic-kf": {"atomic_dq": True, "keys_first": True},
+    # ... 32 query rows per step: 244-248 registers, no spill, 136 KiB; twice the steps
+    "atomic-kf-m32": {"atomic_dq": True, "keys_first": True, "block_m1": 32, "num_stages": 2},
+    # ... 64 keys per program: no spill, 129 KiB, but twice the dQ atomics per FLOP
+    "atomic-kf-n64": {"atomic_dq": True, "keys_first": True, "block_n1": 64, "num_stages": 2},
     # the launch order alone, deterministic (the v3 kernels otherwise)
     "v3-kf": {"keys_first": True},
     # (128 query rows per step, 128x128 w8 s2: 704-768 bytes of spill and 257 KiB of shared
