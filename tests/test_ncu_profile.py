@@ -522,3 +522,18 @@ def test_no_counter_permission_no_retry(tool, fake_ncu, tmp_path, monkeypatch, c
     (case,) = json.loads(out.read_text())["cases"]
     assert case["status"] == "error" and len(case["commands"]) == 1
     assert "ERR_NVGPUCTRPERM" in capsys.readouterr().out
+
+
+def test_real_ncu_output_rows_end_after_the_value(tool):
+    """ncu 2025.3.1's own CSV (captured on the H100, a cuBLAS GEMM, thousands separators):
+    a metric's row stops after its value, 16 cells under a 20-column header; a rule's row
+    fills them. Both kinds are kept, and the kernel gets its figures."""
+    text = (ROOT / "tests" / "data" / "ncu-2025.3.1-h100-cublas.csv").read_text()
+    rows = tool.parse_ncu_csv(text)
+    assert len(rows) == 59
+    assert rows[0]["Metric Name"] == "DRAM Frequency" and rows[0]["Rule Name"] == ""
+    (kernel,) = tool.build_kernels(rows)
+    s = kernel["summary"]
+    assert s["duration_us"] == pytest.approx(59.84)
+    assert s["sm_ghz"] == pytest.approx(1.968455, rel=1e-5)
+    assert s["regs"] == 224 and s["occ_theory_pct"] == 12.5

@@ -188,7 +188,8 @@ def parse_ncu_csv(text: str) -> list[dict[str, str]]:
     """The rows of ``ncu --csv --page details`` output, one dict per row keyed by the header.
 
     Lines before the header (``"ID",...``) and ncu's own lines (``==PROF==``, ``==WARNING==``)
-    are skipped, as are rows whose length differs from the header's."""
+    are skipped. ncu ends a metric's row after its value (``...,"2618933446.07",``: the rule
+    columns empty), so a shorter row is padded with empty cells; a longer one is dropped."""
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith('"ID"')), None)
     if start is None:
@@ -196,7 +197,12 @@ def parse_ncu_csv(text: str) -> list[dict[str, str]]:
     body = [line for line in lines[start:] if line.strip() and not line.startswith("==")]
     reader = csv.reader(body)
     header = next(reader)
-    return [dict(zip(header, row, strict=True)) for row in reader if len(row) == len(header)]
+    n = len(header)
+    return [
+        dict(zip(header, row + [""] * (n - len(row)), strict=True))
+        for row in reader
+        if len(row) <= n
+    ]
 
 
 def group_kernels(rows: list[dict[str, str]]) -> list[dict]:
