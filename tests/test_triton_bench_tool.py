@@ -31,7 +31,9 @@ def _rec(impl: str, workload: str, mode: str, seconds: float, **kw) -> dict:
 
 
 def test_bwd_variant_names_are_checked(bench):
-    assert bench.parse_bwd_variants("atomic, v3,atomic-kf") == ["atomic", "atomic-kf"]
+    # the default (v5) is triton-flash itself; v3 (the order before v5) is a variant now
+    assert bench.parse_bwd_variants("atomic, v3,v5,atomic-kf") == ["atomic", "v3", "atomic-kf"]
+    assert bench.parse_bwd_variants("v5") == []
     assert bench.parse_bwd_variants(None) == []
     with pytest.raises(SystemExit, match="unknown"):
         bench.parse_bwd_variants("atomic,nope")

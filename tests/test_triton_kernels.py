@@ -266,7 +266,7 @@ ATOMIC_BWD_CASES = [
     (1, 2, 2, 50, 50, 16, 16, MaskSpec(causal=True, window=9, doc_lens=(20, 30)), "fp16"),
 ]
 ATOMIC_BWD = {
-    "atomic": replace(SMALL_BWD, atomic_dq=True),
+    "atomic": replace(SMALL_BWD, atomic_dq=True, keys_first=False),  # v3's launch order
     "atomic-kf": replace(SMALL_BWD, atomic_dq=True, keys_first=True),  # a head's keys first
     "atomic-kf-m32": replace(SMALL_BWD, atomic_dq=True, keys_first=True, block_m1=32),
 }
@@ -296,8 +296,11 @@ def test_atomic_dq_backward_matches_float64_autograd(kernels, case, variant, see
 
 @needs_interpreter
 @pytest.mark.parametrize("atomic", [False, True])
-def test_keys_first_launches_a_heads_key_blocks_first(kernels, atomic, seed, monkeypatch):
-    """``keys_first``: the dK/dV grid is (key blocks, B * Hkv), and the gradients match."""
+@pytest.mark.parametrize("keys_first", [True, False], ids=["keys-first", "v3-order"])
+def test_dkdv_launch_order(kernels, atomic, keys_first, seed, monkeypatch):
+    """``keys_first`` (the default since v5): the dK/dV grid is (key blocks, B * Hkv); without
+    it (variant "v3") (B * Hkv, key blocks); the gradients match float64 either way, and the
+    deterministic kernels give bitwise the same gradients in both orders."""
     api, forward, _ = kernels
     backward = importlib.import_module("attnbench.kernels.flash.backward")
     case = (2, 4, 2, 37, 70, 32, 32, MaskSpec(causal=True), "fp32")
@@ -310,9 +313,36 @@ def test_keys_first_launches_a_heads_key_blocks_first(kernels, atomic, seed, mon
             return kernel[grid]
 
     monkeypatch.setattr(backward, "_bwd_dkdv_kernel", Spy())
-    cfg = replace(SMALL_BWD, atomic_dq=atomic, keys_first=True)
+    cfg = replace(SMALL_BWD, atomic_dq=atomic, keys_first=keys_first)
     actual = _grads(api, forward, leaves, grad_out, case[7], cfg)
-    assert grids == [(5, 2 * 2)]  # (70 keys / 16, B * Hkv), not (B * Hkv, key blocks)
+    # 70 keys / 16 = 5 key blocks, B * Hkv = 4
+    assert grids == [(5, 2 * 2) if keys_first else (2 * 2, 5)]
+    _assert_grads_match_float64(actual, leaves, grad_out, case[7], "fp32")
+    if not atomic:
+        flipped = replace(cfg, keys_first=not keys_first)
+        other = _grads(api, forward, leaves, grad_out, case[7], flipped)
+        for a, b in zip(actual, other, strict=True):
+            assert torch.equal(a, b)
+
+
+@needs_interpreter
+def test_keys_first_falls_back_past_the_grid_limit(kernels, seed, monkeypatch):
+    """B * Hkv over CUDA's 65535 on the grid's second axis: v3's order, same gradients."""
+    api, forward, _ = kernels
+    backward = importlib.import_module("attnbench.kernels.flash.backward")
+    case = (2, 4, 2, 37, 70, 32, 32, MaskSpec(causal=True), "fp32")
+    leaves, grad_out = _backward_inputs(case, seed)
+    grids, kernel = [], backward._bwd_dkdv_kernel
+
+    class Spy:
+        def __getitem__(self, grid):
+            grids.append(tuple(grid))
+            return kernel[grid]
+
+    monkeypatch.setattr(backward, "_bwd_dkdv_kernel", Spy())
+    monkeypatch.setattr(backward, "MAX_GRID_Y", 3)  # B * Hkv = 4 "too many"
+    actual = _grads(api, forward, leaves, grad_out, case[7], SMALL_BWD)
+    assert SMALL_BWD.keys_first and grids == [(2 * 2, 5)]
     _assert_grads_match_float64(actual, leaves, grad_out, case[7], "fp32")
 
 
@@ -521,28 +551,48 @@ def test_forward_variants_leave_v3_unchanged(monkeypatch):
     assert impl.config(w, CPU)["lookahead"] is True and impl.config(w, CPU)["block_n"] == 64
 
 
-def test_backward_variants_leave_the_default_unchanged(monkeypatch):
-    """The atomic-dQ and launch-order options are off unless named: the chooser's choice and
-    its recorded dict are v3's; the impl reads ATTNBENCH_TRITON_BWD_VARIANT."""
-    v3 = configs.choose_bwd_config(128, 128)
-    assert v3 == BwdConfig(64, 128, 128, 64, 8, 3)
-    assert configs.choose_bwd_config(128, 128, variant="v3") == v3
-    assert set(v3.as_dict()) == {"kernel", "block_m1", "block_n1", "block_m2", "block_n2",
-                                 "num_warps", "num_stages"}  # fmt: skip
-    atomic = configs.choose_bwd_config(128, 128, variant="atomic")
-    assert atomic == replace(v3, atomic_dq=True) and atomic.as_dict()["atomic_dq"] is True
-    assert "keys_first" not in atomic.as_dict()
-    for name in configs.BWD_VARIANTS:  # float32 and D=256: the options, not the D=128 tiles
-        for d, size in ((128, 4), (256, 2)):
+def test_backward_default_is_v5_keys_first(monkeypatch):
+    """v5: the chooser's backward is v3's deterministic kernels with a head's key blocks
+    launched first ("v5" = "v3-kf"), for every shape; "v3" names the old launch order and the
+    atomic variants stay opt-in; the recorded dict always carries both v5 booleans; the impl
+    reads ATTNBENCH_TRITON_BWD_VARIANT."""
+    v5 = configs.choose_bwd_config(128, 128)
+    assert v5 == BwdConfig(64, 128, 128, 64, 8, 3, atomic_dq=False, keys_first=True)
+    assert configs.BWD_DEFAULT == "v5" and configs.BWD_VARIANTS["v5"] == {}
+    for name in (None, "", "v5", "v3-kf"):
+        assert configs.choose_bwd_config(128, 128, variant=name) == v5, name
+    v3 = configs.choose_bwd_config(128, 128, variant="v3")
+    assert v3 == replace(v5, keys_first=False)
+    fields = {"kernel", "block_m1", "block_n1", "block_m2", "block_n2", "num_warps",
+              "num_stages", "atomic_dq", "keys_first"}  # fmt: skip
+    assert set(v5.as_dict()) == fields and set(v3.as_dict()) == fields
+    assert v5.as_dict()["keys_first"] is True and v5.as_dict()["atomic_dq"] is False
+    assert v3.as_dict()["keys_first"] is False and v3.as_dict()["atomic_dq"] is False
+    atomic = configs.choose_bwd_config(128, 128, variant="atomic")  # as measured: v3's order
+    assert atomic == replace(v5, atomic_dq=True, keys_first=False)
+    assert atomic.as_dict()["atomic_dq"] is True and atomic.as_dict()["keys_first"] is False
+    assert configs.choose_bwd_config(128, 128, variant="atomic-kf") == replace(v5, atomic_dq=True)
+    # each name but the two spellings of the default is a configuration of its own
+    chosen = {n: configs.choose_bwd_config(128, 128, variant=n) for n in configs.BWD_VARIANTS}
+    assert len(set(chosen.values())) == len(chosen) - 1
+    for d, size in ((64, 2), (128, 4), (256, 2), (256, 4), (56, 2)):  # keys first everywhere
+        base = configs.choose_bwd_config(d, d, size)
+        assert base.keys_first and not base.atomic_dq, (d, size)
+        for name in configs.BWD_VARIANTS:
             got = configs.choose_bwd_config(d, d, size, variant=name)
-            base = configs.choose_bwd_config(d, d, size)
-            assert replace(got, atomic_dq=False, keys_first=False) == base, name
+            assert got.keys_first == configs.BWD_VARIANTS[name].get("keys_first", True), name
+            if size > 2 or d > 128:  # float32 and D=256: the options, not the D=128 tiles
+                assert replace(got, atomic_dq=False, keys_first=True) == base, (name, d, size)
     with pytest.raises(ValueError, match="unknown backward variant"):
-        configs.bwd_variant(v3, "v9")
+        configs.bwd_variant(v5, "v9")
     impl = get_impl("triton-flash")
     w = Workload(4, 32, 32, 4096, 4096, 128, causal=True, dtype="fp16", scenario="train")
     monkeypatch.delenv(configs.BWD_VARIANT_ENV, raising=False)
-    assert not {"bwd_atomic_dq", "bwd_keys_first"} & set(impl.config(w, CPU))
+    cfg = impl.config(w, CPU)
+    assert cfg["bwd_keys_first"] is True and cfg["bwd_atomic_dq"] is False
+    monkeypatch.setenv(configs.BWD_VARIANT_ENV, "v3")
+    cfg = impl.config(w, CPU)
+    assert cfg["bwd_keys_first"] is False and cfg["bwd_atomic_dq"] is False
     monkeypatch.setenv(configs.BWD_VARIANT_ENV, "atomic-kf")
     cfg = impl.config(w, CPU)
     assert cfg["bwd_atomic_dq"] is True and cfg["bwd_keys_first"] is True

@@ -23,9 +23,10 @@ Measures, through attnbench's own path (``attnbench.sweep.sweep``: CUDA events, 
   ``configs.FWD_VARIANTS`` (the dense path's v4 options), recorded as ``triton-flash[NAME]``,
   with a table of each against ``triton-flash`` (v3) and ``fa4``;
 - (with ``--bwd-variants``) ``triton-flash``'s forward+backward once more per named variant of
-  ``configs.BWD_VARIANTS`` (v5: dQ by atomic adds, launch order) on the six train workloads,
-  recorded as ``triton-flash[bwd:NAME]``, with a table of backward TFLOP/s against the default
-  backward and ``fa4`` (each backward time: t(fwd+bwd) - t(fwd) of the same forward);
+  ``configs.BWD_VARIANTS`` (v5: dQ by atomic adds, launch order; "v3": the launch order
+  before v5) on the six train workloads, recorded as ``triton-flash[bwd:NAME]``, with a table
+  of backward TFLOP/s against the default backward (v5) and ``fa4`` (each backward time:
+  t(fwd+bwd) - t(fwd) of the same forward);
 - (unless ``--no-tune``) a few alternative tile configurations of the forward (dense
   specialization), the backward and the decode split count, to choose the entries of
   ``attnbench/kernels/flash/configs.py``.
@@ -275,7 +276,10 @@ def parse_bwd_variants(text: str | None) -> list[str]:
     unknown = [n for n in names if n not in BWD_VARIANTS]
     if unknown:
         raise SystemExit(f"--bwd-variants: unknown {unknown}; known: {', '.join(BWD_VARIANTS)}")
-    return [n for n in names if n != "v3"]  # v3 is triton-flash itself, measured anyway
+    # the default ("v5") is triton-flash itself, measured anyway; "v3" (the launch order
+    # before v5) and "v3-kf" (the default's configuration under another name: a drift check)
+    # are measured as variants
+    return [n for n in names if BWD_VARIANTS[n]]
 
 
 def measure_bwd_variants(names: list[str], workloads, device) -> list[Record]:

@@ -202,7 +202,7 @@ def rows(arch: int, head_dims: tuple[int, ...], only: str | None):
                     ("bwd dK/dV", fb._bwd_dkdv_kernel, c.block_m1, c.block_n1, False),
                     ("bwd dQ", fb._bwd_dq_kernel, c.block_m2, c.block_n2, None),
                 ):
-                    consts = bwd_consts(m, n, d, atomic=atomic)
+                    consts = bwd_consts(m, n, d, atomic=atomic, kf=c.keys_first)  # v5 order
                     r = resources(fn, consts, c.num_warps, c.num_stages, arch)
                     yield name, d, f"{m}x{n} w{c.num_warps} s{c.num_stages}", "causal", r
     if only in (None, "bwd-variants"):  # the chosen backward and its variants (BWD_VARIANTS)

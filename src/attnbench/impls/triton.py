@@ -3,8 +3,9 @@
 - ``triton-flash``: forward and backward (prefill and train): every mask computed in the
   kernel (causal, sliding window, packed documents, ALiBi), any head_dim up to 256 (V's may
   differ), fp16/bf16/fp32, GQA by index; dense causal/full shapes with power-of-two head dims
-  take the kernel's dense specialization; the backward is deterministic (no atomics) unless
-  ``ATTNBENCH_TRITON_BWD_VARIANT`` names an atomic-dQ variant (``configs.BWD_VARIANTS``).
+  take the kernel's dense specialization; the backward is deterministic (no atomics; v5: a
+  head's key blocks launched first) unless ``ATTNBENCH_TRITON_BWD_VARIANT`` names an atomic-dQ
+  variant (``configs.BWD_VARIANTS``; "v3": the launch order before v5).
 - ``triton-decode``: one query row against a long cache: the group's query heads packed into
   one tile, the keys split across the SMs, a combine kernel.
 
@@ -121,7 +122,7 @@ class TritonFlash(_Triton):
         if workload.has_backward:
             bwd = choose_bwd_config(
                 workload.head_dim, workload.dv, _itemsize(workload, device),
-                variant=env_bwd_variant(),  # ATTNBENCH_TRITON_BWD_VARIANT (default: none, v3)
+                variant=env_bwd_variant(),  # ATTNBENCH_TRITON_BWD_VARIANT (default: none, v5)
             )  # fmt: skip
         return fwd, bwd
 

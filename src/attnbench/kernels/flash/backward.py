@@ -2,16 +2,19 @@
 
 ``_bwd_delta_kernel`` computes ``delta = rowsum(O * dO)``; ``_bwd_dkdv_kernel`` runs a program
 per key block and KV head, looping over the group's query heads (GQA accumulates in registers:
-no atomics, the same result every run); ``_bwd_dq_kernel`` a program per query block and
-head. P and dS are recomputed from the forward's base-2 log-sum-exp. Both skip the mask on the
-blocks every row sees whole (same interval mask model as the forward's general kernel).
+no atomics, the same result every run), a head's key blocks launched side by side
+(``BwdConfig.keys_first``, the default since v5: grid ``(Skv / block_n1, B * Hkv)``, so the
+programs in flight share that head's Q and dO in L2; ``keys_first=False``, variant "v3": grid
+``(B * Hkv, Skv / block_n1)``, one key block of every head); ``_bwd_dq_kernel`` a program per
+query block and head. P and dS are recomputed from the forward's base-2 log-sum-exp. Both
+skip the mask on the blocks every row sees whole (same interval mask model as the forward's
+general kernel).
 
 ``BwdConfig.atomic_dq`` (off by default): the dK/dV kernel also computes ``dS K`` for its key
 block and adds it with float32 atomics into a zeroed float32 dQ buffer (FlashAttention-2's
 scheme: 5 matmuls per pair of blocks instead of 7, but the order of the additions, hence dQ's
 last bits, varies from run to run); one elementwise op scales and casts it, and
-``_bwd_dq_kernel`` does not run. ``BwdConfig.keys_first`` (off by default): the dK/dV grid
-launches a head's key blocks side by side instead of the heads of one key block.
+``_bwd_dq_kernel`` does not run.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import triton.language as tl
 from .common import _LOG2E, LOG2E, _load_rows, _row_bounds
 from .configs import BwdConfig, choose_bwd_config, pow2
 from .forward import MaskArgs, last_dim_contiguous, prec
+
+MAX_GRID_Y = 65535  # CUDA's limit on a grid's second (and third) axis
 
 
 # -- kernels --------------------------------------------------------------------------------
@@ -464,7 +469,10 @@ def attention_backward(
         num_warps=config.num_warps, num_stages=config.num_stages,
     )  # fmt: skip
     grid = (b * hkv, triton.cdiv(skv, config.block_n1))
-    _bwd_dkdv_kernel[grid[::-1] if config.keys_first else grid](
+    # a head's key blocks first (v5 default) puts B * Hkv on the grid's second axis, which
+    # CUDA caps at 65535: beyond that, v3's order (the same results, bitwise)
+    keys_first = config.keys_first and b * hkv <= MAX_GRID_Y
+    _bwd_dkdv_kernel[grid[::-1] if keys_first else grid](
         q, k, v, do, lse, delta, dk, dvt, acc, slopes, doc_start, doc_end,
         q.stride(0), q.stride(1), q.stride(2),
         k.stride(0), k.stride(1), k.stride(2),
@@ -475,7 +483,7 @@ def attention_backward(
         *acc_strides,
         hq, hkv, sq, skv, mask.window or 0, scale, scale * LOG2E,
         BLOCK_M=config.block_m1, BLOCK_N=config.block_n1, ATOMIC_DQ=dq_acc is not None,
-        KEYS_FIRST=config.keys_first,
+        KEYS_FIRST=keys_first,
         **common,
     )  # fmt: skip
     dq = torch.empty_like(q)

@@ -67,13 +67,16 @@ class BwdConfig:
     """Backward: the dK/dV kernel owns ``block_n1`` keys and walks queries ``block_m1`` at a
     time; the dQ kernel owns ``block_m2`` queries and walks keys ``block_n2`` at a time.
 
+    ``keys_first`` (v5, **on by default**; H100-measured 1.03-1.21x the v3 order's backward,
+    docs/triton-tuning.md): the dK/dV grid launches a head's key blocks side by side (grid
+    ``(Skv / block_n1, B * Hkv)``) instead of one key block of every head (v3's ``(B * Hkv,
+    Skv / block_n1)``), so the programs in flight share that head's Q, dO (and float32 dQ) in
+    L2; the launch order only: without ``atomic_dq`` the results are bitwise those of the v3
+    order.
     ``atomic_dq`` (v5 option, off by default): the dK/dV kernel also adds each query block's
     share of dQ into a float32 buffer with atomics and the dQ kernel does not run (5 matmuls
-    per pair of blocks instead of 7; dQ is then not bitwise reproducible). ``keys_first`` (v5
-    option, off by default): the dK/dV grid launches a head's key blocks side by side (grid
-    ``(Skv / block_n1, B * Hkv)``) instead of one key block of every head, so the programs in
-    flight share that head's Q, dO (and float32 dQ) in L2. Both recorded only when set: the
-    default configuration's dict is unchanged."""
+    per pair of blocks instead of 7; dQ is then not bitwise reproducible). Both are always
+    recorded (:meth:`as_dict`), so that history shows the launch order of every result."""
 
     block_m1: int
     block_n1: int
@@ -82,14 +85,12 @@ class BwdConfig:
     num_warps: int = 8
     num_stages: int = 2
     atomic_dq: bool = False
-    keys_first: bool = False
+    keys_first: bool = True
 
     def as_dict(self) -> dict:
-        out = {"kernel": "bwd", **asdict(self)}
-        for key in V5_KEYS:  # recorded only when set: v3 configurations read as before
-            if not out[key]:
-                del out[key]
-        return out
+        # every field, the two v5 booleans included (records before v5 have neither key: they
+        # ran the v3 order, ``keys_first`` False, without atomics)
+        return {"kernel": "bwd", **asdict(self)}
 
 
 def pow2(n: int, floor: int = 16) -> int:
@@ -209,37 +210,46 @@ def choose_fwd_config(
 
 # -- backward -----------------------------------------------------------------------------------
 #: backward variants that ``tools/triton_bench.py --bwd-variants`` measures beside the default
-#: (docs/triton-tuning.md, v5): each maps the chosen configuration to the variant's; "v3" is
-#: the chooser's own (deterministic) choice. Prepared on the CPU (sm_90 compile, interpreter),
-#: not yet measured: none is the default. Tile changes apply to fp16/bf16 with head dims up to
-#: 128 only (elsewhere only the options).
+#: (docs/triton-tuning.md, v5): each maps the chosen configuration to the variant's; "v5" is
+#: the chooser's own (deterministic) choice, v3's kernels with a head's key blocks launched
+#: first. H100-measured (2026-11-25, bwd TFLOP/s against the v3 order, D=128 bf16 B=4 H=32):
+#: v3-kf (now the default) 1.03-1.21x, atomic-kf 1.06-1.25x, atomic 0.74-0.86x, atomic-kf-m32
+#: 0.81-0.97x, atomic-kf-n64 0.57-0.68x. Each entry names ``keys_first`` explicitly, so that a
+#: name keeps meaning the configuration that was measured under it. Tile changes apply to
+#: fp16/bf16 with head dims up to 128 only (elsewhere only the options).
 BWD_VARIANTS: dict[str, dict] = {
-    "v3": {},
-    # dQ by float32 atomics in the dK/dV kernel, the default's tiles and launch order (one key
-    # block of every head in flight: the dQ tiles of ~132 heads, far more than L2 holds).
+    "v5": {},  # the default (the chooser's choice): = "v3-kf"
+    # the launch order before v5: one key block of every head in flight (re-measurable)
+    "v3": {"keys_first": False},
+    # dQ by float32 atomics in the dK/dV kernel, the default's tiles and v3's launch order (one
+    # key block of every head in flight: the dQ tiles of ~132 heads, far more than L2 holds).
     # sm_90 compile, Triton 3.7.1, D=128 bf16 (docs/triton-tuning.md, v5): 64x128 w8 s3, 255
     # registers, 72-88 bytes of spill (v3's dK/dV: 16-40), 193 KiB shared memory
-    "atomic": {"atomic_dq": True},
+    "atomic": {"atomic_dq": True, "keys_first": False},
     # the same, a head's key blocks side by side: its Q, dO and float32 dQ tiles stay in L2
+    # (measured fastest, +1-6 % over v5, but dQ is not bitwise reproducible: opt-in only)
     "atomic-kf": {"atomic_dq": True, "keys_first": True},
     # ... 32 query rows per step: 244-248 registers, no spill, 136 KiB; twice the steps
     "atomic-kf-m32": {"atomic_dq": True, "keys_first": True, "block_m1": 32, "num_stages": 2},
     # ... 64 keys per program: no spill, 129 KiB, but twice the dQ atomics per FLOP
     "atomic-kf-n64": {"atomic_dq": True, "keys_first": True, "block_n1": 64, "num_stages": 2},
-    # the launch order alone, deterministic (the v3 kernels otherwise)
+    # the launch order alone, deterministic (the v3 kernels otherwise): the name under which
+    # the v5 default was measured; now the same configuration as "v5"
     "v3-kf": {"keys_first": True},
     # (128 query rows per step, 128x128 w8 s2: 704-768 bytes of spill and 257 KiB of shared
     # memory, over the H100's 227: not a variant)
 }
+#: the name of the chooser's own backward choice in :data:`BWD_VARIANTS`
+BWD_DEFAULT = "v5"
 #: environment variable naming the backward variant the chooser applies
 BWD_VARIANT_ENV = "ATTNBENCH_TRITON_BWD_VARIANT"
 
 
 def bwd_variant(config: BwdConfig, variant: str | None, *, tiles: bool = True) -> BwdConfig:
-    """``config`` as the named variant of :data:`BWD_VARIANTS` (``None``/"v3": unchanged);
+    """``config`` as the named variant of :data:`BWD_VARIANTS` (``None``/"v5": unchanged);
     ``tiles=False`` applies only ``atomic_dq``/``keys_first``, keeping the chooser's tiles
     (the variants' tiles were compiled for fp16/bf16 head dims up to 128 only)."""
-    if not variant or variant == "v3":
+    if not variant or variant == BWD_DEFAULT:
         return config
     if variant not in BWD_VARIANTS:
         raise ValueError(f"unknown backward variant {variant!r}: one of {sorted(BWD_VARIANTS)}")
@@ -257,8 +267,9 @@ def env_bwd_variant() -> str | None:
 def choose_bwd_config(
     head_dim: int, v_head_dim: int, itemsize: int = 2, *, variant: str | None = None
 ) -> BwdConfig:
-    """The backward's tiles (by default the deterministic kernels: no atomics); ``variant``:
-    a name of :data:`BWD_VARIANTS` (default v3)."""
+    """The backward's tiles (by default the deterministic kernels, no atomics, a head's key
+    blocks launched first: v5); ``variant``: a name of :data:`BWD_VARIANTS` (default v5; "v3":
+    the launch order before v5)."""
     dmax = max(pow2(head_dim), pow2(v_head_dim))
     if itemsize > 2:
         cfg = BwdConfig(32, 64, 64, 32, 4, 1) if dmax <= 128 else BwdConfig(16, 32, 32, 16, 4, 1)
@@ -302,6 +313,7 @@ def check_head_dims(head_dim: int, v_head_dim: int) -> None:
 
 
 __all__ = [
+    "BWD_DEFAULT",
     "BWD_VARIANTS",
     "BWD_VARIANT_ENV",
     "DENSE_FWD",
