@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -406,6 +407,52 @@ def test_failed_capture_keeps_plain_timing_with_a_note(monkeypatch):
     assert s.as_dict()["note"] == s.note
 
 
+def test_bimodal_samples_are_timed_again_and_the_lower_batch_kept(monkeypatch):
+    """A batch whose median is UNSTABLE_RATIO x its minimum or more (another process on the
+    GPU, say) is timed once more; the lower-median batch is kept, with a note naming both."""
+    from attnbench.measure import timing
+
+    bimodal = [1.8e-3] * 3 + [4.3e-3] * 22  # H100, sdpa-math decode kv4096, one whole run
+    steady = [1.80e-3] * 24 + [1.81e-3]
+    batches = iter([bimodal, steady])
+    _fake_cuda_timers(monkeypatch, 0.0)
+    monkeypatch.setattr(timing, "_event_samples", lambda fn, w, r: next(batches))
+    s = timing.time_cuda(lambda: None)
+    assert (s.clock, s.median, s.n) == ("cuda_event", 1.80e-3, 25)
+    assert s.note == ("timed twice: median 4300.0 us was 2.39x the minimum; kept median "
+                      "1800.0 us, the other batch 4300.0 us")  # fmt: skip
+    # the second batch no better: the first is kept, and the note says it is still bimodal
+    batches = iter([bimodal, [4.4e-3] * 10])
+    s = timing.time_cuda(lambda: None)
+    assert s.median == 4.3e-3 and s.note.endswith("; still 2.39x its minimum")
+    # a steady batch is timed once; so is a clock that drifts 10 % (below the ratio)
+    calls = []
+
+    def drifting(fn, warmup_ms, rep_ms):
+        calls.append(1)
+        return [1.0e-3] * 5 + [1.1e-3] * 5
+
+    monkeypatch.setattr(timing, "_event_samples", drifting)
+    assert timing.time_cuda(lambda: None).note is None and len(calls) == 1
+    assert not timing.TimingStats.from_samples([1.0, 9.0, 9.0], "x").unstable  # too few
+
+
+def test_bimodal_graph_replays_keep_both_notes(monkeypatch):
+    from attnbench.measure import timing
+
+    seen = _fake_cuda_timers(monkeypatch, 20e-6)
+    batches = iter([[5e-6] + [15e-6] * 9, [10e-6] * 10])
+
+    def replays(fn, rep_ms):
+        seen["graph"] += 1
+        return next(batches)
+
+    monkeypatch.setattr(timing, "_graph_samples", replays)
+    s = timing.time_cuda(lambda: None)
+    assert (s.clock, s.median, seen["graph"]) == ("cuda_graph", 10e-6, 2)
+    assert s.note.startswith("CUDA-graph replay (plain median 20.0 us); timed twice: median 15.0")
+
+
 def test_nvidia_smi_parsing():
     from attnbench.measure.gpu_state import gpu_state, parse_smi
 
@@ -413,6 +460,43 @@ def test_nvidia_smi_parsing():
                                        "source": "nvidia-smi"}  # fmt: skip
     assert parse_smi("[N/A], 45") is None and parse_smi("") is None
     assert gpu_state(CPU) is None  # nothing GPU-ish on the CPU
+
+
+def test_compute_processes_from_nvidia_smi_and_nvml(monkeypatch):
+    """The processes holding a CUDA context on the GPU: above 1, another program shared it."""
+    import types
+
+    from attnbench.measure import gpu_state as gs
+
+    assert gs.parse_smi_apps("4242, 81000\n977, 512\n") == {
+        "compute_processes": 2, "process_mib": [81000, 512]}  # fmt: skip
+    assert gs.parse_smi_apps("") == {"compute_processes": 0, "process_mib": []}
+    assert gs.parse_smi_apps("4242, [N/A]") == {"compute_processes": 1, "process_mib": [None]}
+    assert gs.parse_smi_apps("No running processes found") == {}
+    assert gs.shared_with_others({"compute_processes": 2})
+    assert not gs.shared_with_others({"compute_processes": 1})
+    assert not gs.shared_with_others({"sm_clock_mhz": 1980}) and not gs.shared_with_others(None)
+
+    procs = [types.SimpleNamespace(pid=1, usedGpuMemory=3 * 2**30),
+             types.SimpleNamespace(pid=2, usedGpuMemory=None)]  # fmt: skip
+    fake = types.SimpleNamespace(
+        NVML_CLOCK_SM=0, NVML_TEMPERATURE_GPU=0, nvmlInit=lambda: None,
+        nvmlDeviceGetHandleByPciBusId=lambda pci: "h", nvmlDeviceGetHandleByIndex=lambda i: "h",
+        nvmlDeviceGetClockInfo=lambda h, c: 1980, nvmlDeviceGetTemperature=lambda h, t: 50,
+        nvmlDeviceGetComputeRunningProcesses=lambda h: procs,
+    )  # fmt: skip
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.setattr(gs.torch.cuda, "get_device_properties", lambda d: types.SimpleNamespace())
+    monkeypatch.setattr(gs.torch.cuda, "current_device", lambda: 0)
+    cuda = torch.device("cuda", 0)
+    assert gs._pynvml(cuda) == {"sm_clock_mhz": 1980, "temperature_c": 50, "source": "nvml",
+                                "compute_processes": 2, "process_mib": [3072, None]}  # fmt: skip
+
+    def refused(handle):
+        raise RuntimeError("NVML_ERROR_NO_PERMISSION")
+
+    fake.nvmlDeviceGetComputeRunningProcesses = refused  # clock and temperature still read
+    assert gs._pynvml(cuda) == {"sm_clock_mhz": 1980, "temperature_c": 50, "source": "nvml"}
 
 
 def _tiny_case():
@@ -431,6 +515,14 @@ def test_measure_case_records_gpu_state_and_checks_rates(monkeypatch):
     assert rec.ok and rec.extra["gpu_state"]["start"]["sm_clock_mhz"] == 1980
     assert rec.extra["gpu_state"]["end"]["temperature_c"] == 61
     assert "plausibility" not in rec.extra  # a known card, rates below its peak
+    assert "shared_gpu" not in rec.extra  # no process count: nothing said
+    # another program on the GPU at the end: said in the record and on stderr
+    readings = iter([{"sm_clock_mhz": 1980, "compute_processes": 1},
+                     {"sm_clock_mhz": 1980, "compute_processes": 2}])  # fmt: skip
+    shared = sweep_mod.measure_case(_tiny_case(), errors=False)
+    assert shared.ok and shared.extra["shared_gpu"].startswith(
+        "1 processes on the GPU at the start, 2 at the end"
+    )
     # a rate above the H100's bf16/fp32 peak: the record fails, with the reason, no figure
     monkeypatch.setattr(sweep_mod, "gpu_state", lambda device: None)
     monkeypatch.setattr(sweep_mod, "rates", lambda w, s, mode: Rates(5000.0, 1.0, 1.0))

@@ -7,6 +7,7 @@ A pair that cannot run is recorded with its reason; a failure never loses the ot
 from __future__ import annotations
 
 import gc
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from .case import Case, prepare
 from .devices import resolve_device
 from .errors import AttnbenchError, UnsupportedError
 from .impls import Implementation
-from .measure.gpu_state import device_name, gpu_state
+from .measure.gpu_state import device_name, gpu_state, shared_with_others
 from .measure.peaks import ImplausibleRateError, check_plausible
 from .measure.rates import rates
 from .measure.timing import TimingStats
@@ -60,8 +61,9 @@ def measure_case(
 ) -> Record:
     """Time (device-correct), rates, memory and (forward) error of a prepared case.
 
-    The GPU's SM clock and temperature are read before and after timing (``extra``); a rate
-    above the card's peak makes the record a failure whose reason says so."""
+    The GPU's SM clock, temperature and compute processes are read before and after timing
+    (``extra``; ``shared_gpu`` says when another program held the GPU meanwhile); a rate above
+    the card's peak makes the record a failure whose reason says so."""
     start = gpu_state(case.device)
     stats = case.time(mode)
     end = gpu_state(case.device)
@@ -93,6 +95,13 @@ def measure_case(
     rec.extra["first_call_seconds"] = case.first_call_seconds
     if start or end:
         rec.extra["gpu_state"] = {"start": start, "end": end}
+    if shared_with_others(start) or shared_with_others(end):
+        counts = [(r or {}).get("compute_processes", "?") for r in (start, end)]
+        rec.extra["shared_gpu"] = (
+            f"{counts[0]} processes on the GPU at the start, {counts[1]} at the end (this one "
+            "included): another program may have slowed this figure"
+        )
+        print(f"attnbench: {rec.impl} {rec.workload}: {rec.extra['shared_gpu']}", file=sys.stderr)
     if name is not None and note:
         rec.extra["plausibility"] = note
     if case.config:

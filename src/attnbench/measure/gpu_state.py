@@ -1,8 +1,14 @@
-"""The GPU's SM clock and temperature at a moment: what a figure was measured under.
+"""The GPU's SM clock, temperature and compute processes at a moment: what a figure was
+measured under.
 
 Read through NVML (``pynvml``, from nvidia-ml-py) when importable, else ``nvidia-smi``, else
 ``torch.cuda.clock_rate``/``temperature`` where present; ``None`` on the CPU or when nothing
 answers. Readings are cheap enough to take at the start and end of each benchmark.
+
+``compute_processes`` counts the processes holding a CUDA context on the GPU, this one
+included: above 1, another program shared the GPU while the figure was taken (a shared runner,
+a job left running), which slows a kernel without any sign in its own samples. NVML and
+``nvidia-smi`` list them; ``torch.cuda`` cannot, and its readings leave the key out.
 """
 
 from __future__ import annotations
@@ -35,25 +41,44 @@ def _pynvml(device: torch.device) -> dict | None:
             handle = pynvml.nvmlDeviceGetHandleByPciBusId(pci)
         else:
             handle = pynvml.nvmlDeviceGetHandleByIndex(_index(device))
-        return {
+        reading = {
             "sm_clock_mhz": pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
             "temperature_c": pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU),
             "source": "nvml",
         }
     except Exception:
         return None
+    try:
+        procs = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+        reading["compute_processes"] = len(procs)
+        reading["process_mib"] = [_mib(p.usedGpuMemory) for p in procs]
+    except Exception:  # an old driver or a restricted container: clock and temperature only
+        pass
+    return reading
+
+
+def _mib(used_bytes: int | None) -> int | None:
+    return None if used_bytes is None else used_bytes // 2**20
+
+
+def _smi(query: str, device: torch.device) -> str:
+    return subprocess.run(
+        ["nvidia-smi", query, "--format=csv,noheader,nounits", "-i", str(_index(device))],
+        capture_output=True, text=True, timeout=10, check=True,
+    ).stdout  # fmt: skip
 
 
 def _nvidia_smi(device: torch.device) -> dict | None:
     try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=clocks.sm,temperature.gpu", "--format=csv,noheader,nounits",
-             "-i", str(_index(device))],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout  # fmt: skip
-        return parse_smi(out)
+        reading = parse_smi(_smi("--query-gpu=clocks.sm,temperature.gpu", device))
     except (OSError, subprocess.SubprocessError):
         return None
+    if reading:
+        try:
+            reading.update(parse_smi_apps(_smi("--query-compute-apps=pid,used_memory", device)))
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return reading
 
 
 def parse_smi(text: str) -> dict | None:
@@ -64,6 +89,26 @@ def parse_smi(text: str) -> dict | None:
                 "source": "nvidia-smi"}  # fmt: skip
     except (ValueError, IndexError):
         return None
+
+
+def parse_smi_apps(text: str) -> dict:
+    """``"1234, 5120"`` lines (nvidia-smi's compute apps: pid, MiB) as ``compute_processes``
+    and ``process_mib``; ``{}`` when a line is not of that form."""
+    mib: list[int | None] = []
+    for line in filter(None, (raw.strip() for raw in text.splitlines())):
+        try:
+            pid, used = (field.strip() for field in line.split(","))
+        except ValueError:
+            return {}
+        if not pid.isdigit():
+            return {}
+        mib.append(int(used) if used.isdigit() else None)  # "[N/A]" in some containers
+    return {"compute_processes": len(mib), "process_mib": mib}
+
+
+def shared_with_others(reading: dict | None) -> bool:
+    """Whether a reading saw processes besides this one on the GPU."""
+    return bool(reading) and reading.get("compute_processes", 0) > 1
 
 
 def _torch(device: torch.device) -> dict | None:
@@ -77,7 +122,8 @@ def _torch(device: torch.device) -> dict | None:
 
 
 def gpu_state(device: torch.device) -> dict | None:
-    """``{"sm_clock_mhz", "temperature_c", "source"}`` now, or ``None`` (CPU, nothing answers)."""
+    """``{"sm_clock_mhz", "temperature_c", "source"}`` and, where NVML or nvidia-smi answer,
+    ``"compute_processes"``/``"process_mib"``, now; ``None`` on the CPU or if nothing answers."""
     if device.type != "cuda":
         return None
     for read in (_pynvml, _nvidia_smi, _torch):

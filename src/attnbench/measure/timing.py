@@ -6,6 +6,11 @@ host, which varies from run to run), is captured once in a CUDA graph and its re
 so that the launch overhead of the Python and dispatcher layers does not stand in for the
 kernels' time; the L2 cache is still flushed before each replay. A call that cannot be captured
 (one that synchronizes, say) keeps its plain timing, with a note.
+
+A set of samples whose median is :data:`UNSTABLE_RATIO` times its minimum or more holds two
+populations (another process on the GPU, a host stall): it is timed once more and the batch with
+the lower median is kept, with a note giving both medians, so such a figure is visible in the
+records instead of passing for a regression.
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ HOST_BOUND_FRACTION = 0.5
 #: the call sustains (power limit) before the first sample, not during the samples.
 #: ``ATTNBENCH_SETTLE_MS`` overrides (0: do_bench's own 25 ms warm-up only)
 SETTLE_MS = float(os.environ.get("ATTNBENCH_SETTLE_MS", "200"))
+#: median / minimum at or above which a batch of samples is timed again (H100, two whole runs
+#: at 0c407c4: three decode pairs read 1.5-2.4x their minimum in one run and 1.0x in the
+#: other; no other pair of either run above 1.15, docs/results.md)
+UNSTABLE_RATIO = 1.25
 L2_FLUSH_BYTES = 256 * 1024 * 1024  # more than any GPU's L2 cache (as triton's do_bench)
 
 
@@ -71,6 +80,11 @@ class TimingStats:
             clock=clock,
             note=note,
         )
+
+    @property
+    def unstable(self) -> bool:
+        """Median at least :data:`UNSTABLE_RATIO` times the fastest sample (5 samples or more)."""
+        return self.n >= 5 and self.median >= UNSTABLE_RATIO * self.min > 0
 
     @property
     def spread(self) -> float:
@@ -142,6 +156,28 @@ def _graph_samples(fn: Callable[[], object], rep_ms: float) -> list[float]:
     return replays(n)
 
 
+def _timed_twice_if_unstable(samples: Callable[[], list[float]], clock: str) -> TimingStats:
+    """Stats of ``samples()``; when :attr:`TimingStats.unstable`, of the lower-median of two
+    batches, with a note naming both (and whether the kept one is still unstable)."""
+    first = TimingStats.from_samples(samples(), clock)
+    if not first.unstable:
+        return first
+    second = TimingStats.from_samples(samples(), clock)
+    kept, other = sorted((first, second), key=lambda s: s.median)
+    note = (
+        f"timed twice: median {first.median * 1e6:.1f} us was "
+        f"{first.median / first.min:.2f}x the minimum; kept median {kept.median * 1e6:.1f} us, "
+        f"the other batch {other.median * 1e6:.1f} us"
+    )
+    if kept.unstable:
+        note += f"; still {kept.median / kept.min:.2f}x its minimum"
+    return replace(kept, note=note)
+
+
+def _join(*notes: str | None) -> str | None:
+    return "; ".join(n for n in notes if n) or None
+
+
 def _host_seconds(fn: Callable[[], object], calls: int = 5) -> float:
     """Median wall time to enqueue one call on an idle GPU (its host side: Python, dispatch,
     launches; a call that synchronizes inside also counts its device time)."""
@@ -181,7 +217,7 @@ def time_cuda(
     settle_ms = SETTLE_MS if settle_ms is None else settle_ms
     if settle_ms > 0:
         settle(fn, settle_ms)
-    plain = TimingStats.from_samples(_event_samples(fn, warmup_ms, rep_ms), "cuda_event")
+    plain = _timed_twice_if_unstable(lambda: _event_samples(fn, warmup_ms, rep_ms), "cuda_event")
     if graph is False:
         return plain
     plain_us = plain.median * 1e6
@@ -193,13 +229,12 @@ def time_cuda(
             return plain
         why = f"launch-bound: enqueue {host * 1e6:.1f} us, plain median {plain_us:.1f} us"
     try:
-        samples = _graph_samples(fn, rep_ms)
+        replays = _timed_twice_if_unstable(lambda: _graph_samples(fn, rep_ms), "cuda_graph")
     except Exception as exc:
         text = " ".join(str(exc).split())[:200]
-        return replace(
-            plain, note=f"CUDA-graph capture failed ({type(exc).__name__}: {text}): plain timing"
-        )
-    return TimingStats.from_samples(samples, "cuda_graph", note=f"CUDA-graph replay ({why})")
+        failed = f"CUDA-graph capture failed ({type(exc).__name__}: {text}): plain timing"
+        return replace(plain, note=_join(failed, plain.note))
+    return replace(replays, note=_join(f"CUDA-graph replay ({why})", replays.note))
 
 
 def time_call(fn: Callable[[], object], device: torch.device, **kwargs: float) -> TimingStats:

@@ -1,0 +1,60 @@
+"""The measuring code on a real GPU: what a record says about the GPU it was taken on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from attnbench import prepare
+from attnbench.measure.gpu_state import gpu_state
+from attnbench.sweep import measure_case
+
+# another program on the same GPU: a bf16 matmul loop in its own process (its own context)
+HOG = """
+import sys, time, torch
+a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+(a @ a).sum().item()
+print("ready", flush=True)
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    for _ in range(20):
+        a @ a
+    torch.cuda.synchronize()
+"""
+
+
+def test_this_process_is_among_the_gpu_s_compute_processes():
+    torch.ones(1, device="cuda")  # a context of our own
+    reading = gpu_state(torch.device("cuda"))
+    assert reading is not None and reading["source"] in ("nvml", "nvidia-smi")
+    assert reading.get("compute_processes", 0) >= 1, reading
+
+
+@pytest.fixture
+def another_program_on_the_gpu():
+    hog = subprocess.Popen([sys.executable, "-c", HOG, "60"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert hog.stdout.readline().strip() == "ready"
+        yield hog
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+def test_another_program_on_the_gpu_shows_in_the_record(another_program_on_the_gpu):
+    """A figure taken while another process computes on the GPU says so (``shared_gpu``), and
+    is slower than the same figure taken alone."""
+    case = prepare("sdpa", "mha32-d128/prefill/s4096/b4/causal/bf16", "cuda")
+    shared = measure_case(case, errors=False)
+    another_program_on_the_gpu.kill()
+    another_program_on_the_gpu.wait()
+    alone = measure_case(case, errors=False)
+    states = shared.extra["gpu_state"]
+    print(f"\nshared: {shared.time.median * 1e3:.3f} ms ({shared.time.note}), {states}")
+    print(f"alone:  {alone.time.median * 1e3:.3f} ms ({alone.time.note})")
+    assert states["start"]["compute_processes"] >= 2
+    assert "another program may have slowed this figure" in shared.extra["shared_gpu"]
+    assert shared.time.median > 1.2 * alone.time.median
