@@ -499,6 +499,22 @@ def test_compute_processes_from_nvidia_smi_and_nvml(monkeypatch):
     assert gs._pynvml(cuda) == {"sm_clock_mhz": 1980, "temperature_c": 50, "source": "nvml"}
 
 
+def test_clock_limits_name_nvml_s_reason_bits(monkeypatch):
+    """Why the SM clock is held down, read at the end of a measurement (NVML's reason mask)."""
+    import types
+
+    from attnbench.measure import gpu_state as gs
+
+    assert gs.clock_limit_names(0x1 | 0x4) == ["sw_power_cap"]  # idle is not a limit
+    assert gs.clock_limit_names(0x4 | 0x20 | 0x40) == ["sw_power_cap", "sw_thermal", "hw_thermal"]
+    assert gs.clock_limit_names(0) == []
+    old_driver = types.SimpleNamespace(nvmlDeviceGetCurrentClocksThrottleReasons=lambda h: 0x8)
+    assert gs._clock_limits(old_driver, "h") == ["hw_slowdown"]  # the pre-12.2 name
+    new = types.SimpleNamespace(nvmlDeviceGetCurrentClocksEventReasons=lambda h: 0x4)
+    assert gs._clock_limits(new, "h") == ["sw_power_cap"]
+    assert gs._clock_limits(types.SimpleNamespace(), "h") is None  # NVML cannot say
+
+
 def _tiny_case():
     return prepare("eager", Workload(1, 2, 2, 32, 32, 16, dtype="fp32"), CPU)
 

@@ -5,6 +5,10 @@ Read through NVML (``pynvml``, from nvidia-ml-py) when importable, else ``nvidia
 ``torch.cuda.clock_rate``/``temperature`` where present; ``None`` on the CPU or when nothing
 answers. Readings are cheap enough to take at the start and end of each benchmark.
 
+``clock_limits`` (NVML only) names what holds the SM clock below its maximum at that moment:
+``sw_power_cap`` (the board's power limit), ``sw_thermal``/``hw_thermal``, ``hw_slowdown``,
+``hw_power_brake``; the end reading, taken right after the samples, says why a clock fell.
+
 ``compute_processes`` counts the processes holding a CUDA context on the GPU, this one
 included: above 1, another program shared the GPU while the figure was taken (a shared runner,
 a job left running), which slows a kernel without any sign in its own samples. NVML and
@@ -54,7 +58,37 @@ def _pynvml(device: torch.device) -> dict | None:
         reading["process_mib"] = [_mib(p.usedGpuMemory) for p in procs]
     except Exception:  # an old driver or a restricted container: clock and temperature only
         pass
+    reasons = _clock_limits(pynvml, handle)
+    if reasons is not None:
+        reading["clock_limits"] = reasons
     return reading
+
+
+#: NVML's clock event ("throttle") reason bits: why the SM clock is below its maximum
+CLOCK_LIMITS = {
+    0x4: "sw_power_cap",
+    0x8: "hw_slowdown",
+    0x20: "sw_thermal",
+    0x40: "hw_thermal",
+    0x80: "hw_power_brake",
+    0x2: "applications_clocks",
+    0x10: "sync_boost",
+}
+
+
+def clock_limit_names(mask: int) -> list[str]:
+    """The named reasons set in an NVML clock-event mask (idle and display bits left out)."""
+    return [name for bit, name in CLOCK_LIMITS.items() if mask & bit]
+
+
+def _clock_limits(pynvml, handle) -> list[str] | None:
+    """What holds the SM clock down now (``[]``: nothing), ``None`` if NVML cannot say."""
+    for name in ("EventReasons", "ThrottleReasons"):  # NVML 12.2+, then the older name
+        try:
+            return clock_limit_names(getattr(pynvml, f"nvmlDeviceGetCurrentClocks{name}")(handle))
+        except Exception:
+            continue
+    return None
 
 
 def _mib(used_bytes: int | None) -> int | None:
