@@ -66,6 +66,30 @@ def test_run_prints_both_and_a_winner_and_writes_json_csv(capsys, tmp_path):
     assert float(rows[0]["speedup"]) == pytest.approx(1.0)
 
 
+def test_run_marks_times_a_reader_should_not_trust_blindly(capsys, monkeypatch):
+    """A record timed twice (two populations) or taken beside another program on the GPU is
+    starred in the table, with the reason under it."""
+    from dataclasses import replace
+
+    real_sweep = cli.sweep
+
+    def sweep(*args, **kwargs):
+        recs = real_sweep(*args, **kwargs)
+        recs[0].time = replace(recs[0].time, note="timed twice: median 4300.0 us was 2.39x")
+        recs[1].extra["shared_gpu"] = "2 processes on the GPU at the start, 2 at the end"
+        return recs
+
+    monkeypatch.setattr(cli, "sweep", sweep)
+    assert cli.main(["run", "-i", "eager", "-i", "chunked", "-w", SMALL]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" *") == 2
+    assert "* eager: timed twice: median 4300.0 us was 2.39x" in out
+    assert "* chunked: 2 processes on the GPU at the start, 2 at the end" in out
+    monkeypatch.setattr(cli, "sweep", real_sweep)  # an ordinary run: no star, no reason
+    assert cli.main(["run", "-i", "eager", "-w", SMALL]) == 0
+    assert " *" not in capsys.readouterr().out
+
+
 def test_run_flag_built_workload_and_skip_rows(capsys):
     argv = ["run", "-i", "eager", "-i", "sdpa-efficient", *TINY_FLAGS, "--dtype", "fp32"]
     assert cli.main(argv) == 0

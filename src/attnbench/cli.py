@@ -230,6 +230,18 @@ def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
 
 
 # -- run ----------------------------------------------------------------------------------
+def cautions(rec: Record) -> list[str]:
+    """What a reader should know before trusting a record's time: its samples were two
+    populations (timed twice), or another program held the GPU meanwhile."""
+    found = []
+    note = rec.time.note if rec.time else None
+    if note and "timed twice" in note:
+        found.append(note[note.index("timed twice") :])
+    if rec.extra.get("shared_gpu"):
+        found.append(rec.extra["shared_gpu"])
+    return found
+
+
 def _record_row(rec: Record) -> list[str]:
     if not rec.ok:
         return [rec.impl, f"skipped: {rec.reason}"]
@@ -237,7 +249,7 @@ def _record_row(rec: Record) -> list[str]:
     peak = rec.gpu_peak_allocated if rec.gpu_peak_allocated is not None else rec.host_peak_rss
     return [
         rec.impl,
-        f"{_seconds(t.median)} ± {_seconds(t.iqr)}",
+        f"{_seconds(t.median)} ± {_seconds(t.iqr)}" + (" *" if cautions(rec) else ""),
         _num(rec.tflops),
         _num(rec.tokens_per_s),
         _num(rec.gbps),
@@ -296,6 +308,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
                 continue
             print(f"\n{w.name}  [{mode}, {device.type}]", file=out)
             table(headers, [_record_row(r) for r in recs], out)
+            for r in recs:
+                for caution in cautions(r):
+                    print(f"* {r.impl}: {caution}", file=out)
             ok = [r for r in recs if r.ok]
             if ok:
                 best = min(ok, key=lambda r: r.time.median)
