@@ -332,6 +332,50 @@ def test_a_killed_sweep_resumes_with_the_rest(project, measured):
     assert {k: keys[k][3] for k in started} == started  # the saved shards were not re-run
 
 
+def test_gate_calls_a_change_unsure_when_its_record_carries_a_caution(tmp_path, monkeypatch):
+    """A 2x change in a figure whose record (base or head) was timed twice or taken beside
+    another program is "unsure", with the reason, and does not fail the gate; the same change
+    without a caution is a regression."""
+    sys.path.insert(0, str(CI))
+    import gate
+
+    base, head = "a" * 40, "b" * 40
+    lines = [
+        {"suite": "Availability", "impl": "sdpa", "reason": None},  # no workload: not a pair
+        {"suite": "ForwardMetrics", "impl": "sdpa", "workload": "w/1", "extra": {},
+         "time": {"note": "CUDA-graph replay (x); timed twice: median 4300.0 us was 2.39x"}},
+        {"suite": "DecodeMetrics", "impl": "sdpa", "workload": "w/2", "time": {"note": None},
+         "extra": {"shared_gpu": "2 processes on the GPU at the start, 1 at the end"}},
+    ]  # fmt: skip
+    (tmp_path / "bbbbbbbb.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+    def load(project, machine, commit):
+        v = 1.0 if commit == base else 2.0  # head twice as slow everywhere
+        return {
+            f"forward.{cls}.track_seconds('sdpa', '{w}')": (v, (None, None), "1")
+            for cls in ("ForwardMetrics", "DecodeMetrics")
+            for w in ("w/1", "w/2")
+        }
+
+    monkeypatch.setattr(gate, "_load", load)
+    monkeypatch.setattr(gate, "_units", lambda project: {})
+    rows = {(r.benchmark.split(".")[1], r.params): r for r in
+            gate.compare(None, "m", base, head, 1.1, tmp_path)}  # fmt: skip
+    unsure = rows[("ForwardMetrics", "'sdpa', 'w/1'")]
+    assert unsure.verdict == "unsure"
+    assert unsure.why == "head: timed twice: median 4300.0 us was 2.39x"
+    assert rows[("DecodeMetrics", "'sdpa', 'w/2'")].verdict == "unsure"
+    assert rows[("ForwardMetrics", "'sdpa', 'w/2'")].verdict == "regression"  # no caution
+    assert rows[("DecodeMetrics", "'sdpa', 'w/1'")].verdict == "regression"  # other class
+    text = gate.markdown(list(rows.values()), base, head, "m", 1.1)
+    assert "**2 regression(s)** 2 change(s) unsure" in text
+    assert "- `forward.DecodeMetrics.track_seconds` 'sdpa', 'w/2': head: 2 processes" in text
+    # without records (or with none for these commits) every 2x change is a regression
+    plain = gate.compare(None, "m", base, head, 1.1, None)
+    assert {r.verdict for r in plain} == {"regression"}
+    assert gate.load_cautions(tmp_path, base) == {}
+
+
 def test_shard_timeout_stops_a_hanging_shard(tmp_path):
     """--shard-timeout: the shard's process group is stopped and reported as 124."""
     sys.path.insert(0, str(CI))

@@ -23,7 +23,7 @@ from .devices import default_device, resolve_device
 from .errors import AttnbenchError, UnsupportedError
 from .impls import get_impl, impl_names, select_impls
 from .measure.accuracy import TOLERANCES
-from .sweep import Record, sweep
+from .sweep import Record, cautions, sweep
 from .workload import SCENARIOS, Workload
 
 PROG = "attnbench"
@@ -230,18 +230,6 @@ def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
 
 
 # -- run ----------------------------------------------------------------------------------
-def cautions(rec: Record) -> list[str]:
-    """What a reader should know before trusting a record's time: its samples were two
-    populations (timed twice), or another program held the GPU meanwhile."""
-    found = []
-    note = rec.time.note if rec.time else None
-    if note and "timed twice" in note:
-        found.append(note[note.index("timed twice") :])
-    if rec.extra.get("shared_gpu"):
-        found.append(rec.extra["shared_gpu"])
-    return found
-
-
 def _record_row(rec: Record) -> list[str]:
     if not rec.ok:
         return [rec.impl, f"skipped: {rec.reason}"]

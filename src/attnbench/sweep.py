@@ -56,6 +56,21 @@ class Record:
         return asdict(self)
 
 
+def cautions(rec: Record | dict) -> list[str]:
+    """What a reader should know before trusting a record's time (a :class:`Record` or its
+    JSON form): its samples were two populations (timed twice), or another program held the
+    GPU meanwhile."""
+    if isinstance(rec, Record):
+        rec = {"time": rec.time.as_dict() if rec.time else None, "extra": rec.extra}
+    found = []
+    note = (rec.get("time") or {}).get("note")
+    if note and "timed twice" in note:
+        found.append(note[note.index("timed twice") :])
+    if (rec.get("extra") or {}).get("shared_gpu"):
+        found.append(rec["extra"]["shared_gpu"])
+    return found
+
+
 def measure_case(
     case: Case, mode: str = "forward", *, errors: bool = True, reference: dict | None = None
 ) -> Record:

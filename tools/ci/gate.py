@@ -7,6 +7,13 @@ of a higher-is-better figure (speedup, TFLOP/s, GB/s, tokens/s: :mod:`attnbench.
 the regression and its rise the improvement. Significance is asv's own test (its statistics
 where both sides have samples, else the factor alone).
 
+A change in a figure whose attnbench record, of base or head, carries a caution (samples of two
+populations, timed twice; another program on the GPU: :func:`attnbench.sweep.cautions`) is
+``unsure``, with the reason, and does not fail the gate: the comment asks for a re-run instead
+of blocking on a figure the runner itself spoiled. The records come from
+``ATTNBENCH_RECORDS``, which the gate points at a fresh folder for its own ``asv continuous``
+(``--records DIR`` reads stored ones, e.g. with ``--no-run``).
+
     python tools/ci/gate.py --machine h100-x1 --base origin/main --head HEAD --factor 1.1 \\
         --comment gate.md                 # exit 0: no regression; 1: regression; 2: error
     python tools/ci/gate.py --machine cpu --base A --head B --no-run   # compare stored results
@@ -17,8 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,7 +44,7 @@ from pipeline import (
 
 MARKER = "<!-- attnbench-benchmark-gate -->"  # finds the comment to update, not duplicate
 COMMENT_LIMIT = 60_000  # characters; GitHub takes at most 65,536 in a comment
-VERDICTS = ("regression", "failed", "improvement", "fixed", "unchanged", "n/a")
+VERDICTS = ("regression", "failed", "improvement", "fixed", "unsure", "unchanged", "n/a")
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class Row:
     before: float | None
     after: float | None
     verdict: str
+    why: str = ""  # an unsure verdict's reason
 
     @property
     def ratio(self) -> float | None:
@@ -120,25 +130,68 @@ def verdict(name: str, before: tuple | None, after: tuple | None, factor: float)
     return "unchanged"
 
 
-def compare(project: Project, machine: str, base: str, head: str, factor: float) -> list[Row]:
-    """Every figure of base and head on this machine, with its verdict."""
+Cautions = dict[tuple[str, str, str], str]  # (class, implementation, workload) -> why
+
+
+def load_cautions(folder: Path | None, commit: str) -> Cautions:
+    """The cautions of one commit's attnbench records in ``folder/<commit[:8]>.jsonl``
+    (``{}`` without the file): the suite class, the pair, and why its time is not trusted."""
+    from attnbench.sweep import cautions
+
+    path = Path(folder or "") / f"{commit[:8]}.jsonl"
+    if folder is None or not path.exists():
+        return {}
+    found: Cautions = {}
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        why = cautions(rec) if rec.get("workload") else []
+        if why:
+            found[(rec["suite"], rec["impl"], rec["workload"])] = "; ".join(why)
+    return found
+
+
+def _caution(row: Row, before: Cautions, after: Cautions) -> str:
+    """Why this row's figure is not trusted in base or head ("" if it is)."""
+    cls = row.benchmark.split(".")[-2] if row.benchmark.count(".") >= 2 else ""
+    pair = re.findall(r"'([^']*)'", row.params)
+    if len(pair) != 2:
+        return ""
+    key = (cls, *pair)
+    said = [f"{side}: {c[key]}" for side, c in (("base", before), ("head", after)) if key in c]
+    return "; ".join(said)
+
+
+def compare(
+    project: Project,
+    machine: str,
+    base: str,
+    head: str,
+    factor: float,
+    records: Path | None = None,
+) -> list[Row]:
+    """Every figure of base and head on this machine, with its verdict; a change in a figure
+    whose record (in ``records``) carries a caution is ``unsure``."""
     if factor <= 1:
         raise PipelineError(f"--factor must be above 1 (e.g. 1.1), not {factor}")
     before, after = _load(project, machine, base), _load(project, machine, head)
+    warned = load_cautions(records, base), load_cautions(records, head)
     units = _units(project)
     rows = []
     for name in sorted(before.keys() | after.keys()):
         benchmark, _, params = name.partition("(")
-        rows.append(
-            Row(
-                benchmark=benchmark,
-                params=params[:-1] if params else "",
-                unit=units.get(benchmark, ""),
-                before=before[name][0] if name in before else None,
-                after=after[name][0] if name in after else None,
-                verdict=verdict(name, before.get(name), after.get(name), factor),
-            )
+        row = Row(
+            benchmark=benchmark,
+            params=params[:-1] if params else "",
+            unit=units.get(benchmark, ""),
+            before=before[name][0] if name in before else None,
+            after=after[name][0] if name in after else None,
+            verdict=verdict(name, before.get(name), after.get(name), factor),
         )
+        if row.verdict in ("regression", "improvement"):
+            why = _caution(row, *warned)
+            if why:
+                row = replace(row, verdict="unsure", why=why)
+        rows.append(row)
     return rows
 
 
@@ -156,9 +209,12 @@ def markdown(rows: list[Row], base: str, head: str, machine: str, factor: float)
     """The PR comment: a verdict line, then the changed figures, then the rest folded away."""
     bad = [r for r in rows if r.verdict in ("regression", "failed")]
     good = [r for r in rows if r.verdict in ("improvement", "fixed")]
+    unsure = [r for r in rows if r.verdict == "unsure"]
     head_line = (f"**{len(bad)} regression(s)**" if bad else "**No significant regression.**") + (
         f" {len(good)} improvement(s)." if good else ""
     )
+    if unsure:
+        head_line += f" {len(unsure)} change(s) unsure (their records carry a caution: re-run)."
     lines = [
         MARKER,
         f"### attnbench: `{base[:8]}` (base) → `{head[:8]}` (head) on `{machine}`",
@@ -172,17 +228,21 @@ def markdown(rows: list[Row], base: str, head: str, machine: str, factor: float)
         out = ["| benchmark | params | before | after | ratio | verdict |", "|---" * 6 + "|"]
         for r in selected:
             ratio = f"{r.ratio:.2f}" if r.ratio is not None else ""
-            mark = {"regression": "❌ ", "failed": "❌ ", "improvement": "✅ ", "fixed": "✅ "}
+            mark = {"regression": "❌ ", "failed": "❌ ", "improvement": "✅ ", "fixed": "✅ ",
+                    "unsure": "⚠️ "}  # fmt: skip
             out.append(
                 f"| `{r.benchmark}` | {r.params.replace('|', '/')} | {_fmt(r.before, r.unit)} "
                 f"| {_fmt(r.after, r.unit)} | {ratio} | {mark.get(r.verdict, '')}{r.verdict} |"
             )
         return out
 
-    changed = bad + good
+    changed = bad + good + unsure
     rest = [r for r in rows if r not in changed]
     if changed:
         lines += table(changed)
+    if unsure:
+        lines += ["", "Unsure, and why:", ""]
+        lines += [f"- `{r.benchmark}` {r.params.replace('|', '/')}: {r.why}" for r in unsure]
     folded = ["", f"<details><summary>{len(rest)} other figure(s)</summary>", ""]
     folded += [*table(rest), "", "</details>"]
     if rest and sum(map(len, lines + folded)) > COMMENT_LIMIT:
@@ -231,14 +291,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--launch", default="forkserver", help="asv --launch-method")
     parser.add_argument("--bench", help="asv --bench regex (default: the whole suite)")
     parser.add_argument("--set", help="ATTNBENCH_SET for the suite (default: the suite's)")
+    parser.add_argument(
+        "--records",
+        type=Path,
+        help="attnbench records folder (<commit8>.jsonl) for cautions; default: a fresh one "
+        "for this run's asv continuous, none with --no-run",
+    )
     parser.add_argument("asv_args", nargs="*", help="extra arguments for asv continuous")
     args = parser.parse_args(argv)
     try:
         project = Project.load(args.repo)
         base, head = project.resolve(args.base), project.resolve(args.head)
         rc = 0
+        records = args.records
         if not args.no_run:
             env = asv_env()
+            records = records or Path(tempfile.mkdtemp(prefix="attnbench-gate-records-"))
+            env["ATTNBENCH_RECORDS"] = str(records)
             if args.set:
                 env["ATTNBENCH_SET"] = args.set
             register_machine(args.machine, project.repo, env)
@@ -246,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             extra += ["--bench", args.bench] if args.bench else []
             rc = run_continuous(project, args.machine, base, head, args.factor, env, extra)
         try:
-            rows = compare(project, args.machine, base, head, args.factor)
+            rows = compare(project, args.machine, base, head, args.factor, records)
         except PipelineError as exc:
             raise PipelineError(f"{exc} (asv continuous exited {rc})" if rc else str(exc)) from None
     except PipelineError as exc:
