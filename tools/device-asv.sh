@@ -6,8 +6,9 @@
 #   COMMITS=eb364f2 STOP=360 SHARDS='^forward\.DecodeMetrics\. ^train\.ForwardBackwardMetrics\.' \
 #     bash tools/device-asv.sh
 # SET / IMPLS: ATTNBENCH_SET / ATTNBENCH_IMPLS. A second call on the same warm machine reuses
-# /tmp/ab (its results included) and measures only the shards still missing. Full records
-# (GPU clock, temperature, config, wall seconds) go to results/h100-x1-records/<commit>.jsonl.
+# /tmp/ab (its results included) and measures only the shards still missing. MACHINE defaults to
+# the card's model and count (h100-x1, h200-x1, ...: a lent H200 never files under h100-x1). Full
+# records (GPU clock, temperature, config, wall seconds) go to results/$MACHINE-records/<commit>.jsonl.
 #
 # A run longer than one device call (10 min): WAIT_S=570 starts it detached (setsid: it outlives
 # the call, not the machine) and waits up to WAIT_S seconds; the same command again, within the
@@ -34,6 +35,12 @@ if [ -n "${WAIT_S:-}" ]; then
   cat "$run/run.out"; cp "$run/bench.log" "$run/results.tar" "$OUT/" 2>/dev/null
   echo "run ended (exit $(cat "$run/rc"))"; rm -rf "$run"; exit 0
 fi
+if [ -z "${MACHINE:-}" ]; then  # one machine name per card model: histories never mix
+  model=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | grep -oE '[ABHL][0-9]{2,3}' | head -1)
+  [ -n "$model" ] || { echo "device-asv: unknown GPU model: set MACHINE"; exit 2; }
+  MACHINE=$(echo "$model" | tr '[:upper:]' '[:lower:]')-x$(nvidia-smi -L | grep -c '^GPU')
+fi
+echo "machine: $MACHINE"
 # shellcheck source=/dev/null
 . .gpu/gpu-env.sh >/dev/null
 python3 -m pip install -q --no-index --no-deps --target /tmp/gpu-site .carry/wheels/*.whl 2>&1 | grep -v WARNING
@@ -44,13 +51,13 @@ unset ASV_PYTHONPATH
 if [ ! -d /tmp/ab ]; then git clone -q .carry/repo.bundle /tmp/ab && (cd /tmp/ab && git checkout -q main)
 else git -C /tmp/ab fetch -q "$PWD/.carry/repo.bundle" '+refs/heads/*:refs/remotes/carried/*'; fi  # newer commits
 here=$PWD; cd /tmp/ab && git log --oneline -1
-export PYTHONPATH=/tmp/ab/src:$PYTHONPATH ATTNBENCH_RECORDS=/tmp/ab/results/${MACHINE:-h100-x1}-records
+export PYTHONPATH=/tmp/ab/src:$PYTHONPATH ATTNBENCH_RECORDS=/tmp/ab/results/$MACHINE-records
 [ -n "${SET:-}" ] && export ATTNBENCH_SET=$SET
 [ -n "${IMPLS:-}" ] && export ATTNBENCH_IMPLS=$IMPLS
 args=()
 for s in ${SHARDS:-}; do args+=(--shard "$s"); done
 t0=$(date +%s)
-python3 tools/ci/bench.py --machine "${MACHINE:-h100-x1}" --commits "${COMMITS:-HEAD}" \
+python3 tools/ci/bench.py --machine "$MACHINE" --commits "${COMMITS:-HEAD}" \
   --shard-timeout "${SHARD_TIMEOUT:-540}" --stop-after "${STOP:-360}" "${args[@]}" > "$OUT/bench.log" 2>&1
 echo "bench.py exited $? after $(( $(date +%s) - t0 )) s"
 grep -E "took|exited|stopped|measured|not clean|shard\(s\)" "$OUT/bench.log" | cut -c1-200
