@@ -29,7 +29,7 @@ def test_gpu_set_covers_every_scenario():
     assert len(gpu) >= 20
     assert {w.scenario for w in gpu} == {"prefill", "decode", "train"}
     assert {w.kind for w in gpu} == {"MHA", "GQA", "MQA"}
-    assert {w.dtype for w in gpu} == {"fp16", "bf16"}
+    assert {w.dtype for w in gpu} == {"fp16", "bf16", "fp8"}
     assert {w.causal for w in gpu} == {True, False}
     assert {64, 128, 256} <= {w.head_dim for w in gpu}
     assert any(w.head_dim == 192 and w.dv == 128 for w in gpu), "no MLA shape"

@@ -130,7 +130,7 @@ def test_check_fails_on_a_wrong_implementation(capsys, monkeypatch):
         (["run", "-i", "nope"], "unknown implementation 'nope'"),
         (["check", "-w", "no/such/*"], "unknown workload or set"),
         (["run", "--heads", "4", "--kv-heads", "3"], "kv_heads (3) must divide q_heads (4)"),
-        (["run", "--dtype", "fp8", "--heads", "2"], "fp8"),
+        (["run", "--dtype", "fp4", "--heads", "2"], "fp4"),
         (["run", "--device", "tpu" if CUDA else "cuda:0"], "device"),
         (["list", "--workloads", "nope"], "unknown workload set 'nope'"),
         (["frobnicate"], "invalid choice"),

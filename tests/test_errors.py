@@ -114,8 +114,8 @@ def test_causal_with_more_queries_than_keys():
 
 
 def test_unknown_dtype():
-    with pytest.raises(InvalidWorkloadError, match=r"unknown dtype 'fp8'.*bf16"):
-        Workload(**VALID, dtype="fp8")
+    with pytest.raises(InvalidWorkloadError, match=r"unknown dtype 'fp4'.*bf16"):
+        Workload(**VALID, dtype="fp4")
 
 
 def test_unknown_scenario():

@@ -150,8 +150,8 @@ INHOUSE = "mha32-d128"  # the in-house kernel issue's B=4, H=32 MHA, D=128
 
 
 def _gpu() -> list[Workload]:
-    """The default GPU set: prefill/decode/train, GQA/MQA, masks, MLA, head_dim 64-256, fp16/bf16;
-    sized for one asv run on an H100."""
+    """The default GPU set: prefill/decode/train, GQA/MQA, masks, MLA, head_dim 64-256,
+    fp16/bf16 (and one fp8 prefill); sized for one asv run on an H100."""
     m = model_workload
     return [
         # prefill, forward
@@ -177,6 +177,8 @@ def _gpu() -> list[Workload]:
         m("llama3-8b", "train", 4096, 1),
         *_inhouse("train", (4096,)),
         m("llama3-8b", "train", 4096, 1, documents=8),
+        # fp8 (e4m3 in, bf16 out), forward: n/a, with the reason, where no backend takes it
+        m("llama3-8b", "prefill", 4096, 1, dtype="fp8"),
     ]
 
 
@@ -233,10 +235,24 @@ def _gpu_headdim() -> list[Workload]:
     return out
 
 
+def _gpu_fp8() -> list[Workload]:
+    """fp8 (e4m3 Q/K/V, bf16 output), forward: B=4 32x128 MHA S 4096/8192 causal and full,
+    llama3-8b GQA prefill 4096, and decode against an fp8 KV cache of 16k/64k (B=8)."""
+    return [
+        *(
+            model_workload(INHOUSE, "prefill", s, 4, causal=c, dtype="fp8")
+            for s, c in product((4096, 8192), (True, False))
+        ),
+        model_workload("llama3-8b", "prefill", 4096, 1, dtype="fp8"),
+        *(model_workload("llama3-8b", "decode", kv, 8, dtype="fp8") for kv in (16384, 65536)),
+    ]
+
+
 def _gpu_full() -> list[Workload]:
     """Every GPU set together (hours, not minutes: for the CLI)."""
     out: dict[str, Workload] = {}
-    for make in (_gpu, _gpu_inhouse, _gpu_decode, _gpu_masks, _gpu_headdim, _prefill, _decode):
+    sets = (_gpu, _gpu_inhouse, _gpu_decode, _gpu_masks, _gpu_headdim, _gpu_fp8, _prefill, _decode)
+    for make in sets:
         for w in make():
             out.setdefault(w.name, w)
     return list(out.values()) + [w for w in _train() if w.name not in out]
@@ -255,6 +271,7 @@ _SETS: dict[str, Callable[[], list[Workload]]] = {
     "gpu-decode": _gpu_decode,
     "gpu-masks": _gpu_masks,
     "gpu-headdim": _gpu_headdim,
+    "gpu-fp8": _gpu_fp8,
     "gpu-full": _gpu_full,
 }
 

@@ -126,7 +126,7 @@ def _add_selection(p: argparse.ArgumentParser, *, default_set: str | None) -> No
     g.add_argument(
         "--causal", action=argparse.BooleanOptionalAction, default=None, help="(default causal)"
     )
-    g.add_argument("--dtype", help="fp32, fp16 or bf16 (default: fp32 on CPU, bf16 on CUDA)")
+    g.add_argument("--dtype", help="fp32, fp16, bf16 or fp8 (default: fp32 on CPU, bf16 on CUDA)")
     g.add_argument("--scenario", choices=SCENARIOS, help="(default prefill)")
 
 

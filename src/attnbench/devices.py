@@ -31,6 +31,10 @@ def dtype_problem(device: torch.device, dtype: torch.dtype) -> str | None:
     """Why ``device`` cannot compute in ``dtype``, or ``None`` when it can."""
     if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
         return f"{torch.cuda.get_device_name(device)} has no bf16 support"
+    if device.type == "cuda" and dtype == torch.float8_e4m3fn:
+        major, minor = torch.cuda.get_device_capability(device)
+        if (major, minor) < (8, 9):
+            return f"fp8 tensor cores need sm_89 or newer; this GPU is sm_{major}{minor}"
     return None
 
 

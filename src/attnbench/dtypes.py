@@ -1,4 +1,11 @@
-"""The dtypes attnbench knows, by short name (the one used in workload names)."""
+"""The dtypes attnbench knows, by short name (the one used in workload names).
+
+``fp8`` is float8 e4m3 (``torch.float8_e4m3fn``), the format fp8 attention kernels take Q, K
+and V in (FlashAttention-3 on Hopper, flash-attn-4 on Blackwell); their output is bf16
+(:data:`OUTPUT_DTYPES`). The inputs are the numbers the kernel sees: the float64 reference
+is computed from the same fp8 values, so errors measure the kernel's arithmetic (P rounded to
+fp8 before the PV product, say), not the rounding of the inputs.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,12 @@ DTYPES: dict[str, torch.dtype] = {
     "fp16": torch.float16,
     "bf16": torch.bfloat16,
     "fp64": torch.float64,
+    "fp8": torch.float8_e4m3fn,
 }
+#: the output dtype where it is not the inputs'
+OUTPUT_DTYPES: dict[str, str] = {"fp8": "bf16"}
+#: dtypes that no backward pass takes (fp8 attention kernels are forward-only)
+FORWARD_ONLY: frozenset[str] = frozenset({"fp8"})
 
 
 def to_torch(name: str) -> torch.dtype:
@@ -24,3 +36,9 @@ def to_torch(name: str) -> torch.dtype:
 
 def itemsize(name: str) -> int:
     return to_torch(name).itemsize
+
+
+def output_dtype(name: str) -> str:
+    """The short name of the output's dtype for inputs of dtype ``name``."""
+    to_torch(name)
+    return OUTPUT_DTYPES.get(name, name)

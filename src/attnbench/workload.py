@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import Literal
 
-from .dtypes import itemsize, to_torch
+from .dtypes import FORWARD_ONLY, itemsize, output_dtype, to_torch
 from .errors import InvalidWorkloadError
 from .masks import MaskSpec
 
@@ -71,6 +71,11 @@ class Workload:
                 f"unknown scenario {self.scenario!r} (known: {', '.join(SCENARIOS)})"
             )
         to_torch(self.dtype)  # raises InvalidWorkloadError naming the dtype
+        if self.dtype in FORWARD_ONLY and self.scenario == "train":
+            raise InvalidWorkloadError(
+                f"dtype {self.dtype} is forward-only: no attention backward takes it (train "
+                "workloads: fp16, bf16 or fp32)"
+            )
         if self.causal and self.q_len > self.kv_len:
             raise InvalidWorkloadError(
                 f"causal attention needs q_len <= kv_len (got q_len {self.q_len} > kv_len "
@@ -168,6 +173,11 @@ class Workload:
         return to_torch(self.dtype)
 
     @property
+    def out_dtype(self) -> str:
+        """The output's dtype (short name): the inputs' except for fp8 (bf16 output)."""
+        return output_dtype(self.dtype)
+
+    @property
     def doc_lens(self) -> tuple[int, ...] | None:
         """Lengths of the packed documents (varied, seeded by the shape; sum ``kv_len``)."""
         if self.documents == 1:
@@ -221,7 +231,7 @@ class Workload:
     def forward_bytes(self) -> int:
         """Fewest bytes a forward pass moves: read Q, K, V once, write O once."""
         n = self._elements()
-        return itemsize(self.dtype) * (n["q"] + n["k"] + n["v"] + n["o"])
+        return itemsize(self.dtype) * (n["q"] + n["k"] + n["v"]) + itemsize(self.out_dtype) * n["o"]
 
     @property
     def backward_bytes(self) -> int:

@@ -24,6 +24,11 @@ from ..masks import FEATURE_NAMES, MaskSpec
 from ..workload import Workload
 
 ALL_DTYPES = frozenset({"fp32", "fp16", "bf16"})
+#: why PyTorch-built implementations take no fp8 (float8 e4m3) inputs
+NO_FP8_IN_TORCH = (
+    "PyTorch's matmul and SDPA kernels take no float8 inputs (float8 GEMMs go through "
+    "torch._scaled_mm)"
+)
 ALL_MASKS = frozenset(FEATURE_NAMES)
 
 AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -37,6 +42,8 @@ class Implementation:
     description: ClassVar[str] = ""
     #: dtypes (short names) supported per device type; a device type absent here is unsupported
     dtypes: ClassVar[dict[str, frozenset[str]]] = {"cpu": ALL_DTYPES, "cuda": ALL_DTYPES}
+    #: why a dtype it does not support is unsupported (said with the reason)
+    dtype_notes: ClassVar[dict[str, str]] = {"fp8": "no float8 path"}
     max_head_dim: ClassVar[int | None] = None
     head_dim_multiple: ClassVar[int] = 1
     supports_backward: ClassVar[bool] = True
@@ -77,9 +84,10 @@ class Implementation:
             return [problem]
         supported = self.dtypes[device.type]
         if workload.dtype not in supported:
+            note = self.dtype_notes.get(workload.dtype)
             reasons.append(
                 f"dtype {workload.dtype} unsupported on {device.type} "
-                f"(supports {', '.join(sorted(supported))})"
+                f"(supports {', '.join(sorted(supported))})" + (f": {note}" if note else "")
             )
         else:
             problem = dtype_problem(device, workload.torch_dtype)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..masks import causal_mask, causal_offset
-from .base import Implementation
+from .base import NO_FP8_IN_TORCH, Implementation
 from .registry import register
 
 
@@ -59,6 +59,7 @@ def chunked_attention(
 @register
 class Chunked(Implementation):
     name = "chunked"
+    dtype_notes = {"fp8": NO_FP8_IN_TORCH}
     family = "in-house"
     description = "in-house pure-PyTorch online-softmax attention, tiled; memory linear in length"
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ..masks import MaskSpec
 from ..workload import Workload
-from .base import ALL_DTYPES, ALL_MASKS, AttentionFn, Implementation
+from .base import ALL_DTYPES, ALL_MASKS, NO_FP8_IN_TORCH, AttentionFn, Implementation
 from .flex import allow_recompiles
 from .registry import register
 
@@ -88,6 +88,7 @@ class _Compiled(Implementation):
     family = "pytorch"
     mask_features = ALL_MASKS
     dtypes = {"cpu": ALL_DTYPES, "cuda": ALL_DTYPES}
+    dtype_notes = {"fp8": NO_FP8_IN_TORCH}
     compiles = True  # first call compiles: tests keep its CPU coverage small
 
     def _make(self, spec, hq, hkv, q_len, kv_len, scale, device, dtype) -> AttentionFn:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import ALL_MASKS, Implementation
+from .base import ALL_MASKS, NO_FP8_IN_TORCH, Implementation
 from .math import math_attention
 from .registry import register
 
@@ -12,6 +12,7 @@ from .registry import register
 @register
 class Eager(Implementation):
     name = "eager"
+    dtype_notes = {"fp8": NO_FP8_IN_TORCH}
     mask_features = ALL_MASKS
     family = "pytorch"
     description = "plain PyTorch QKᵀ -> softmax (float32) -> V; memory grows as q_len x kv_len"

@@ -7,6 +7,10 @@ over batch x documents (that packing is a copy, and is timed). Causal is bottom-
 (flash-attn >= 2.1, as attnbench); a window is ``window_size=(window - 1, 0)``; ALiBi (FA2
 only) adds ``-slope * |i + Skv - Sq - j|``, as :meth:`attnbench.masks.MaskSpec.bias` does.
 
+fp8 (float8 e4m3 Q, K, V; bf16 output; forward only): FA3 on Hopper and flash-attn-4 on
+Blackwell take it through the same entry points, the per-head descale factors left at their
+default (1: attnbench's fp8 inputs are unscaled values); FA2 has no fp8 kernels.
+
 Return conventions differ: FA2 returns ``out`` (a tuple with ``return_attn_probs``), FA3's
 ``flash_attn_func`` ``out`` or ``(out, lse)`` by version, FA4 (``flash_attn.cute``)
 ``(out, lse)``: :func:`first` takes the output in every case.
@@ -28,6 +32,7 @@ from .base import AttentionFn, Implementation
 from .registry import register
 
 HALF = frozenset({"fp16", "bf16"})
+FP8_NOTE = "FlashAttention-2 has no fp8 kernels (FlashAttention-3 on Hopper has: fa3)"
 
 
 class _FlashAttn(Implementation):
@@ -131,6 +136,7 @@ class FlashAttn2(_FlashAttn):
     distribution = "flash-attn"
     supports_v_head_dim = False
     mask_features = frozenset({"window", "documents", "alibi"})
+    dtype_notes = {"fp8": FP8_NOTE}
 
 
 @register
@@ -143,6 +149,7 @@ class FlashAttn2KVCache(_FlashAttn):
     supports_backward = False
     mask_features = frozenset({"window", "alibi"})
     entry = "flash_attn_with_kvcache"
+    dtype_notes = {"fp8": FP8_NOTE}
 
     def extra_reasons(self, workload, device):
         reasons = super().extra_reasons(workload, device)
@@ -157,11 +164,15 @@ class FlashAttn2KVCache(_FlashAttn):
 @register
 class FlashAttn3(_FlashAttn):
     name = "fa3"
-    description = "FlashAttention-3 for Hopper (flash_attn_interface, from flash-attention/hopper)"
+    description = (
+        "FlashAttention-3 for Hopper (flash_attn_interface, from flash-attention/hopper); fp8 "
+        "e4m3 forward too"
+    )
     module = "flash_attn_interface"
     distribution = "flash-attn-3"
     capability = ((9,), "sm_90 (Hopper)")
     mask_features = frozenset({"window", "documents"})
+    dtypes = {"cuda": HALF | {"fp8"}}
 
 
 @register
@@ -174,3 +185,12 @@ class FlashAttn4(_FlashAttn):
     distribution = "flash-attn-4"
     capability = ((9, 10, 11), "sm_90, sm_100 or sm_110")
     mask_features = frozenset({"window", "documents"})
+    dtypes = {"cuda": HALF | {"fp8"}}
+
+    def extra_reasons(self, workload, device):
+        reasons = super().extra_reasons(workload, device)
+        if workload.dtype == "fp8" and device.type == "cuda":
+            why = capability_problem(device, (10,), "flash-attn-4's fp8 forward", "sm_100")
+            if why:
+                reasons.append(why)
+        return reasons

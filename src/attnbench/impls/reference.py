@@ -15,7 +15,7 @@ class Reference(Implementation):
     mask_features = ALL_MASKS
     family = "reference"
     description = "float64 math on the CPU; ground truth for every error figure"
-    dtypes = {"cpu": ALL_DTYPES | {"fp64"}}
+    dtypes = {"cpu": ALL_DTYPES | {"fp64", "fp8"}}
     benchmarked = False
 
     def forward(self, q, k, v, *, causal, scale, mask=None):

@@ -8,13 +8,14 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.bias import causal_lower_right
 
 from ..masks import causal_mask, causal_offset
-from .base import ALL_DTYPES, ALL_MASKS, Implementation
+from .base import ALL_DTYPES, ALL_MASKS, NO_FP8_IN_TORCH, Implementation
 from .registry import register
 
 HALF = frozenset({"fp16", "bf16"})
 
 
 class _Sdpa(Implementation):
+    dtype_notes = {"fp8": NO_FP8_IN_TORCH}
     family = "sdpa"
     backend: SDPBackend | None = None  # None: let PyTorch choose
     native_gqa = True  # False: the kernel needs equal head counts, K/V heads are repeated

@@ -14,6 +14,9 @@ TOLERANCES: dict[str, tuple[float, float]] = {  # dtype: (rel_norm, max_abs)
     "fp32": (2e-5, 2e-4),
     "fp16": (2e-3, 1e-2),
     "bf16": (1.6e-2, 8e-2),
+    # fp8 inputs are exact in the reference; what is judged is the kernel's own rounding (P
+    # to e4m3 before the PV product: relative 2^-4 per element), then the bf16 output
+    "fp8": (6.25e-2, 2.5e-1),
 }
 
 

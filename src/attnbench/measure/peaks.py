@@ -1,6 +1,7 @@
 """Spec-sheet peak rates of known GPUs, and the check that no derived rate exceeds them.
 
-Dense (no sparsity) tensor-core rates for fp16/bf16; fp32 is the non-tensor-core rate that
+Dense (no sparsity) tensor-core rates for fp16/bf16 and fp8 (half the data sheets' "with
+sparsity" figures); fp32 is the non-tensor-core rate that
 PyTorch's default fp32 matmul (TF32 off) can reach. Bandwidth is HBM bandwidth. Sources: NVIDIA's
 data sheets of each card (SXM form factor unless the name says PCIe).
 """
@@ -19,11 +20,11 @@ class Peak:
 
 #: (substring of torch.cuda.get_device_name(), {dtype: TFLOP/s}, TB/s); first match wins
 _CARDS: list[tuple[str, dict[str, float], float]] = [
-    ("B200", {"fp16": 2250.0, "bf16": 2250.0, "fp32": 80.0}, 8.0),
-    ("H200", {"fp16": 989.4, "bf16": 989.4, "fp32": 66.9}, 4.8),
-    ("H100 PCIe", {"fp16": 756.0, "bf16": 756.0, "fp32": 51.2}, 2.0),
-    ("H100 NVL", {"fp16": 835.5, "bf16": 835.5, "fp32": 60.0}, 3.9),
-    ("H100", {"fp16": 989.4, "bf16": 989.4, "fp32": 66.9}, 3.35),
+    ("B200", {"fp16": 2250.0, "bf16": 2250.0, "fp8": 4500.0, "fp32": 80.0}, 8.0),
+    ("H200", {"fp16": 989.4, "bf16": 989.4, "fp8": 1978.9, "fp32": 66.9}, 4.8),
+    ("H100 PCIe", {"fp16": 756.0, "bf16": 756.0, "fp8": 1513.0, "fp32": 51.2}, 2.0),
+    ("H100 NVL", {"fp16": 835.5, "bf16": 835.5, "fp8": 1670.5, "fp32": 60.0}, 3.9),
+    ("H100", {"fp16": 989.4, "bf16": 989.4, "fp8": 1978.9, "fp32": 66.9}, 3.35),
     ("A100-SXM4-40GB", {"fp16": 312.0, "bf16": 312.0, "fp32": 19.5}, 1.555),
     ("A100-PCIE-40GB", {"fp16": 312.0, "bf16": 312.0, "fp32": 19.5}, 1.555),
     ("A100", {"fp16": 312.0, "bf16": 312.0, "fp32": 19.5}, 2.039),
@@ -31,7 +32,8 @@ _CARDS: list[tuple[str, dict[str, float], float]] = [
 
 
 def peak_for(device_name: str, dtype: str) -> Peak | None:
-    """The card's peak for ``dtype`` (``fp16``/``bf16``/``fp32``), or ``None`` if unknown."""
+    """The card's peak for ``dtype`` (``fp16``/``bf16``/``fp8``/``fp32``), or ``None`` if
+    unknown (A100s have no fp8 tensor cores: no fp8 entry)."""
     for key, rates, tbps in _CARDS:
         if key.lower() in device_name.lower() and dtype in rates:
             return Peak(rates[dtype], tbps, f"{key} data sheet")
