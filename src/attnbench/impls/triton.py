@@ -2,7 +2,8 @@
 
 - ``triton-flash``: forward and backward (prefill and train): every mask computed in the
   kernel (causal, sliding window, packed documents, ALiBi), any head_dim up to 256 (V's may
-  differ), fp16/bf16/fp32, GQA by index; dense causal/full shapes with power-of-two head dims
+  differ), fp16/bf16/fp32 and fp8 (e4m3 in, bf16 out, forward: both products in fp8, P scaled
+  into e4m3's range), GQA by index; dense causal/full shapes with power-of-two head dims
   take the kernel's dense specialization; the backward is deterministic (no atomics; v5: a
   head's key blocks launched first) unless ``ATTNBENCH_TRITON_BWD_VARIANT`` names an atomic-dQ
   variant (``configs.BWD_VARIANTS``; "v3": the launch order before v5).
@@ -55,8 +56,9 @@ def _itemsize(workload: Workload, device: torch.device) -> int:
 class _Triton(Implementation):
     family = "in-house"
     # fp32 with exact products (tf32 would miss fp32's tolerance); on the CPU the interpreter
-    # computes bf16 products wrongly: bf16 runs there in float32 (tests only)
-    dtypes = {"cuda": ALL_DTYPES, "cpu": ALL_DTYPES}
+    # computes bf16 products wrongly: bf16 runs there in float32 (tests only); fp8 (e4m3)
+    # products are exact there
+    dtypes = {"cuda": ALL_DTYPES | {"fp8"}, "cpu": ALL_DTYPES | {"fp8"}}
     max_head_dim = MAX_HEAD_DIM
     mask_features = ALL_MASKS
     requires = ("triton",)

@@ -185,7 +185,8 @@ def choose_fwd_config(
     # dense specialization where it measured faster than the general kernel: D=128 fp16/bf16
     # (H100, B=4 H=32: 437-516 against 367-409 TFLOP/s). At D=64 and D=256 the general kernel
     # with its own tiles measured faster (gpt2-small d64 60 vs 152 us, gemma d256 663 vs 692 us)
-    dense = DENSE_FWD.get(head_dim) if head_dim == v_head_dim and itemsize == 2 else None
+    # (fp8, itemsize 1: the same tiles, half the shared memory; not yet measured)
+    dense = DENSE_FWD.get(head_dim) if head_dim == v_head_dim and itemsize <= 2 else None
     programs = batch * q_heads * cdiv(q_len, 128)
     few = programs < num_sms and kv_len >= 4 * 256  # too few programs: split the keys
     if dense is not None and dense_mask and not few:
