@@ -6,6 +6,7 @@ that need not be here (default sm_90, the H100), for each configuration of a lis
     python tools/triton_resources.py --head-dims 128 --only fwd
     python tools/triton_resources.py --head-dims 128 --only variants  # v3 against the v4 options
     python tools/triton_resources.py --head-dims 128 --only bwd-variants  # atomic dQ (v5)
+    python tools/triton_resources.py --head-dims 128 --only fwd --dtype fp8  # fp8 e4m3 inputs
 
 Compiles ``attnbench.kernels.flash`` with ``triton.compile`` (no device needed: Triton ships
 ptxas) and reads the cubin's resource usage with the bundled ``cuobjdump``. Pointer and integer
@@ -54,13 +55,19 @@ NO_HINT = {"Hq", "Hkv", "window", "kv_per_split"}
 FLOATS = {"qk_scale", "sm_scale"}
 
 
-def _signature(fn, consts: dict, descriptors: dict | None = None) -> dict:
+#: the forward's input pointers per ``--dtype`` (fp8: e4m3 in, bf16 out)
+INPUTS = {"bf16": "bf16", "fp8": "fp8e4nv"}
+
+
+def _signature(fn, consts: dict, descriptors: dict | None = None, inputs: str = "bf16") -> dict:
     sig = {}
     for name in fn.arg_names:
         if name in consts:
             sig[name] = "constexpr"
         elif descriptors and name in descriptors:
             sig[name] = descriptors[name]
+        elif name in ("Q", "K", "V"):
+            sig[name] = f"*{inputs}"
         elif name in POINTERS:
             sig[name] = POINTERS[name]
         else:
@@ -68,8 +75,10 @@ def _signature(fn, consts: dict, descriptors: dict | None = None) -> dict:
     return sig
 
 
-def resources(fn, consts: dict, warps: int, stages: int, arch: int, descriptors=None) -> dict:
-    sig = _signature(fn, consts, descriptors)
+def resources(
+    fn, consts: dict, warps: int, stages: int, arch: int, descriptors=None, inputs: str = "bf16"
+) -> dict:
+    sig = _signature(fn, consts, descriptors, inputs)
     attrs = {
         (i,): [["tt.divisibility", 16]]
         for i, (name, kind) in enumerate(sig.items())
@@ -99,7 +108,22 @@ def resources(fn, consts: dict, warps: int, stages: int, arch: int, descriptors=
         "atomics": _atomics(kernel.asm["ptx"]),
         "warp_specialized": "ttg.warp_specialize" in ttgir,
         "qk_in_flight": _qk_left_in_flight(ttgir),
+        "mma": _mma(kernel.asm["ptx"]),
     }
+
+
+def _mma(ptx: str) -> str:
+    """The tensor-core instructions' operand types, e.g. ``wgmma e4m3.e4m3`` (Hopper's
+    asynchronous MMA on fp8) or ``mma.sync bf16.bf16`` (the pre-Hopper path)."""
+    kinds = set(
+        re.findall(r"\bwgmma\.mma_async\.sync\.aligned\.m\d+n\d+k\d+\.f32\.(\w+)\.(\w+)", ptx)
+    )
+    found = [f"wgmma {a}.{b}" for a, b in sorted(kinds)]
+    legacy = set(
+        re.findall(r"\bmma\.sync\.aligned\.m\d+n\d+k\d+\.\w+\.\w+\.f32\.(\w+)\.(\w+)", ptx)
+    )
+    found += [f"mma.sync {a}.{b}" for a, b in sorted(legacy)]
+    return ", ".join(found)
 
 
 def _atomics(ptx: str) -> str:
@@ -168,19 +192,21 @@ def fwd_consts(
     }  # fmt: skip
 
 
-def fwd_descriptors(c: FwdConfig, d: int) -> dict:
-    return {"Q": f"tensordesc<bf16[{c.block_m},{d}]>", "K": f"tensordesc<bf16[{c.block_n},{d}]>",
-            "V": f"tensordesc<bf16[{c.block_n},{d}]>"}  # fmt: skip
+def fwd_descriptors(c: FwdConfig, d: int, inputs: str = "bf16") -> dict:
+    rows = {"Q": c.block_m, "K": c.block_n, "V": c.block_n}
+    return {name: f"tensordesc<{inputs}[{n},{d}]>" for name, n in rows.items()}
 
 
-def forward_row(c: FwdConfig, d: int, arch: int, *, causal: bool, dense: bool, tma: bool):
+def forward_row(
+    c: FwdConfig, d: int, arch: int, *, causal: bool, dense: bool, tma: bool, inputs: str = "bf16"
+):
     consts = fwd_consts(c, d, causal=causal, dense=dense, tma=tma, ws=c.ws and dense,
                         lookahead=c.lookahead and dense)  # fmt: skip
-    desc = fwd_descriptors(c, d) if tma else None
-    return resources(ff._fwd_kernel, consts, c.num_warps, c.num_stages, arch, desc)
+    desc = fwd_descriptors(c, d, inputs) if tma else None
+    return resources(ff._fwd_kernel, consts, c.num_warps, c.num_stages, arch, desc, inputs)
 
 
-def rows(arch: int, head_dims: tuple[int, ...], only: str | None):
+def rows(arch: int, head_dims: tuple[int, ...], only: str | None, inputs: str = "bf16"):
     fwd = [FwdConfig(128, 128, 8, 3), FwdConfig(128, 64, 8, 3), FwdConfig(128, 64, 8, 4),
            FwdConfig(128, 32, 4, 4), FwdConfig(128, 64, 8, 2),
            FwdConfig(128, 32, 8, 3)]  # fmt: skip
@@ -191,12 +217,13 @@ def rows(arch: int, head_dims: tuple[int, ...], only: str | None):
             for c in fwd:
                 for causal in (True, False):
                     for dense, tma in ((True, True), (True, False), (False, False)):
-                        r = forward_row(c, d, arch, causal=causal, dense=dense, tma=tma)
+                        r = forward_row(c, d, arch, causal=causal, dense=dense, tma=tma,
+                                        inputs=inputs)  # fmt: skip
                         label = f"{c.block_m}x{c.block_n} w{c.num_warps} s{c.num_stages}"
                         label += " tma" if tma else ""
                         kind = "fwd dense" if dense else "fwd general"
                         yield kind, d, label, "causal" if causal else "full", r
-        if only in (None, "bwd"):
+        if only in (None, "bwd") and inputs == "bf16":  # fp8 is forward-only
             for c in bwd:
                 for name, fn, m, n, atomic in (
                     ("bwd dK/dV", fb._bwd_dkdv_kernel, c.block_m1, c.block_n1, False),
@@ -205,7 +232,7 @@ def rows(arch: int, head_dims: tuple[int, ...], only: str | None):
                     consts = bwd_consts(m, n, d, atomic=atomic, kf=c.keys_first)  # v5 order
                     r = resources(fn, consts, c.num_warps, c.num_stages, arch)
                     yield name, d, f"{m}x{n} w{c.num_warps} s{c.num_stages}", "causal", r
-    if only in (None, "bwd-variants"):  # the chosen backward and its variants (BWD_VARIANTS)
+    if only in (None, "bwd-variants") and inputs == "bf16":  # the backward and BWD_VARIANTS
         for d in head_dims:
             for name in BWD_VARIANTS:
                 c = choose_bwd_config(d, d, variant=name)
@@ -227,7 +254,8 @@ def rows(arch: int, head_dims: tuple[int, ...], only: str | None):
             for name in FWD_VARIANTS:
                 c = fwd_variant(base, name)
                 for causal in (True, False):
-                    r = forward_row(c, d, arch, causal=causal, dense=True, tma=c.tma)
+                    r = forward_row(c, d, arch, causal=causal, dense=True, tma=c.tma,
+                                    inputs=inputs)  # fmt: skip
                     label = f"{name} {c.block_m}x{c.block_n} w{c.num_warps} s{c.num_stages}"
                     label += " tma" if c.tma else ""
                     yield "fwd variant", d, label, "causal" if causal else "full", r
@@ -236,7 +264,7 @@ def rows(arch: int, head_dims: tuple[int, ...], only: str | None):
         c = choose_fwd_config(8, 32, 8, 1, 16384, 128, 128)
         consts = fwd_consts(c, 128, causal=False, dense=False, tma=False, group=4, packed=True,
                             split=c.num_splits > 1)  # fmt: skip
-        r = resources(ff._fwd_kernel, consts, c.num_warps, c.num_stages, arch)
+        r = resources(ff._fwd_kernel, consts, c.num_warps, c.num_stages, arch, inputs=inputs)
         label = f"{c.block_m}x{c.block_n} w{c.num_warps} s{c.num_stages} {c.num_splits} splits"
         yield "decode", 128, label, "packed", r
 
@@ -250,12 +278,15 @@ def main(argv: list[str] | None = None) -> int:
         choices=("fwd", "bwd", "decode", "variants", "bwd-variants"),
         help="one kernel family",
     )
+    parser.add_argument(
+        "--dtype", choices=sorted(INPUTS), default="bf16", help="Q/K/V dtype (fp8: forward only)"
+    )
     args = parser.parse_args(argv)
     dims = tuple(int(d) for d in args.head_dims.split(","))
-    print(f"triton {triton.__version__}, sm_{args.arch}, bf16")
+    print(f"triton {triton.__version__}, sm_{args.arch}, {args.dtype}")
     print(f"{'kernel':12} {'D':>4} {'config':28} {'mask':7} {'regs':>5} {'stack':>6} "
           f"{'smem KiB':>9}  note")  # fmt: skip
-    for kernel, d, label, mask, r in rows(args.arch, dims, args.only):
+    for kernel, d, label, mask, r in rows(args.arch, dims, args.only, INPUTS[args.dtype]):
         if "error" in r:
             print(f"{kernel:12} {d:>4} {label:28} {mask:7} {'-':>5} {'-':>6} {'-':>9}  "
                   f"{r['error']}")  # fmt: skip
@@ -273,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             notes.append("QK^T in flight during the softmax")
         if r["atomics"]:
             notes.append(f"atomics: {r['atomics']}")
+        if args.dtype != "bf16":
+            notes.append(r["mma"])
         print(f"{kernel:12} {d:>4} {label:28} {mask:7} {r['regs']:>5} {r['stack']:>6} "
               f"{r['smem'] / 1024:>9.1f}  {', '.join(notes)}", flush=True)  # fmt: skip
     return 0
