@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from attnbench import Workload, prepare, workload_set
+from attnbench.dtypes import to_torch
 from attnbench.kernels.flash.configs import BWD_VARIANT_ENV, BWD_VARIANTS, FwdConfig
 from attnbench.measure.accuracy import TOLERANCES, ErrorStats, compare
 
@@ -80,6 +81,11 @@ FORWARD = [
     W(1, 8, 8, 1, 1000, 256, scenario="decode"),
     W(1, 4, 2, 1, 777, 64, dtype="fp32", scenario="decode"),
     W(1, 2, 2, 200, 20000, 64),  # few programs: one-pass kernel with split keys
+    # fp8 (e4m3 in, bf16 out): dense, general (D=64), packed decode against an fp8 cache
+    W(2, 8, 2, 1000, 1000, 128, dtype="fp8"),
+    W(1, 8, 8, 512, 512, 128, causal=False, dtype="fp8"),
+    W(1, 8, 2, 700, 700, 64, dtype="fp8"),
+    W(4, 32, 8, 1, 8192, 128, dtype="fp8", scenario="decode"),
 ]
 
 MASKED = [
@@ -91,6 +97,7 @@ MASKED = [
     W(1, 8, 2, 1000, 1000, 64, causal=False, documents=7),
     W(1, 8, 2, 999, 999, 128, documents=3, window=200),
     W(1, 8, 4, 700, 700, 64, alibi=True),
+    W(1, 8, 2, 1000, 1000, 128, window=100, dtype="fp8"),
     W(1, 8, 4, 700, 700, 64, causal=False, alibi=True),
     W(1, 12, 12, 300, 300, 64, alibi=True, window=64),  # 12 heads: interleaved slopes
     W(2, 8, 2, 1, 2048, 128, alibi=True, scenario="decode"),
@@ -118,7 +125,7 @@ def test_forward_matches_reference(workload, seed):
     case = prepare(impl, workload, _cuda(), seed=seed)
     out = case.forward()
     assert out.shape == (workload.batch, workload.q_heads, workload.q_len, workload.dv)
-    assert out.dtype == workload.torch_dtype
+    assert out.dtype == to_torch(workload.out_dtype)
     _assert_within(case, case.forward_error(), workload.dtype)
 
 
@@ -361,6 +368,21 @@ def test_forward_and_lse(kernels, shape, dtype, seed):
 
 
 @pytest.mark.parametrize("shape", FWD, ids=lambda s: "-".join(map(str, s)))
+def test_fp8_forward_and_lse(kernels, shape, seed):
+    """fp8 (e4m3) Q/K/V, the chooser's configuration: a bf16 output within fp8's tolerance of
+    the reference on the same fp8 values, and the log-sum-exp (P's 2^8 scaling taken out)."""
+    flash, _ = kernels
+    b, hq, hkv, sq, skv, d, causal = shape
+    q, k, v = _inputs(seed, b, hq, hkv, sq, skv, d, torch.float8_e4m3fn)
+    scale = 1 / math.sqrt(d)
+    out, lse = flash.attention_with_lse(q, k, v, causal=causal, scale=scale)
+    assert out.dtype == torch.bfloat16 and out.shape == (b, hq, sq, d)
+    ref, ref_lse = _reference(q, k, v, causal, scale)
+    _check("out", out, ref, "fp8")
+    _check("lse", lse, ref_lse, "fp32")
+
+
+@pytest.mark.parametrize("shape", FWD, ids=lambda s: "-".join(map(str, s)))
 def test_forward_through_tensor_descriptors(kernels, shape, seed):
     """The TMA load path (FwdConfig.tma) gives the same answers as the reference."""
     from attnbench.kernels.flash import forward
@@ -507,6 +529,18 @@ def test_decode(kernels, shape, dtype, seed):
     assert out.dtype == q.dtype and out.shape == (b, hq, 1, d)
     ref, _ = _reference(q, k, v, False, scale)
     _check("decode", out, ref, dtype)
+
+
+@pytest.mark.parametrize("shape", DECODE, ids=lambda s: "-".join(map(str, s)))
+def test_fp8_decode(kernels, shape, seed):
+    """One query row against an fp8 (e4m3) cache: packed group, split keys, bf16 output."""
+    _, decode = kernels
+    b, hq, hkv, skv, d = shape
+    q, k, v = _inputs(seed, b, hq, hkv, 1, skv, d, torch.float8_e4m3fn)
+    out = decode.decode(q, k, v, scale=1 / math.sqrt(d))
+    assert out.dtype == torch.bfloat16 and out.shape == (b, hq, 1, d)
+    ref, _ = _reference(q, k, v, False, 1 / math.sqrt(d))
+    _check("decode", out, ref, "fp8")
 
 
 @pytest.mark.parametrize("splits", [1, 3, 16, 64])
