@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from attnbench import UnsupportedError, Workload, get_impl, impl_names, prepare
+from attnbench.dtypes import to_torch
 from attnbench.measure.accuracy import TOLERANCES, ErrorStats
 
 pytestmark = pytest.mark.gpu
@@ -45,6 +46,8 @@ FORWARD = [
     W(1, 4, 4, 300, 300, 128, causal=False, dtype="fp16", documents=3),  # documents, full
     W(1, 8, 8, 256, 256, 128, alibi=True),  # ALiBi
     W(1, 16, 16, 256, 256, 192, v_head_dim=128),  # MLA: Q/K 192, V 128
+    W(1, 8, 2, 384, 384, 128, dtype="fp8"),  # fp8 e4m3 in, bf16 out: whoever takes it
+    W(4, 32, 8, 1, 4096, 128, dtype="fp8", scenario="decode"),  # an fp8 KV cache
 ]
 
 TRAIN = [
@@ -91,7 +94,7 @@ def test_forward_matches_reference(impl, workload, seed):
     out = case.forward()
     expected = (workload.batch, workload.q_heads, workload.q_len, workload.dv)
     assert tuple(out.shape) == expected, f"{case.label}: shape {tuple(out.shape)} != {expected}"
-    assert out.dtype == workload.torch_dtype, f"{case.label}: output dtype {out.dtype}"
+    assert out.dtype == to_torch(workload.out_dtype), f"{case.label}: output dtype {out.dtype}"
     assert out.device.type == "cuda", f"{case.label}: output on {out.device}"
     err = case.forward_error()
     assert err.within(workload.dtype), _explain(case.label, "output", err, workload.dtype)
