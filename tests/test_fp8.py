@@ -135,3 +135,13 @@ def test_fp8_workloads_in_the_catalogue():
     assert [w.name for w in workload_set("gpu") if w.dtype == "fp8"] == [
         "llama3-8b/prefill/s4096/b1/causal/fp8"
     ]
+
+
+def test_fp8_matmul_ceiling_through_the_scaled_gemm(monkeypatch):
+    """torch.mm takes no float8: the fp8 roof is torch._scaled_mm's (bf16 out), timed."""
+    from attnbench.measure import ceilings
+
+    monkeypatch.setitem(ceilings.SIZES, "cpu", (128, 4))
+    c = ceilings.measure_ceilings("cpu", "fp8")
+    assert c.matmul_tflops > 0 and c.copy_gbps > 0
+    assert "torch._scaled_mm (bf16 out) 128x128 fp8" in c.how

@@ -31,6 +31,14 @@ class Ceilings:
 def _matmul_seconds(n: int, dtype: torch.dtype, device: torch.device) -> float:
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
+    if dtype == torch.float8_e4m3fn:  # no torch.mm for float8: the scaled GEMM, bf16 out
+        one = torch.ones((), device=device)
+        bt = b.t()  # column-major, as _scaled_mm's second operand must be
+
+        def fp8_mm():
+            return torch._scaled_mm(a, bt, one, one, out_dtype=torch.bfloat16)
+
+        return time_call(fp8_mm, device).median
     return time_call(lambda: torch.mm(a, b), device).median
 
 
@@ -46,8 +54,9 @@ def measure_ceilings(device: torch.device | str, dtype: str) -> Ceilings:
     n, mib = SIZES.get(device.type, SIZES["cpu"])
     matmul = _matmul_seconds(n, to_torch(dtype), device)
     copy = _copy_seconds(mib * 2**20, device)
+    mm = "torch._scaled_mm (bf16 out)" if dtype == "fp8" else "torch.mm"
     how = (
-        f"{device.type}: median of torch.mm {n}x{n} {dtype} and of a {mib} MiB copy "
+        f"{device.type}: median of {mm} {n}x{n} {dtype} and of a {mib} MiB copy "
         "(read + write counted), attnbench.measure.timing.time_call"
     )
     return Ceilings(2 * n**3 / matmul / 1e12, 2 * mib * 2**20 / copy / 1e9, how)
