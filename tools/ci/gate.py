@@ -22,6 +22,7 @@ of blocking on a figure the runner itself spoiled. The records come from
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import re
@@ -299,30 +300,38 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("asv_args", nargs="*", help="extra arguments for asv continuous")
     args = parser.parse_args(argv)
-    try:
-        project = Project.load(args.repo)
-        base, head = project.resolve(args.base), project.resolve(args.head)
-        rc = 0
-        records = args.records
-        if not args.no_run:
-            env = asv_env()
-            records = records or Path(tempfile.mkdtemp(prefix="attnbench-gate-records-"))
-            env["ATTNBENCH_RECORDS"] = str(records)
-            if args.set:
-                env["ATTNBENCH_SET"] = args.set
-            register_machine(args.machine, project.repo, env)
-            extra = ["--launch-method", args.launch, *args.asv_args]
-            extra += ["--bench", args.bench] if args.bench else []
-            rc = run_continuous(project, args.machine, base, head, args.factor, env, extra)
+    with contextlib.ExitStack() as scratch:
         try:
-            rows = compare(project, args.machine, base, head, args.factor, records)
+            project = Project.load(args.repo)
+            base, head = project.resolve(args.base), project.resolve(args.head)
+            rc = 0
+            records = args.records
+            if not args.no_run:
+                env = asv_env()
+                if records is None:  # this run's records, removed when the gate ends
+                    records = Path(
+                        scratch.enter_context(tempfile.TemporaryDirectory(prefix="gate-"))
+                    )
+                env["ATTNBENCH_RECORDS"] = str(records)
+                if args.set:
+                    env["ATTNBENCH_SET"] = args.set
+                register_machine(args.machine, project.repo, env)
+                extra = ["--launch-method", args.launch, *args.asv_args]
+                extra += ["--bench", args.bench] if args.bench else []
+                rc = run_continuous(project, args.machine, base, head, args.factor, env, extra)
+            try:
+                rows = compare(project, args.machine, base, head, args.factor, records)
+            except PipelineError as exc:
+                raise PipelineError(
+                    f"{exc} (asv continuous exited {rc})" if rc else str(exc)
+                ) from None
         except PipelineError as exc:
-            raise PipelineError(f"{exc} (asv continuous exited {rc})" if rc else str(exc)) from None
-    except PipelineError as exc:
-        print(f"gate: {exc}", file=sys.stderr)
-        if args.comment:
-            args.comment.write_text(f"{MARKER}\n### attnbench: the gate could not run\n\n{exc}\n")
-        return 2
+            print(f"gate: {exc}", file=sys.stderr)
+            if args.comment:
+                args.comment.write_text(
+                    f"{MARKER}\n### attnbench: the gate could not run\n\n{exc}\n"
+                )
+            return 2
     text = markdown(rows, base, head, args.machine, args.factor)
     print(text)
     if args.comment:
