@@ -68,3 +68,32 @@ def test_spread_compares_two_runs_pair_by_pair(tmp_path):
     rows = [line for line in lines if line.startswith("| ForwardMetrics")]
     assert [r.split(" | ")[1] for r in rows] == ["b", "c", "a"]  # largest difference first
     assert rows[2].endswith("| +1.0% |")
+
+
+def test_spread_with_records_gives_minima_and_conditions(tmp_path):
+    """--records: per pair the minimum's difference and each run's median/minimum (two
+    populations read well above 1), per class each run's start temperature and end clock."""
+    cols = ["result", "params"]
+    params = [["'a'"], ["'m/decode/kv8'"]]
+
+    def run(name, seconds, median, minimum, temp, clock):
+        path = tmp_path / f"{name}.json"
+        results = {"forward.DecodeMetrics.track_seconds": [[seconds], params]}
+        path.write_text(json.dumps({"result_columns": cols, "results": results}))
+        state = {"start": {"temperature_c": temp}, "end": {"sm_clock_mhz": clock}}
+        rec = {
+            "suite": "DecodeMetrics", "impl": "a", "workload": "m/decode/kv8",
+            "time": {"median": median, "min": minimum}, "extra": {"gpu_state": state},
+        }  # fmt: skip
+        other = {"suite": "Availability", "impl": "a", "reason": None}  # not a pair: ignored
+        records = tmp_path / f"{name}.jsonl"
+        records.write_text(json.dumps(other) + "\n" + json.dumps(rec) + "\n")
+        return path, records
+
+    a, ra = run("a", 4.29e-3, 4.29e-3, 1.79e-3, 51, 1980)  # two populations in run A
+    b, rb = run("b", 1.80e-3, 1.80e-3, 1.79e-3, 43, 1845)
+    lines = _tool().spread(a, b, records=(ra, rb)).splitlines()
+    (row,) = [line for line in lines if line.startswith("| DecodeMetrics | a |")]
+    assert row.endswith("| -58.0% | +0.0% | 2.40 | 1.01 |")
+    assert "| DecodeMetrics | A | 1 | 51 | 1980, 1980 |" in lines
+    assert "| DecodeMetrics | B | 1 | 43 | 1845, 1845 |" in lines

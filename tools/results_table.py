@@ -11,10 +11,14 @@ or GB/s of the fewest bytes (decode); ``–`` where the pair was skipped.
 
     python3 tools/results_table.py --count FILE    # benchmarks, values, values measured
     python3 tools/results_table.py --spread A B    # two runs' medians, pair by pair
+    python3 tools/results_table.py --spread A B --records RA RB   # ... with what the records say
 
 ``--spread``: the relative difference of every pair's median time (``track_seconds``) between
 two result files (two whole runs), largest first, with how many of the pairs at or above
-100 µs agree within 2 %.
+100 µs agree within 2 %. With ``--records`` (each run's ``ATTNBENCH_RECORDS`` file) each pair
+also gets its minimum's difference and each run's median / minimum (two populations of samples
+read well above 1; drift moves the minimum with the median), and a table per class gives each
+run's median GPU temperature at the start of a pair and SM clock at its end.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -113,9 +118,50 @@ def count(path: Path) -> str:
     return f"{path.name}: {benchmarks} benchmarks, {values} values, {measured} measured"
 
 
-def spread(path_a: Path, path_b: Path, min_seconds: float = 1e-4, tolerance: float = 0.02) -> str:
-    """Pair by pair, the relative difference of the median times of two runs, largest first."""
+def _records(path: Path) -> dict[tuple[str, str, str], dict]:
+    """{(class, implementation, workload): record} of one ``ATTNBENCH_RECORDS`` file."""
+    out = {}
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("workload") and rec.get("time"):
+            out[(rec["suite"], rec["impl"], rec["workload"])] = rec
+    return out
+
+
+def _state(rec: dict, when: str, key: str):
+    return (((rec.get("extra") or {}).get("gpu_state") or {}).get(when) or {}).get(key)
+
+
+def _conditions(records: list[dict]) -> list[str]:
+    """Per class, each run's median start temperature and end SM clock."""
+    lines = ["", "| class | run | pairs | start °C (median) | end SM MHz (median, min) |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    classes = sorted({k[0] for recs in records for k in recs})
+    for cls in classes:
+        for name, recs in zip("AB", records, strict=True):
+            mine = [r for k, r in recs.items() if k[0] == cls]
+            temps = [t for r in mine if (t := _state(r, "start", "temperature_c")) is not None]
+            clocks = [c for r in mine if (c := _state(r, "end", "sm_clock_mhz")) is not None]
+            if not temps or not clocks:
+                continue
+            lines.append(
+                f"| {cls} | {name} | {len(mine)} | {statistics.median(temps):.0f} | "
+                f"{statistics.median(clocks):.0f}, {min(clocks)} |"
+            )
+    return lines
+
+
+def spread(
+    path_a: Path,
+    path_b: Path,
+    min_seconds: float = 1e-4,
+    tolerance: float = 0.02,
+    records: tuple[Path, Path] | None = None,
+) -> str:
+    """Pair by pair, the relative difference of the median times of two runs, largest first;
+    with ``records`` (each run's records file), minima and conditions too."""
     runs = [json.loads(p.read_text()) for p in (path_a, path_b)]
+    recs = [_records(p) for p in records] if records else None
     rows = []
     for suite in SUITES:
         a, b = ({(i, w): v for i, w, v in _entries(d, f"{suite}.track_seconds")} for d in runs)
@@ -126,26 +172,45 @@ def spread(path_a: Path, path_b: Path, min_seconds: float = 1e-4, tolerance: flo
     long = [r for r in rows if min(r[3], r[4]) >= min_seconds]
     within = sum(abs(r[-1]) <= tolerance for r in long)
     short = [r for r in rows if r not in long]
+    header = "| class | implementation | workload | run A | run B | B/A − 1 |"
+    if recs:
+        header += " min B/A − 1 | A median/min | B median/min |"
     lines = [
         f"{len(long)} pairs at or above {min_seconds * 1e6:.0f} µs in both runs: {within} within "
         f"{tolerance:.0%}" + (f", largest {long[0][-1]:+.1%}" if long else ""),
         f"{len(short)} shorter pairs" + (f": largest {short[0][-1]:+.1%}" if short else ""),
         "",
-        "| class | implementation | workload | run A | run B | B/A − 1 |",
-        "|---|---|---|---|---|---|",
+        header,
+        "|---" * header.count(" | ") + "|---|",
     ]
     for suite, impl, workload, ta, tb, rel in rows:
-        lines.append(
+        line = (
             f"| {suite} | {impl} | `{workload}` | {_fmt(ta, 'time')} | {_fmt(tb, 'time')} "
             f"| {rel:+.1%} |"
         )
+        if recs:
+            ra, rb = (r.get((suite, impl, workload), {}).get("time") or {} for r in recs)
+            if ra.get("min") and rb.get("min"):
+                line += (
+                    f" {rb['min'] / ra['min'] - 1:+.1%} | {ra['median'] / ra['min']:.2f} | "
+                    f"{rb['median'] / rb['min']:.2f} |"
+                )
+            else:
+                line += " | | |"
+        lines.append(line)
+    if recs:
+        lines += _conditions(recs)
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if args[:1] == ["--spread"] and len(args) == 3:
-        print(spread(Path(args[1]), Path(args[2])))
+    if args[:1] == ["--spread"] and len(args) in (3, 6):
+        extra = args[3:]
+        if extra and extra[0] != "--records":
+            sys.exit("usage: results_table.py --spread A B [--records RA RB]")
+        pair = (Path(extra[1]), Path(extra[2])) if extra else None
+        print(spread(Path(args[1]), Path(args[2]), records=pair))
         sys.exit(0)
     as_matrix, as_count = "--matrix" in args, "--count" in args
     for arg in (a for a in args if a not in ("--matrix", "--count")):
