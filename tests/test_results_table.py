@@ -97,3 +97,21 @@ def test_spread_with_records_gives_minima_and_conditions(tmp_path):
     assert row.endswith("| -58.0% | +0.0% | 2.40 | 1.01 |")
     assert "| DecodeMetrics | A | 1 | 51 | 1980, 1980 |" in lines
     assert "| DecodeMetrics | B | 1 | 43 | 1845, 1845 |" in lines
+
+
+def test_costs_sum_each_class_s_sweep_and_first_calls(tmp_path):
+    def rec(suite, impl, wall, first):
+        extra = {"wall_seconds": wall, "first_call_seconds": first}
+        return {"suite": suite, "impl": impl, "workload": f"w-{impl}", "extra": extra}
+
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("\n".join(json.dumps(r) for r in [
+        {"suite": "Availability", "impl": "x", "reason": None},  # not a pair
+        rec("ForwardMetrics", "eager-compiled", 10.0, 8.0), rec("ForwardMetrics", "sdpa", 1.0, 0.5),
+    ]))  # fmt: skip
+    b.write_text(json.dumps(rec("ForwardMetrics", "eager-compiled", 80.0, 75.0)))
+    lines = _tool().costs(a, b).splitlines()
+    assert "| ForwardMetrics | A | 2 | 11.0 | 8.5 |" in lines
+    assert "| ForwardMetrics | B | 1 | 80.0 | 75.0 |" in lines
+    assert "| eager-compiled | 8.0 | 75.0 |" in lines  # per implementation, both runs
+    assert "| B | ForwardMetrics | eager-compiled | `w-eager-compiled` | 75.0 |" in lines

@@ -12,6 +12,7 @@ or GB/s of the fewest bytes (decode); ``–`` where the pair was skipped.
     python3 tools/results_table.py --count FILE    # benchmarks, values, values measured
     python3 tools/results_table.py --spread A B    # two runs' medians, pair by pair
     python3 tools/results_table.py --spread A B --records RA RB   # ... with what the records say
+    python3 tools/results_table.py --costs RECORDS [RECORDS_B]   # where a sweep's time went
 
 ``--spread``: the relative difference of every pair's median time (``track_seconds``) between
 two result files (two whole runs), largest first, with how many of the pairs at or above
@@ -19,6 +20,11 @@ two result files (two whole runs), largest first, with how many of the pairs at 
 also gets its minimum's difference and each run's median / minimum (two populations of samples
 read well above 1; drift moves the minimum with the median), and a table per class gives each
 run's median GPU temperature at the start of a pair and SM clock at its end.
+
+``--costs``: from ``ATTNBENCH_RECORDS`` files (one run, or two side by side), each class's
+pairs, the seconds its sweep spent on them (``extra.wall_seconds``) and of those the first
+calls (``first_call_seconds``: binding, compiling, JIT), then the first-call seconds per
+implementation and the slowest first calls.
 """
 
 from __future__ import annotations
@@ -151,6 +157,45 @@ def _conditions(records: list[dict]) -> list[str]:
     return lines
 
 
+def costs(*paths: Path, top: int = 6) -> str:
+    """Where the sweeps' time went, per class and per implementation, for one or more runs."""
+    runs = [[json.loads(x) for x in p.read_text().splitlines()] for p in paths]
+    runs = [[r for r in recs if r.get("workload")] for recs in runs]
+    names = "AB"[: len(runs)] if len(runs) <= 2 else [str(i) for i in range(len(runs))]
+
+    def extra(r: dict, key: str) -> float:
+        return float((r.get("extra") or {}).get(key) or 0.0)
+
+    lines = ["| class | run | pairs | sweep s | first calls s |", "|---|---|---|---|---|"]
+    for cls in sorted({r["suite"] for recs in runs for r in recs}):
+        for name, recs in zip(names, runs, strict=True):
+            mine = [r for r in recs if r["suite"] == cls]
+            wall = sum(extra(r, "wall_seconds") for r in mine)
+            first = sum(extra(r, "first_call_seconds") for r in mine)
+            lines.append(f"| {cls} | {name} | {len(mine)} | {wall:.1f} | {first:.1f} |")
+    for name, recs in zip(names, runs, strict=True):
+        wall = sum(extra(r, "wall_seconds") for r in recs)
+        first = sum(extra(r, "first_call_seconds") for r in recs)
+        lines.append(f"| all | {name} | {len(recs)} | {wall:.1f} | {first:.1f} |")
+    per_impl: dict[str, list[float]] = {}
+    for i, recs in enumerate(runs):
+        for r in recs:
+            per_impl.setdefault(r["impl"], [0.0] * len(runs))[i] += extra(r, "first_call_seconds")
+    ranked = sorted(per_impl.items(), key=lambda kv: -max(kv[1]))[:top]
+    lines += ["", "| implementation | " + " | ".join(f"first calls s, {n}" for n in names) + " |",
+              "|---" * (len(runs) + 1) + "|"]  # fmt: skip
+    lines += [f"| {impl} | " + " | ".join(f"{x:.1f}" for x in xs) + " |" for impl, xs in ranked]
+    every = [(name, r) for name, recs in zip(names, runs, strict=True) for r in recs]
+    slow = sorted(every, key=lambda nr: -extra(nr[1], "first_call_seconds"))[:top]
+    lines += ["", "| run | class | implementation | workload | first call s |", "|---" * 5 + "|"]
+    lines += [
+        f"| {n} | {r['suite']} | {r['impl']} | `{r['workload']}` | "
+        f"{extra(r, 'first_call_seconds'):.1f} |"
+        for n, r in slow
+    ]
+    return "\n".join(lines)
+
+
 def spread(
     path_a: Path,
     path_b: Path,
@@ -211,6 +256,9 @@ if __name__ == "__main__":
             sys.exit("usage: results_table.py --spread A B [--records RA RB]")
         pair = (Path(extra[1]), Path(extra[2])) if extra else None
         print(spread(Path(args[1]), Path(args[2]), records=pair))
+        sys.exit(0)
+    if args[:1] == ["--costs"] and len(args) >= 2:
+        print(costs(*(Path(a) for a in args[1:])))
         sys.exit(0)
     as_matrix, as_count = "--matrix" in args, "--count" in args
     for arg in (a for a in args if a not in ("--matrix", "--count")):
