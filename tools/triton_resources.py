@@ -46,7 +46,7 @@ from attnbench.kernels.flash.configs import (
 
 SMEM_LIMIT = 227 * 1024
 POINTERS = {
-    "Q": "*bf16", "K": "*bf16", "V": "*bf16", "Out": "*bf16", "dO": "*bf16", "dK": "*bf16",
+    "Out": "*bf16", "dO": "*bf16", "dK": "*bf16",
     "dV": "*bf16", "dQ": "*bf16", "LSE": "*fp32", "Delta": "*fp32", "dQacc": "*fp32",
     "Opart": "*fp32", "Lpart": "*fp32", "Slopes": "*fp32", "DocStart": "*i32", "DocEnd": "*i32",
 }  # fmt: skip
@@ -55,7 +55,7 @@ NO_HINT = {"Hq", "Hkv", "window", "kv_per_split"}
 FLOATS = {"qk_scale", "sm_scale"}
 
 
-#: the forward's input pointers per ``--dtype`` (fp8: e4m3 in, bf16 out)
+#: Q/K/V's pointer type per ``--dtype`` (fp8: e4m3 in, bf16 out; the rest: POINTERS)
 INPUTS = {"bf16": "bf16", "fp8": "fp8e4nv"}
 
 

@@ -38,6 +38,15 @@ def itemsize(name: str) -> int:
     return to_torch(name).itemsize
 
 
+_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+
+
+def output_torch_dtype(dtype: torch.dtype) -> torch.dtype:
+    """:func:`output_dtype` for a torch dtype (one without a short name: itself)."""
+    name = _NAMES.get(dtype)
+    return to_torch(OUTPUT_DTYPES[name]) if name in OUTPUT_DTYPES else dtype
+
+
 def output_dtype(name: str) -> str:
     """The short name of the output's dtype for inputs of dtype ``name``."""
     to_torch(name)

@@ -23,6 +23,24 @@ _INTERPRETED: tl.constexpr = tl.constexpr(INTERPRETED)
 
 
 @triton.jit
+def _probs(x, DTYPE: tl.constexpr):
+    """``exp2(x)`` (x: base-2 scores minus the row's maximum), times 2^FP8_P_SHIFT for fp8
+    inputs ``DTYPE`` (:data:`FP8_P_SHIFT`)."""
+    if DTYPE == tl.float8e4nv:
+        x = x + _FP8_P_SHIFT
+    return tl.exp2(x)
+
+
+@triton.jit
+def _lse(row_max, row_sum, DTYPE: tl.constexpr):
+    """Base-2 log-sum-exp of a row from its maximum and sum (the sum of :func:`_probs`)."""
+    lse = row_max + tl.log2(row_sum)
+    if DTYPE == tl.float8e4nv:
+        lse = lse - _FP8_P_SHIFT
+    return lse
+
+
+@triton.jit
 def _p_to(p, DTYPE: tl.constexpr):
     """P (float32, >= 0) as the PV product's operand in ``DTYPE``: ``p.to(DTYPE)``. Under
     Triton's interpreter an fp8 (e4m3) P is first rounded to e4m3's grid (nearest, ties to

@@ -38,7 +38,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import _FP8_P_SHIFT, _LOG2E, LOG2E, _load_rows, _p_to, _row_bounds
+from ...dtypes import output_torch_dtype
+from .common import _LOG2E, LOG2E, _load_rows, _lse, _p_to, _probs, _row_bounds
 from .configs import FwdConfig, choose_fwd_config, pow2
 
 
@@ -74,7 +75,6 @@ def _dense_tiles(
     WS (v4 option): Triton's automatic warp specialization of the loop (a producer partition
     issues the loads, the rest compute); False compiles to the v3 loop. fp8 inputs: P scaled
     by 2^FP8_P_SHIFT (``common.FP8_P_SHIFT``)."""
-    FP8: tl.constexpr = q.dtype == tl.float8e4nv
     for start_n in tl.range(start, stop, BLOCK_N, warp_specialize=WS):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         cols = start_n + offs_n
@@ -91,10 +91,7 @@ def _dense_tiles(
                 keep = keep & (cols[None, :] <= offs_m[:, None] + diag)
             qk = tl.where(keep, qk, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-        if FP8:
-            p = tl.exp2(qk * qk_scale - m_new[:, None] + _FP8_P_SHIFT)
-        else:
-            p = tl.exp2(qk * qk_scale - m_new[:, None])
+        p = _probs(qk * qk_scale - m_new[:, None], q.dtype)
         alpha = tl.exp2(m_i - m_new)
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
@@ -125,10 +122,7 @@ def _dense_softmax(acc, l_i, m_i, qk, qk_scale, DTYPE: tl.constexpr):
     """Online-softmax step of one unmasked tile from its raw scores ``qk``: the rescaled
     accumulator and sums, and P (in the dtype of V) for the PV product."""
     m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-    if DTYPE == tl.float8e4nv:  # P scaled into e4m3's range (common.FP8_P_SHIFT)
-        p = tl.exp2(qk * qk_scale - m_new[:, None] + _FP8_P_SHIFT)
-    else:
-        p = tl.exp2(qk * qk_scale - m_new[:, None])
+    p = _probs(qk * qk_scale - m_new[:, None], DTYPE)
     alpha = tl.exp2(m_i - m_new)
     l_i = l_i * alpha + tl.sum(p, 1)
     acc = acc * alpha[:, None]
@@ -265,9 +259,7 @@ def _dense_program(
     acc = acc / l_i[:, None]
     rows_ok = offs_m < seq_q
     if STORE_LSE:
-        lse = m_i + tl.log2(l_i)
-        if q.dtype == tl.float8e4nv:  # l summed P scaled by 2^FP8_P_SHIFT
-            lse = lse - _FP8_P_SHIFT
+        lse = _lse(m_i, l_i, q.dtype)
         tl.store(LSE + pid_bh.to(tl.int64) * seq_q + offs_m, lse, mask=rows_ok)
     o_ptrs = Out + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_om + offs_dv[None, :]
     tl.store(o_ptrs, acc.to(Out.dtype.element_ty), mask=rows_ok[:, None])
@@ -306,7 +298,6 @@ def _fwd_blocks(
     kv_row0=0,
 ):
     offs_n0 = tl.arange(0, BLOCK_N)
-    FP8: tl.constexpr = q.dtype == tl.float8e4nv  # P scaled by 2^FP8_P_SHIFT
     for s in range(start, end, BLOCK_N):
         offs_n = s + offs_n0
         n_ok = offs_n < Skv
@@ -333,10 +324,7 @@ def _fwd_blocks(
         else:
             m_new = tl.maximum(m_i, tl.max(qk, 1))
             m_use = m_new
-        if FP8:
-            p = tl.math.exp2(qk - m_use[:, None] + _FP8_P_SHIFT)
-        else:
-            p = tl.math.exp2(qk - m_use[:, None])
+        p = _probs(qk - m_use[:, None], q.dtype)
         alpha = tl.math.exp2(m_i - m_use)
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
@@ -458,9 +446,7 @@ def _general_program(
     empty = l_i == 0.0  # a split range with no key for this row
     l_safe = tl.where(empty, 1.0, l_i)
     out = acc / l_safe[:, None]
-    lse = tl.where(empty, float("-inf"), m_i + tl.math.log2(l_safe))
-    if q.dtype == tl.float8e4nv:  # l summed P scaled by 2^FP8_P_SHIFT
-        lse = lse - _FP8_P_SHIFT
+    lse = tl.where(empty, float("-inf"), _lse(m_i, l_safe, q.dtype))
     if D == BLOCK_D and DV == BLOCK_DV:
         dv_ok = offs_dv < BLOCK_DV
     else:
@@ -662,11 +648,6 @@ def last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
-def out_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The output's dtype: the inputs', bf16 for fp8 (e4m3) inputs."""
-    return torch.bfloat16 if dtype == torch.float8_e4m3fn else dtype
-
-
 def prec(dtype: torch.dtype) -> str:
     # float32 inputs: exact products (tf32 would miss attnbench's fp32 tolerance)
     return "ieee" if dtype == torch.float32 else "tf32"
@@ -760,7 +741,7 @@ def attention_forward(
     if config is None:
         config = default_fwd_config(q, k, v, mask)
     group = hq // hkv
-    o = torch.empty(b, hq, sq, dv, device=q.device, dtype=out_dtype(q.dtype))
+    o = torch.empty(b, hq, sq, dv, device=q.device, dtype=output_torch_dtype(q.dtype))
     lse = torch.empty(b, hq, sq, device=q.device, dtype=torch.float32) if need_lse else None
     block_d, block_dv = pow2(d), pow2(dv)
     packed = config.packed
