@@ -40,9 +40,10 @@ def test_fp8_inputs_are_random_e4m3_values():
     assert i.q.float().std() > 0.5 and len(i.v.float().unique()) > 50  # not constant
 
 
-def _fp8_attention(q, k, v, scale, causal):
-    """What an fp8 kernel computes: exact scores from the fp8 inputs, P rounded to e4m3
-    before the PV product, a bf16 output (FlashAttention-3's fp8 forward)."""
+def _fp8_attention(q, k, v, scale, causal, p_shift=0.0):
+    """What an fp8 kernel computes: exact scores from the fp8 inputs, P (times 2^p_shift)
+    rounded to e4m3 before the PV product, a bf16 output (FlashAttention-3's fp8 forward;
+    attnbench's Triton kernels scale P by 2^8 first)."""
     qd, kd, vd = (t.double() for t in (q, k, v))
     g = q.shape[1] // k.shape[1]
     kd, vd = kd.repeat_interleave(g, 1), vd.repeat_interleave(g, 1)
@@ -51,7 +52,7 @@ def _fp8_attention(q, k, v, scale, causal):
         sq, sk = s.shape[-2:]
         keep = torch.ones(sq, sk, dtype=torch.bool).tril(sk - sq)
         s = s.masked_fill(~keep, float("-inf"))
-    p = torch.exp(s - s.amax(-1, keepdim=True))
+    p = torch.exp(s - s.amax(-1, keepdim=True)) * 2.0**p_shift
     out = (p.to(FP8).double() @ vd) / p.sum(-1, keepdim=True)
     return out.to(torch.bfloat16)
 
@@ -63,10 +64,35 @@ def test_fp8_tolerance_passes_fp8_arithmetic_and_fails_a_wrong_mask(shape):
     i = make_inputs(shape, CPU, seed=1)
     ref = get_impl("reference").forward(i.q, i.k, i.v, causal=shape.causal, scale=shape.scale)
     good = compare(_fp8_attention(i.q, i.k, i.v, shape.scale, shape.causal), ref)
+    print(f"\n{shape.name}: fp8 arithmetic {good}")  # the figures docs quote (pytest -s)
     assert good.within("fp8") and good.rel_norm > 1e-3  # fp8's rounding is there, and allowed
     if shape.causal:
         wrong = compare(_fp8_attention(i.q, i.k, i.v, shape.scale, False), ref)
+        print(f"{shape.name}: wrong mask {wrong}")
         assert not wrong.within("fp8")
+
+
+def sink_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """fp8 Q, K, V (1 x 2 heads, 32 queries, 512 keys, D=32) where every query meets key 0
+    about 7 nats above the 511 others (4 * 10 / sqrt(32)): an attention sink."""
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 2, 32, 32, generator=gen) * 0.3
+    k = torch.randn(1, 2, 512, 32, generator=gen) * 0.3
+    v = torch.randn(1, 2, 512, 32, generator=gen)
+    q[..., 0], k[:, :, 0, 0] = 4.0, 10.0
+    return q.to(FP8), k.to(FP8), v.to(FP8)
+
+
+def test_scaling_p_keeps_the_small_probabilities_beside_a_sink():
+    """Beside a sink the other probabilities are ~2^-10 of its own: rounded to e4m3 unscaled
+    most flush to zero; scaled by 2^8 first (the Triton kernels' FP8_P_SHIFT) they survive."""
+    q, k, v = sink_inputs()
+    ref = get_impl("reference").forward(q, k, v, causal=False, scale=32**-0.5)
+    plain, shifted = (
+        compare(_fp8_attention(q, k, v, 32**-0.5, False, shift), ref) for shift in (0.0, 8.0)
+    )
+    print(f"\nsink, P unscaled: {plain}\nsink, P x 2^8: {shifted}")  # pytest -s
+    assert plain.rel_norm > 1e-2 and shifted.rel_norm < 5e-3
 
 
 def test_fa3_takes_fp8_through_its_entry_point(monkeypatch):

@@ -35,6 +35,7 @@ from attnbench.measure.accuracy import compare
 from attnbench.sweep import sweep
 
 from .conftest import CPU
+from .test_fp8 import sink_inputs
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("triton") is None, reason="triton is not installed"
@@ -408,17 +409,10 @@ def test_fp8_forward_and_lse_match_reference(kernels, case, path, seed):
 @pytest.mark.parametrize("path", ["dense", "general", "split"])
 def test_fp8_keeps_the_small_probabilities_beside_an_attention_sink(kernels, path):
     """A sink key about 7 nats above 511 others: their probabilities are ~2^-10 of the sink's
-    and, rounded to e4m3 unscaled, would mostly flush to zero (a CPU emulation: 1.9 % relative
-    error). Scaled by 2^8 before the rounding they survive (emulation: 0.18 %)."""
+    and, rounded to e4m3 unscaled, would mostly flush to zero (the CPU emulation of
+    ``tests/test_fp8.py``). Scaled by 2^8 before the rounding they survive."""
     api, _, _ = kernels
-    gen = torch.Generator().manual_seed(0)
-    q, k = (
-        torch.randn(1, 2, 32, 32, generator=gen) * 0.3,
-        torch.randn(1, 2, 512, 32, generator=gen) * 0.3,
-    )
-    v = torch.randn(1, 2, 512, 32, generator=gen)
-    q[..., 0], k[:, :, 0, 0] = 4.0, 10.0  # every query meets key 0 at 4 * 10 / sqrt(32)
-    q, k, v = q.to(FP8), k.to(FP8), v.to(FP8)
+    q, k, v = sink_inputs()
     out = api.attention(q, k, v, scale=32**-0.5, fwd_config=PATHS[path])
     err = compare(out, _reference(q, k, v, False, 32**-0.5))
     assert err.rel_norm < 5e-3, err
