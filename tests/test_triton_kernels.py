@@ -377,7 +377,11 @@ def test_decode_matches_reference(kernels, hq, hkv, sq, skv, d, splits, dtype, s
 # -- fp8: e4m3 in, bf16 out, forward ------------------------------------------------------------
 FP8 = torch.float8_e4m3fn
 # (batch, q_heads, kv_heads, q_len, kv_len, head_dim, causal)
-FP8_CASES = [(2, 4, 2, 37, 53, 32, True), (1, 2, 2, 48, 48, 64, False)]
+FP8_CASES = [
+    (2, 4, 2, 37, 53, 32, True),
+    (1, 2, 2, 48, 48, 64, False),  # keys a multiple of 16: V goes transposed through TMA
+    (1, 4, 2, 40, 64, 32, True),  # and causal, q_len < kv_len
+]
 
 
 def _fp8(gen, *shape):
@@ -385,7 +389,9 @@ def _fp8(gen, *shape):
 
 
 @needs_interpreter
-@pytest.mark.parametrize("path", ["dense", "dense-tma", "general", "split", "dense-lookahead"])
+@pytest.mark.parametrize(
+    "path", ["dense", "dense-tma", "general", "split", "dense-lookahead", "dense-lookahead-tma"]
+)
 @pytest.mark.parametrize("case", FP8_CASES, ids=lambda c: "-".join(map(str, c)))
 def test_fp8_forward_and_lse_match_reference(kernels, case, path, seed):
     """fp8 Q/K/V through every forward path: a bf16 output within fp8's tolerance of the
@@ -396,9 +402,10 @@ def test_fp8_forward_and_lse_match_reference(kernels, case, path, seed):
     gen = torch.Generator().manual_seed(seed)
     q, k, v = _fp8(gen, b, hq, sq, d), _fp8(gen, b, hkv, skv, d), _fp8(gen, b, hkv, skv, d)
     cfg = PATHS[path]
-    assert forward.dense_applies(cfg, forward.MaskArgs(causal), q, k, v, 1) == (
-        path.startswith("dense")
-    )
+    dense = forward.dense_applies(cfg, forward.MaskArgs(causal), q, k, v, 1)
+    assert dense == path.startswith("dense")
+    v_t = forward.v_transposed_applies(q, k, forward.descriptors_apply(cfg, q, k, v), dense)
+    assert v_t == (path.endswith("tma") and skv % 16 == 0)
     out, lse = api.attention_with_lse(q, k, v, causal=causal, scale=d**-0.5, fwd_config=cfg)
     assert out.dtype == torch.bfloat16 and out.shape == (b, hq, sq, d)
     _assert_close("output", out, _reference(q, k, v, causal, d**-0.5), "fp8")

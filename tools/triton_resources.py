@@ -107,6 +107,8 @@ def resources(
         "pipelined": "async_copy_global_to_local" in ttgir or "async_tma_copy" in ttgir,
         "atomics": _atomics(kernel.asm["ptx"]),
         "warp_specialized": "ttg.warp_specialize" in ttgir,
+        # tiles copied from shared memory to registers (and back: fp8 V without V_T)
+        "local_loads": ttgir.count("ttg.local_load "),
         "qk_in_flight": _qk_left_in_flight(ttgir),
         "mma": _mma(kernel.asm["ptx"]),
     }
@@ -180,6 +182,7 @@ def fwd_consts(
     packed: bool = False,
     split: bool = False,
     dv: int | None = None,
+    v_t: bool = False,
 ) -> dict:
     dv = dv or d
     return {
@@ -188,21 +191,26 @@ def fwd_consts(
         "BLOCK_M": c.block_m, "BLOCK_N": c.block_n, "D": d, "DV": dv,
         "BLOCK_D": triton.next_power_of_2(d), "BLOCK_DV": triton.next_power_of_2(dv),
         "PREC": "tf32", "USE_DESC": tma, "DENSE": dense, "SA": 1, "WS": ws,
-        "LOOKAHEAD": lookahead,
+        "LOOKAHEAD": lookahead, "V_T": v_t,
     }  # fmt: skip
 
 
-def fwd_descriptors(c: FwdConfig, d: int, inputs: str = "bf16") -> dict:
+def fwd_descriptors(c: FwdConfig, d: int, inputs: str = "bf16", v_t: bool = False) -> dict:
+    """Q/K/V's descriptor types (``v_t``: V's over V transposed, blocks of (dim, keys))."""
     rows = {"Q": c.block_m, "K": c.block_n, "V": c.block_n}
-    return {name: f"tensordesc<{inputs}[{n},{d}]>" for name, n in rows.items()}
+    out = {name: f"tensordesc<{inputs}[{n},{d}]>" for name, n in rows.items()}
+    if v_t:
+        out["V"] = f"tensordesc<{inputs}[{d},{c.block_n}]>"
+    return out
 
 
 def forward_row(
     c: FwdConfig, d: int, arch: int, *, causal: bool, dense: bool, tma: bool, inputs: str = "bf16"
 ):
+    v_t = tma and dense and inputs == INPUTS["fp8"]  # as forward.v_transposed_applies
     consts = fwd_consts(c, d, causal=causal, dense=dense, tma=tma, ws=c.ws and dense,
-                        lookahead=c.lookahead and dense)  # fmt: skip
-    desc = fwd_descriptors(c, d, inputs) if tma else None
+                        lookahead=c.lookahead and dense, v_t=v_t)  # fmt: skip
+    desc = fwd_descriptors(c, d, inputs, v_t) if tma else None
     return resources(ff._fwd_kernel, consts, c.num_warps, c.num_stages, arch, desc, inputs)
 
 

@@ -329,14 +329,22 @@ def _fmt(err: ErrorStats) -> str:
     return f"max_abs {err.max_abs:.3g}, rel {err.rel_norm:.3g}, nonfinite {err.nonfinite}"
 
 
-def _check(name: str, actual, expected, dtype: str, peer=None) -> None:
+def _check(name: str, actual, expected, dtype: str, peer=None, tol=None) -> None:
+    """``actual`` within ``dtype``'s tolerance of ``expected`` (or within ``tol``, (rel, abs))."""
     err = compare(actual, expected)
-    rel, abs_ = TOLERANCES[dtype]
+    rel, abs_ = tol or TOLERANCES[dtype]
     detail = f"{name}: {_fmt(err)} (tolerance rel {rel}, abs {abs_})"
     if peer is not None:
         detail += f"; FA2 on the same inputs: {_fmt(compare(peer, expected))}"
     print(detail)
-    assert err.within(dtype), detail
+    assert err.nonfinite == 0 and err.rel_norm <= rel and err.max_abs <= abs_, detail
+
+
+#: the log-sum-exp of fp8 inputs: Hopper's fp8 wgmma adds its products with fewer bits than
+#: float32 (about 14 kept, DeepSeek-V3 report, section 3.3.2), so the scores, and the LSE,
+#: are off by ~1e-4 of their size. H200 at 9b5d538: max_abs up to 7.5e-4, rel 1.0e-5 (float32's
+#: abs 2e-4 failed 4 of 8 shapes). A lost 2^8 scaling of P is off by 8.
+FP8_LSE = (1e-4, 4e-3)
 
 
 # (batch, q_heads, kv_heads, q_len, kv_len, head_dim, causal)
@@ -379,7 +387,7 @@ def test_fp8_forward_and_lse(kernels, shape, seed):
     assert out.dtype == torch.bfloat16 and out.shape == (b, hq, sq, d)
     ref, ref_lse = _reference(q, k, v, causal, scale)
     _check("out", out, ref, "fp8")
-    _check("lse", lse, ref_lse, "fp32")
+    _check("lse", lse, ref_lse, "fp32", tol=FP8_LSE)
 
 
 @pytest.mark.parametrize("shape", FWD, ids=lambda s: "-".join(map(str, s)))

@@ -173,6 +173,8 @@ def choose_fwd_config(
     if q_len * group <= 128 and q_len <= 16:  # decode-like: pack the group, split the keys
         block_m = pow2(q_len * group)
         block_n = 64 if wide <= 256 else 32
+        if itemsize == 1:  # fp8: as many bytes of K and V per tile as bf16's (H200, kv16k
+            block_n *= 2  # b8: 64-key fp8 tiles ran no faster than bf16's, 139 us both)
         programs = batch * kv_heads
         # about one wave of programs while each split keeps >= 4096 keys (H100: kv65536 b8,
         # 2 splits 698 us vs 5 splits 747 us); shorter shares need more programs in flight to

@@ -38,7 +38,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ...dtypes import output_torch_dtype
+from ...dtypes import DTYPES, output_torch_dtype
 from .common import _LOG2E, LOG2E, _load_rows, _lse, _p_to, _probs, _row_bounds
 from .configs import FwdConfig, choose_fwd_config, pow2
 
@@ -62,16 +62,19 @@ def _dense_tiles(
     diag,
     qk_scale,
     kv_row0,
+    v_row0,
     MASKED: tl.constexpr,
     CAUSAL: tl.constexpr,
     BLOCK_N: tl.constexpr,
     USE_DESC: tl.constexpr,
     PREC: tl.constexpr,
     WS: tl.constexpr = False,
+    V_T: tl.constexpr = False,
 ):
     """Online softmax over the key tiles [start, stop); MASKED tiles check bounds/diagonal.
     USE_DESC: ``k_ptrs``/``v_ptrs`` are tensor descriptors (TMA) over (rows, dim), the head's
-    keys starting at row ``kv_row0``; rows past ``seq_kv`` are masked out of the scores.
+    keys starting at row ``kv_row0``; rows past ``seq_kv`` are masked out of the scores
+    (``V_T``: V's descriptor is over V transposed, see :func:`_v_tile`).
     WS (v4 option): Triton's automatic warp specialization of the loop (a producer partition
     issues the loads, the rest compute); False compiles to the v3 loop. fp8 inputs: P scaled
     by 2^FP8_P_SHIFT (``common.FP8_P_SHIFT``)."""
@@ -96,7 +99,7 @@ def _dense_tiles(
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
         if USE_DESC:
-            v = v_ptrs.load([kv_row0 + start_n, 0])
+            v = _v_tile(v_ptrs, start_n, kv_row0, v_row0, V_T)
         elif MASKED:
             v = tl.load(v_ptrs + start_n * stride_vn, mask=cols[:, None] < seq_kv, other=0.0)
         else:
@@ -130,11 +133,27 @@ def _dense_softmax(acc, l_i, m_i, qk, qk_scale, DTYPE: tl.constexpr):
 
 
 @triton.jit
-def _dense_pv(acc, p, v_ptrs, stride_vn, start_n, kv_row0, USE_DESC: tl.constexpr,
-              PREC: tl.constexpr):  # fmt: skip
+def _v_tile(v_desc, start_n, kv_row0, v_row0, V_T: tl.constexpr):
+    """The value tile of keys [start_n, start_n + BLOCK_N) through V's tensor descriptor, as
+    (keys, dim). ``V_T``: the descriptor is over V transposed, (B * kv_heads * dim, keys), the
+    head's rows starting at ``v_row0``: the tile arrives dim-major and its transpose is a view,
+    which is the K-major operand layout Hopper's fp8 wgmma needs for P @ V. Without it, Triton
+    transposes each fp8 V tile through registers and shared memory (sm_90 TTGIR: a local_load
+    and a local_alloc per key tile; bf16 wgmma reads either layout). Keys past the end read
+    as zeros (TMA's out-of-bounds fill)."""
+    if V_T:
+        v = v_desc.load([v_row0, start_n]).T
+    else:
+        v = v_desc.load([kv_row0 + start_n, 0])
+    return v
+
+
+@triton.jit
+def _dense_pv(acc, p, v_ptrs, stride_vn, start_n, kv_row0, v_row0, USE_DESC: tl.constexpr,
+              PREC: tl.constexpr, V_T: tl.constexpr = False):  # fmt: skip
     """``acc + P @ V`` for the unmasked value tile at ``start_n``."""
     if USE_DESC:
-        v = v_ptrs.load([kv_row0 + start_n, 0])
+        v = _v_tile(v_ptrs, start_n, kv_row0, v_row0, V_T)
     else:
         v = tl.load(v_ptrs + start_n * stride_vn)
     return tl.dot(p, v, acc, input_precision=PREC)
@@ -154,10 +173,12 @@ def _dense_tiles_lookahead(
     stop,
     qk_scale,
     kv_row0,
+    v_row0,
     BLOCK_N: tl.constexpr,
     USE_DESC: tl.constexpr,
     PREC: tl.constexpr,
     WS: tl.constexpr = False,
+    V_T: tl.constexpr = False,
 ):
     """v4 option (``FwdConfig.lookahead``): the unmasked whole tiles [start, stop) with
     FlashAttention-3's intra-warpgroup overlap written out. Iteration j issues PV of tile j-1,
@@ -178,16 +199,17 @@ def _dense_tiles_lookahead(
             qk = _dense_scores(q, k_ptrs, stride_kn, start + BLOCK_N, kv_row0, USE_DESC, PREC)
         for start_n in tl.range(start + BLOCK_N, last, BLOCK_N, warp_specialize=WS):
             start_n = tl.multiple_of(start_n, BLOCK_N)  # tile j; its scores are in qk
-            acc = _dense_pv(acc, p, v_ptrs, stride_vn, start_n - BLOCK_N, kv_row0, USE_DESC,
-                            PREC)  # fmt: skip
+            acc = _dense_pv(acc, p, v_ptrs, stride_vn, start_n - BLOCK_N, kv_row0, v_row0,
+                            USE_DESC, PREC, V_T)  # fmt: skip
             qk_next = _dense_scores(q, k_ptrs, stride_kn, start_n + BLOCK_N, kv_row0,
                                     USE_DESC, PREC)  # fmt: skip
             acc, l_i, m_i, p = _dense_softmax(acc, l_i, m_i, qk, qk_scale, DTYPE)
             qk = qk_next
         if n_tiles > 1:
-            acc = _dense_pv(acc, p, v_ptrs, stride_vn, last - BLOCK_N, kv_row0, USE_DESC, PREC)
+            acc = _dense_pv(acc, p, v_ptrs, stride_vn, last - BLOCK_N, kv_row0, v_row0,
+                            USE_DESC, PREC, V_T)  # fmt: skip
             acc, l_i, m_i, p = _dense_softmax(acc, l_i, m_i, qk, qk_scale, DTYPE)
-        acc = _dense_pv(acc, p, v_ptrs, stride_vn, last, kv_row0, USE_DESC, PREC)
+        acc = _dense_pv(acc, p, v_ptrs, stride_vn, last, kv_row0, v_row0, USE_DESC, PREC, V_T)
     return acc, l_i, m_i
 
 
@@ -200,10 +222,11 @@ def _dense_program(
     GROUP: tl.constexpr, CAUSAL: tl.constexpr, STORE_LSE: tl.constexpr,
     HEAD_DIM: tl.constexpr, V_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     USE_DESC: tl.constexpr, PREC: tl.constexpr, WS: tl.constexpr = False,
-    LOOKAHEAD: tl.constexpr = False,
+    LOOKAHEAD: tl.constexpr = False, V_T: tl.constexpr = False,
 ):  # fmt: skip
     """One program of the dense specialization: grid (query blocks, B * Hq). ``WS`` and
-    ``LOOKAHEAD``: the v4 options of the unmasked stage (off: the v3 loop)."""
+    ``LOOKAHEAD``: the v4 options of the unmasked stage (off: the v3 loop). ``V_T``: V's
+    descriptor is over V transposed (fp8, :func:`_v_tile`)."""
     pid_m = tl.program_id(0)
     if CAUSAL:  # the longest blocks (bottom rows) first: better load balance at the end
         pid_m = tl.num_programs(0) - 1 - pid_m
@@ -222,12 +245,14 @@ def _dense_program(
         k_src = K
         v_src = V
         kv_row0 = ((b * (q_heads // GROUP) + hk) * seq_kv).to(tl.int32)
+        v_row0 = ((b * (q_heads // GROUP) + hk) * V_DIM).to(tl.int32)
     else:
         q_ptrs = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qm + offs_d[None, :]
         q = tl.load(q_ptrs, mask=offs_m[:, None] < seq_q, other=0.0)
         k_src = K + b * stride_kb + hk * stride_kh + offs_n[:, None] * stride_kn + offs_d[None, :]
         v_src = V + b * stride_vb + hk * stride_vh + offs_n[:, None] * stride_vn + offs_dv[None, :]
         kv_row0 = 0
+        v_row0 = 0
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -244,16 +269,18 @@ def _dense_program(
     if LOOKAHEAD:
         acc, l_i, m_i = _dense_tiles_lookahead(
             acc, l_i, m_i, q, k_src, v_src, stride_kn, stride_vn, 0, full_stop, qk_scale,
-            kv_row0, BLOCK_N, USE_DESC, PREC, WS,
+            kv_row0, v_row0, BLOCK_N, USE_DESC, PREC, WS, V_T,
         )  # fmt: skip
     else:
         acc, l_i, m_i = _dense_tiles(
             acc, l_i, m_i, q, k_src, v_src, stride_kn, stride_vn, 0, full_stop, offs_m,
-            offs_n, seq_kv, diag, qk_scale, kv_row0, False, CAUSAL, BLOCK_N, USE_DESC, PREC, WS,
+            offs_n, seq_kv, diag, qk_scale, kv_row0, v_row0, False, CAUSAL, BLOCK_N, USE_DESC,
+            PREC, WS, V_T,
         )  # fmt: skip
     acc, l_i, m_i = _dense_tiles(
         acc, l_i, m_i, q, k_src, v_src, stride_kn, stride_vn, full_stop, stop,
-        offs_m, offs_n, seq_kv, diag, qk_scale, kv_row0, True, CAUSAL, BLOCK_N, USE_DESC, PREC,
+        offs_m, offs_n, seq_kv, diag, qk_scale, kv_row0, v_row0, True, CAUSAL, BLOCK_N, USE_DESC,
+        PREC, False, V_T,
     )  # fmt: skip
 
     acc = acc / l_i[:, None]
@@ -524,6 +551,7 @@ def _fwd_kernel(
     SA: tl.constexpr = 1,
     WS: tl.constexpr = False,
     LOOKAHEAD: tl.constexpr = False,
+    V_T: tl.constexpr = False,
 ):
     # strides arrive divided by SA: multiplied back here, the compiler knows they are multiples
     # of SA (head_dim 56: rows of 112 bytes load in 16-byte vectors, not element by element)
@@ -538,6 +566,7 @@ def _fwd_kernel(
             stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om,
             Hq, Hkv, Sq, Skv, qk_scale,
             GROUP, CAUSAL, STORE_LSE, D, DV, BLOCK_M, BLOCK_N, USE_DESC, PREC, WS, LOOKAHEAD,
+            V_T,
         )  # fmt: skip
     else:
         _general_program(
@@ -713,15 +742,30 @@ def variant_kwargs(config: FwdConfig, dense: bool) -> dict:
     return out
 
 
-def _descriptors(q, k, v, config: FwdConfig):
-    """Host-side tensor descriptors over the (B * heads * seq, dim) views of Q, K, V."""
+def v_transposed_applies(q, k, use_desc: bool, dense: bool) -> bool:
+    """fp8 through the dense kernel's descriptors: V goes transposed (:func:`_v_tile`), which
+    needs the key count's rows of 16-byte multiples (TMA)."""
+    return use_desc and dense and q.dtype == DTYPES["fp8"] and k.shape[2] % 16 == 0
+
+
+def _descriptors(q, k, v, config: FwdConfig, v_t: bool = False):
+    """Host-side tensor descriptors over the (B * heads * seq, dim) views of Q, K, V; with
+    ``v_t``, V's over a transposed copy of V, (B * heads * dim, seq) (:func:`_v_tile`). The
+    copy is part of the call (for B=4, H=32, S=4096, D=128 fp8: 64 MiB read and written)."""
     from triton.tools.tensor_descriptor import TensorDescriptor
 
     def desc(t: torch.Tensor, rows: int):
         flat = t.view(-1, t.shape[-1])
         return TensorDescriptor(flat, list(flat.shape), [t.shape[-1], 1], [rows, t.shape[-1]])
 
-    return desc(q, config.block_m), desc(k, config.block_n), desc(v, config.block_n)
+    if v_t:
+        vt = v.transpose(-1, -2).contiguous()
+        dv, skv = vt.shape[-2], vt.shape[-1]
+        flat = vt.view(-1, skv)
+        v_desc = TensorDescriptor(flat, list(flat.shape), [skv, 1], [dv, config.block_n])
+    else:
+        v_desc = desc(v, config.block_n)
+    return desc(q, config.block_m), desc(k, config.block_n), v_desc
 
 
 def attention_forward(
@@ -763,7 +807,8 @@ def attention_forward(
     # Triton already assumes multiples of 16 where they hold: only other rows need SA
     sa = next(a for a in (16, 8, 4, 2, 1) if all(st % a == 0 for st in strides)) % 16 or 1
     use_desc = descriptors_apply(config, q, k, v, splits)
-    src = _descriptors(q, k, v, config) if use_desc else (q, k, v)
+    v_t = v_transposed_applies(q, k, use_desc, dense)
+    src = _descriptors(q, k, v, config, v_t) if use_desc else (q, k, v)
     grid = (num_m, programs, 1) if dense else (programs, num_m, splits)
     _fwd_kernel[grid](
         *src, o, lse if lse is not None else dummy, opart, lpart,
@@ -777,7 +822,7 @@ def attention_forward(
         PACKED=packed, SPLIT=splits > 1, STORE_LSE=need_lse,
         BLOCK_M=config.block_m, BLOCK_N=config.block_n, D=d, DV=dv,
         BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=prec(q.dtype), USE_DESC=use_desc,
-        DENSE=dense, SA=sa, **variant_kwargs(config, dense),
+        DENSE=dense, SA=sa, **variant_kwargs(config, dense), **({"V_T": True} if v_t else {}),
         num_warps=config.num_warps, num_stages=config.num_stages,
     )  # fmt: skip
     if splits > 1:
