@@ -574,6 +574,17 @@ def test_dense_d128_uses_the_measured_v2_table():
     assert not fp32.dense
 
 
+def test_fp8_decode_moves_the_bytes_of_bf16_per_tile_with_twice_the_programs():
+    """fp8 decode (H200 measured, ``tools/fp8_check.py``): 128-key tiles and twice bf16's key
+    splits; bf16 keeps the H100-measured 64 keys and its splits."""
+    for kv, bf16_splits in ((16384, 2), (65536, 2)):
+        bf16 = configs.choose_fwd_config(8, 32, 8, 1, kv, 128, 128)
+        fp8 = configs.choose_fwd_config(8, 32, 8, 1, kv, 128, 128, itemsize=1)
+        assert (bf16.block_n, bf16.num_splits) == (64, bf16_splits)
+        assert (fp8.block_n, fp8.num_splits) == (128, 2 * bf16_splits)
+        assert fp8.packed and not fp8.dense and fp8.num_stages == bf16.num_stages
+
+
 @needs_interpreter
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("kv_len", [16, 32, 48, 80])  # 1, 2, 3 and 5 whole tiles of 16 keys

@@ -173,13 +173,17 @@ def choose_fwd_config(
     if q_len * group <= 128 and q_len <= 16:  # decode-like: pack the group, split the keys
         block_m = pow2(q_len * group)
         block_n = 64 if wide <= 256 else 32
-        if itemsize == 1:  # fp8: as many bytes of K and V per tile as bf16's (H200, kv16k
-            block_n *= 2  # b8: 64-key fp8 tiles ran no faster than bf16's, 139 us both)
         programs = batch * kv_heads
         # about one wave of programs while each split keeps >= 4096 keys (H100: kv65536 b8,
         # 2 splits 698 us vs 5 splits 747 us); shorter shares need more programs in flight to
         # keep memory busy (kv4096 b8: 2 splits 120 us, the old triton-decode's 8: 66 us)
         splits = max(1, round(num_sms / programs))
+        if itemsize == 1:
+            # fp8: a key carries half the bytes, so twice the keys per tile and twice the
+            # programs keep as many bytes in flight. H200, b8 32/8 heads, kv16k / kv64k, us
+            # (block_n/splits): 64/2 133/517 (no faster than bf16), 128/2 103/387, 64/4 93/353,
+            # 128/4 83/313, 128/8 87/316 (python tools/fp8_check.py)
+            block_n, splits = 2 * block_n, 2 * splits
         if kv_len < 4096 * splits:
             splits = max(splits, min(cdiv(kv_len, 512), cdiv(4 * num_sms, programs)))
         splits = min(splits, cdiv(kv_len, 256))
