@@ -109,8 +109,8 @@ DENSE_FWD = {128: FwdConfig(128, 128, 8, 3, tma=True)}
 
 #: the forward variants of the dense specialization that ``tools/triton_bench.py --variants``
 #: measures side by side (docs/triton-tuning.md, v4): each maps the chosen dense
-#: configuration to the variant's; "v3" is the chooser's own choice. Prepared on the CPU (sm_90
-#: compile, interpreter), not yet measured: none is the default.
+#: configuration to the variant's; "v3" is the chooser's own choice. Measured on the H100, none
+#: faster than v3 (docs/triton-tuning.md, v4): none is the default.
 FWD_VARIANTS: dict[str, dict] = {
     "v3": {},
     # QK^T of tile j+1 in flight during the softmax of tile j (sm_90 compile, Triton 3.7.1,
@@ -191,7 +191,8 @@ def choose_fwd_config(
     # dense specialization where it measured faster than the general kernel: D=128 fp16/bf16
     # (H100, B=4 H=32: 437-516 against 367-409 TFLOP/s). At D=64 and D=256 the general kernel
     # with its own tiles measured faster (gpt2-small d64 60 vs 152 us, gemma d256 663 vs 692 us)
-    # (fp8, itemsize 1: the same tiles, half the shared memory; not yet measured)
+    # (fp8, itemsize 1: the same tiles, half the shared memory, V transposed; H200 400-601
+    # TFLOP/s, 0.89-1.20x bf16: docs/triton-tuning.md, v6)
     dense = DENSE_FWD.get(head_dim) if head_dim == v_head_dim and itemsize <= 2 else None
     programs = batch * q_heads * cdiv(q_len, 128)
     few = programs < num_sms and kv_len >= 4 * 256  # too few programs: split the keys
