@@ -574,6 +574,21 @@ def test_dense_d128_uses_the_measured_v2_table():
     assert not fp32.dense
 
 
+def test_only_fp8_through_dense_descriptors_sends_v_transposed():
+    """V goes transposed (``forward._v_tile``) for fp8 on the dense TMA path with a key count
+    whose fp8 rows are whole 16 bytes; bf16 never (its wgmma reads V as stored)."""
+    from attnbench.kernels.flash import forward
+
+    def qk(dtype, skv):
+        return torch.zeros(1, 2, 8, 64).to(dtype), torch.zeros(1, 2, skv, 64).to(dtype)
+
+    assert forward.v_transposed_applies(*qk(FP8, 64), use_desc=True, dense=True)
+    assert not forward.v_transposed_applies(*qk(FP8, 72), use_desc=True, dense=True)
+    assert not forward.v_transposed_applies(*qk(FP8, 64), use_desc=False, dense=True)
+    assert not forward.v_transposed_applies(*qk(FP8, 64), use_desc=True, dense=False)
+    assert not forward.v_transposed_applies(*qk(torch.bfloat16, 64), use_desc=True, dense=True)
+
+
 def test_fp8_decode_moves_the_bytes_of_bf16_per_tile_with_twice_the_programs():
     """fp8 decode (H200 measured, ``tools/fp8_check.py``): 128-key tiles and twice bf16's key
     splits; bf16 keeps the H100-measured 64 keys and its splits."""
