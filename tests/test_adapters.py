@@ -6,6 +6,7 @@ reasons for a missing package, a package whose extension fails to import, and a 
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import types
 
@@ -207,6 +208,31 @@ def test_fa4_cute_returns_out_lse(monkeypatch, calls, shape):
     out, ref = run("fa4", SHAPES[shape])
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     assert "alibi_slopes" not in calls.log[-1][2]
+
+
+def test_fa4_disk_cache_only_when_asked(monkeypatch, tmp_path):
+    """``ATTNBENCH_FA4_DISK_CACHE=1`` sets flash-attn-4's cache switches before its import (a
+    folder in attnbench's cache folder), keeps a user's own, and the config records it."""
+    from attnbench.impls.flash_attn import FA4_DISK_CACHE_ENV
+
+    names = ("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED", "FLASH_ATTENTION_CUTE_DSL_CACHE_DIR")
+    for name in (*names, FA4_DISK_CACHE_ENV):  # set first: monkeypatch then restores them
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("ATTNBENCH_CACHE_DIR", str(tmp_path))
+    w = Workload(1, 2, 2, 8, 8, 16, causal=True, dtype="bf16")
+    for name in ("fa4", "sdpa-fa4"):
+        get_impl(name).availability()
+    assert not any(n in os.environ for n in names)
+    assert get_impl("fa4").config(w, torch.device("cpu"))["disk_cache"] is False
+    monkeypatch.setenv(FA4_DISK_CACHE_ENV, "1")
+    get_impl("sdpa-fa4").availability()  # whichever imports flash-attn-4 first
+    env = os.environ
+    assert env[names[0]] == "1" and env[names[1]] == str(tmp_path / "fa4-cute-dsl")
+    assert get_impl("fa4").config(w, torch.device("cpu"))["disk_cache"] is True
+    monkeypatch.setenv(names[1], "/somewhere/else")
+    get_impl("fa4").availability()
+    assert env[names[1]] == "/somewhere/else"
 
 
 def test_declared_support():

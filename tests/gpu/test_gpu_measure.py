@@ -60,3 +60,38 @@ def test_another_program_on_the_gpu_shows_in_the_record(another_program_on_the_g
     assert "another program may have slowed this figure" in shared.extra["shared_gpu"]
     if not os.environ.get("PYTEST_XDIST_WORKER"):  # under xdist the other workers share it too
         assert shared.time.median > 1.2 * alone.time.median
+
+
+# one fa4 case in a fresh process: its first call's seconds and its error
+FA4_CASE = """
+import json, torch
+from attnbench import Workload, prepare
+w = Workload(1, 8, 2, 384, 384, 128, causal=True, dtype="bf16")
+case = prepare("fa4", w, torch.device("cuda"), seed=0)
+err = case.forward_error()
+print(json.dumps({"first": case.first_call_seconds, "ok": err.within("bf16")}))
+"""
+
+
+def test_fa4_disk_cache_spares_a_second_process_the_compile(tmp_path):
+    """``ATTNBENCH_FA4_DISK_CACHE=1``: the first process compiles flash-attn-4's kernel and
+    stores it under attnbench's cache folder; a second process loads it: its first call takes
+    under half the first process's, and both are right."""
+    import json
+
+    from attnbench import get_impl
+
+    if get_impl("fa4").availability():
+        pytest.skip(get_impl("fa4").availability())
+    env = {**os.environ, "ATTNBENCH_FA4_DISK_CACHE": "1", "ATTNBENCH_CACHE_DIR": str(tmp_path)}
+    for name in ("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED", "FLASH_ATTENTION_CUTE_DSL_CACHE_DIR"):
+        env.pop(name, None)
+    runs = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", FA4_CASE], env=env, capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert any((tmp_path / "fa4-cute-dsl").rglob("*")), "nothing stored"
+    assert all(r["ok"] for r in runs), runs
+    assert runs[1]["first"] < 0.5 * runs[0]["first"], runs

@@ -18,6 +18,7 @@ Return conventions differ: FA2 returns ``out`` (a tuple with ``return_attn_probs
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
 from typing import ClassVar
 
@@ -32,6 +33,12 @@ from .base import AttentionFn, Implementation
 from .registry import register
 
 HALF = frozenset({"fp16", "bf16"})
+#: ``ATTNBENCH_FA4_DISK_CACHE=1``: flash-attn-4 keeps its compiled kernels on disk (its own
+#: ``FLASH_ATTENTION_CUTE_DSL_CACHE_*`` switches; the folder under attnbench's cache folder), so
+#: that asv's process per figure loads them instead of compiling again, as Inductor's and
+#: Triton's caches do by default. In a whole H100 run fa4's first calls summed 66 s with the
+#: caches warm (``tools/results_table.py --costs``). Off unless asked: not yet run on a GPU.
+FA4_DISK_CACHE_ENV = "ATTNBENCH_FA4_DISK_CACHE"
 FP8_NOTE = "FlashAttention-2 has no fp8 kernels (FlashAttention-3 on Hopper has: fa3)"
 
 
@@ -175,6 +182,18 @@ class FlashAttn3(_FlashAttn):
     dtypes = {"cuda": HALF | {"fp8"}}
 
 
+def fa4_disk_cache() -> bool:
+    """Set flash-attn-4's disk-cache variables (before its first import) when
+    :data:`FA4_DISK_CACHE_ENV` asks; a variable the user set stays. True when the cache is on."""
+    if os.environ.get(FA4_DISK_CACHE_ENV, "").strip() != "1":
+        return os.environ.get("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED") == "1"
+    from ..availability import cache_dir
+
+    os.environ.setdefault("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED", "1")
+    os.environ.setdefault("FLASH_ATTENTION_CUTE_DSL_CACHE_DIR", str(cache_dir() / "fa4-cute-dsl"))
+    return os.environ["FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED"] == "1"
+
+
 @register
 class FlashAttn4(_FlashAttn):
     name = "fa4"
@@ -186,6 +205,17 @@ class FlashAttn4(_FlashAttn):
     capability = ((9, 10, 11), "sm_90, sm_100 or sm_110")
     mask_features = frozenset({"window", "documents"})
     dtypes = {"cuda": HALF | {"fp8"}}
+
+    def availability(self) -> str | None:
+        fa4_disk_cache()
+        return super().availability()
+
+    def _mod(self) -> ModuleType:
+        fa4_disk_cache()
+        return super()._mod()
+
+    def config(self, workload: Workload, device: torch.device) -> dict | None:
+        return {**super().config(workload, device), "disk_cache": fa4_disk_cache()}
 
     def extra_reasons(self, workload, device):
         reasons = super().extra_reasons(workload, device)

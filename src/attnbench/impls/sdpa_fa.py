@@ -23,6 +23,7 @@ from ..errors import UnsupportedError
 from ..workload import Workload
 from ._external import capability_problem, load, trim
 from ._external import version as dist_version
+from .flash_attn import fa4_disk_cache
 from .registry import register
 from .sdpa import HALF, _Sdpa
 
@@ -207,3 +208,7 @@ class SdpaFa4(_SdpaFa):
     module = "flash_attn.cute.interface"
     distribution = "flash-attn-4"
     capability = ((9, 10), "sm_90 or sm_100")
+
+    def availability(self) -> str | None:
+        fa4_disk_cache()  # flash-attn-4 reads it when first imported, here or by fa4
+        return super().availability()
