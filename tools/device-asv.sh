@@ -15,6 +15,8 @@
 # 30 s the machine stays warm, waits for the same run, and the call that sees it end copies
 # bench.log and results.tar into $OUT. SHARDS=. measures the whole suite in one asv run:
 #   SHARDS=. WAIT_S=570 COMMITS=HEAD bash tools/device-asv.sh    # again until "run ended"
+# AGAIN=1 measures the same commits once more on the same machine (for the spread between two
+# whole runs): the previous run's results and records move to /tmp/ab-previous/<time> first.
 set -u
 if [ -n "${WAIT_S:-}" ]; then
   run=/tmp/ab-detached
@@ -52,6 +54,11 @@ if [ ! -d /tmp/ab ]; then git clone -q .carry/repo.bundle /tmp/ab && (cd /tmp/ab
 else git -C /tmp/ab fetch -q "$PWD/.carry/repo.bundle" '+refs/heads/*:refs/remotes/carried/*'; fi  # newer commits
 here=$PWD; cd /tmp/ab && git log --oneline -1
 export PYTHONPATH=/tmp/ab/src:$PYTHONPATH ATTNBENCH_RECORDS=/tmp/ab/results/$MACHINE-records
+if [ "${AGAIN:-0}" = 1 ] && [ -d "results/$MACHINE" ]; then  # a second whole run, same commits
+  keep=/tmp/ab-previous/$(date +%s) && mkdir -p "$keep"
+  mv "results/$MACHINE" "$keep/" && { mv "results/$MACHINE-records" "$keep/" 2>/dev/null || true; }
+  echo "the previous run's results are in $keep"
+fi
 [ -n "${SET:-}" ] && export ATTNBENCH_SET=$SET
 [ -n "${IMPLS:-}" ] && export ATTNBENCH_IMPLS=$IMPLS
 args=()
