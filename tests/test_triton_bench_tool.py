@@ -4,6 +4,8 @@ on a made-up result (the measuring itself needs CUDA)."""
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
 
 import pytest
@@ -80,3 +82,12 @@ def test_bwd_variant_table(bench):
     # the main table derives the variant's backward rate from triton-flash's forward too
     line = next(x for x in text.splitlines() if "triton-flash[bwd:atomic]" in x)
     assert f"{w.backward_flops / 3e-3 / 1e12:.0f}" in line
+
+
+def test_fp8_check_says_what_it_needs_without_a_gpu():
+    """``tools/fp8_check.py`` measures on a GPU only: elsewhere one line and exit code 2."""
+    tool = ROOT / "tools" / "fp8_check.py"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run([sys.executable, str(tool)], capture_output=True, text=True, env=env)
+    assert done.returncode == 2, done.stderr
+    assert "needs a CUDA GPU with fp8" in done.stderr

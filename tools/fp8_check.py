@@ -20,6 +20,7 @@ import contextlib
 import functools
 import json
 import os
+import sys
 from unittest import mock
 
 import torch
@@ -85,6 +86,9 @@ def prefill_rows(gen: torch.Generator) -> list[dict]:
 
 
 def main() -> int:
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9):
+        print("fp8_check: needs a CUDA GPU with fp8 (sm_89 or newer)", file=sys.stderr)
+        return 2
     out: dict = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__}
     for name in DTYPES:
         out[f"ceilings_{name}"] = measure_ceilings("cuda", name).as_dict()
