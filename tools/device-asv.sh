@@ -15,6 +15,11 @@
 # 30 s the machine stays warm, waits for the same run, and the call that sees it end copies
 # bench.log and results.tar into $OUT. SHARDS=. measures the whole suite in one asv run:
 #   SHARDS=. WAIT_S=570 COMMITS=HEAD bash tools/device-asv.sh    # again until "run ended"
+# flash-attn-4's CUTLASS part (.gpu/big, 61 MiB) no longer fits one 64 MiB carry beside this repo:
+# split it here (split -b 33000000 .gpu/big/cu13.tar.xz; parts into .gpu/b1 and .gpu/b2), carry
+# .gpu/b1 with `mkdir -p /tmp/gpu-stash && cat .gpu/b1/* > /tmp/gpu-stash/cu13.tar.xz`, then at
+# once .gpu/b2 + .gpu/small + .gpu/gpu-env.sh with `cat .gpu/b2/* >> /tmp/gpu-stash/cu13.tar.xz
+# && . .gpu/gpu-env.sh` (gpu-env.sh unpacks the stash; done so on 2026-12-02).
 # AGAIN=1 measures the same commits once more on the same machine (for the spread between two
 # whole runs): the previous run's results and records move to /tmp/ab-previous/<time> first.
 set -u
