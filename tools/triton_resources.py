@@ -270,7 +270,7 @@ def rows(arch: int, head_dims: tuple[int, ...], only: str | None, inputs: str = 
     if only in (None, "decode"):
         # the decode workload of the bench: B=8, 32 query / 8 KV heads, D=128, KV 16k
         c = choose_fwd_config(
-            8, 32, 8, 1, 16384, 128, 128, itemsize=1 if inputs == "fp8e4nv" else 2
+            8, 32, 8, 1, 16384, 128, 128, itemsize=1 if inputs == INPUTS["fp8"] else 2
         )
         consts = fwd_consts(c, 128, causal=False, dense=False, tma=False, group=4, packed=True,
                             split=c.num_splits > 1)  # fmt: skip

@@ -185,13 +185,13 @@ class FlashAttn3(_FlashAttn):
 def fa4_disk_cache() -> bool:
     """Set flash-attn-4's disk-cache variables (before its first import) when
     :data:`FA4_DISK_CACHE_ENV` asks; a variable the user set stays. True when the cache is on."""
-    if os.environ.get(FA4_DISK_CACHE_ENV, "").strip() != "1":
-        return os.environ.get("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED") == "1"
-    from ..availability import cache_dir
+    if os.environ.get(FA4_DISK_CACHE_ENV, "").strip() == "1":
+        from ..availability import cache_dir
 
-    os.environ.setdefault("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED", "1")
-    os.environ.setdefault("FLASH_ATTENTION_CUTE_DSL_CACHE_DIR", str(cache_dir() / "fa4-cute-dsl"))
-    return os.environ["FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED"] == "1"
+        os.environ.setdefault("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED", "1")
+        folder = str(cache_dir() / "fa4-cute-dsl")
+        os.environ.setdefault("FLASH_ATTENTION_CUTE_DSL_CACHE_DIR", folder)
+    return os.environ.get("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED") == "1"
 
 
 @register

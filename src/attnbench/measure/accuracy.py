@@ -28,9 +28,11 @@ class ErrorStats:
 
     def within(self, dtype: str, factor: float = 1.0) -> bool:
         rel, abs_ = TOLERANCES[dtype]
-        return (
-            self.nonfinite == 0 and self.rel_norm <= rel * factor and self.max_abs <= abs_ * factor
-        )
+        return self.within_bounds(rel * factor, abs_ * factor)
+
+    def within_bounds(self, rel: float, abs_: float) -> bool:
+        """All finite, relative norm at most ``rel`` and largest difference at most ``abs_``."""
+        return self.nonfinite == 0 and self.rel_norm <= rel and self.max_abs <= abs_
 
 
 def compare(actual: torch.Tensor, expected: torch.Tensor) -> ErrorStats:

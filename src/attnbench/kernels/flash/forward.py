@@ -754,15 +754,14 @@ def _descriptors(q, k, v, config: FwdConfig, v_t: bool = False):
     copy is part of the call (for B=4, H=32, S=4096, D=128 fp8: 64 MiB read and written)."""
     from triton.tools.tensor_descriptor import TensorDescriptor
 
-    def desc(t: torch.Tensor, rows: int):
+    def desc(t: torch.Tensor, rows: int, cols: int | None = None):
+        """Blocks of ``rows`` x ``cols`` (default: whole rows) over ``t``'s 2-D row view."""
         flat = t.view(-1, t.shape[-1])
-        return TensorDescriptor(flat, list(flat.shape), [t.shape[-1], 1], [rows, t.shape[-1]])
+        block = [rows, cols or t.shape[-1]]
+        return TensorDescriptor(flat, list(flat.shape), [t.shape[-1], 1], block)
 
     if v_t:
-        vt = v.transpose(-1, -2).contiguous()
-        dv, skv = vt.shape[-2], vt.shape[-1]
-        flat = vt.view(-1, skv)
-        v_desc = TensorDescriptor(flat, list(flat.shape), [skv, 1], [dv, config.block_n])
+        v_desc = desc(v.transpose(-1, -2).contiguous(), v.shape[-1], config.block_n)
     else:
         v_desc = desc(v, config.block_n)
     return desc(q, config.block_m), desc(k, config.block_n), v_desc
