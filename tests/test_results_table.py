@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import pytest
+
 from .conftest import ROOT
 
 
@@ -115,3 +117,23 @@ def test_costs_sum_each_class_s_sweep_and_first_calls(tmp_path):
     assert "| ForwardMetrics | B | 1 | 80.0 | 75.0 |" in lines
     assert "| eager-compiled | 8.0 | 75.0 |" in lines  # per implementation, both runs
     assert "| B | ForwardMetrics | eager-compiled | `w-eager-compiled` | 75.0 |" in lines
+
+
+def test_spread_from_records_alone_compares_what_both_runs_measured(tmp_path):
+    """A run cut short leaves records but no asv file: the records' medians are compared,
+    pairs only one run reached are left out."""
+
+    def records(name, medians):
+        path = tmp_path / f"{name}.jsonl"
+        recs = [{"suite": "ForwardMetrics", "impl": impl, "workload": "m/prefill/s1",
+                 "time": {"median": t, "min": t}} for impl, t in medians.items()]  # fmt: skip
+        path.write_text("\n".join(json.dumps(r) for r in recs))
+        return path
+
+    a = records("a", {"x": 1e-3, "y": 2e-3, "z": 3e-3})
+    b = records("b", {"x": 1.03e-3, "y": 2e-3})  # z not reached
+    lines = _tool().spread(None, None, records=(a, b)).splitlines()
+    assert lines[0] == "2 pairs at or above 100 µs in both runs: 1 within 2%, largest +3.0%"
+    assert not [line for line in lines if "| z |" in line]
+    with pytest.raises(ValueError, match="two asv result files or two records"):
+        _tool().spread(None, None)

@@ -12,6 +12,7 @@ or GB/s of the fewest bytes (decode); ``–`` where the pair was skipped.
     python3 tools/results_table.py --count FILE    # benchmarks, values, values measured
     python3 tools/results_table.py --spread A B    # two runs' medians, pair by pair
     python3 tools/results_table.py --spread A B --records RA RB   # ... with what the records say
+    python3 tools/results_table.py --spread-records RA RB  # the records' medians (a cut-short run)
     python3 tools/results_table.py --costs RECORDS [RECORDS_B]   # where a sweep's time went
 
 ``--spread``: the relative difference of every pair's median time (``track_seconds``) between
@@ -196,24 +197,36 @@ def costs(*paths: Path, top: int = 6) -> str:
     return "\n".join(lines)
 
 
+def _asv_medians(path: Path) -> dict[tuple[str, str, str], float]:
+    """{(class, implementation, workload): measured ``track_seconds``} of one asv result file."""
+    data = json.loads(path.read_text())
+    return {
+        (suite.split(".")[-1], impl, workload): value
+        for suite in SUITES
+        for impl, workload, value in _entries(data, f"{suite}.track_seconds")
+        if _measured(value)
+    }
+
+
 def spread(
-    path_a: Path,
-    path_b: Path,
+    path_a: Path | None,
+    path_b: Path | None,
     min_seconds: float = 1e-4,
     tolerance: float = 0.02,
     records: tuple[Path, Path] | None = None,
 ) -> str:
     """Pair by pair, the relative difference of the median times of two runs, largest first;
-    with ``records`` (each run's records file), minima and conditions too."""
-    runs = [json.loads(p.read_text()) for p in (path_a, path_b)]
+    with ``records`` (each run's records file), minima and conditions too. With no asv files
+    (``None``), the records' own medians: a run cut short leaves records but no asv file."""
     recs = [_records(p) for p in records] if records else None
-    rows = []
-    for suite in SUITES:
-        a, b = ({(i, w): v for i, w, v in _entries(d, f"{suite}.track_seconds")} for d in runs)
-        for key in a.keys() & b.keys():
-            if _measured(a[key]) and _measured(b[key]):
-                rows.append((suite.split(".")[-1], *key, a[key], b[key], b[key] / a[key] - 1))
-    rows.sort(key=lambda r: -abs(r[-1]))
+    if path_a is not None and path_b is not None:
+        a, b = _asv_medians(path_a), _asv_medians(path_b)
+    elif recs:
+        a, b = ({k: r["time"]["median"] for k, r in run.items()} for run in recs)
+    else:
+        raise ValueError("spread needs two asv result files or two records files")
+    rows = sorted(((*key, a[key], b[key], b[key] / a[key] - 1) for key in a.keys() & b.keys()),
+                  key=lambda r: -abs(r[-1]))  # fmt: skip
     long = [r for r in rows if min(r[3], r[4]) >= min_seconds]
     within = sum(abs(r[-1]) <= tolerance for r in long)
     short = [r for r in rows if r not in long]
@@ -256,6 +269,9 @@ if __name__ == "__main__":
             sys.exit("usage: results_table.py --spread A B [--records RA RB]")
         pair = (Path(extra[1]), Path(extra[2])) if extra else None
         print(spread(Path(args[1]), Path(args[2]), records=pair))
+        sys.exit(0)
+    if args[:1] == ["--spread-records"] and len(args) == 3:
+        print(spread(None, None, records=(Path(args[1]), Path(args[2]))))
         sys.exit(0)
     if args[:1] == ["--costs"] and len(args) >= 2:
         print(costs(*(Path(a) for a in args[1:])))
