@@ -52,6 +52,7 @@ echo "machine: $MACHINE"
 . .gpu/gpu-env.sh >/dev/null
 python3 -m pip install -q --no-index --no-deps --target /tmp/gpu-site .carry/wheels/*.whl 2>&1 | grep -v WARNING
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True PYTHONUNBUFFERED=1
+export ATTNBENCH_FA4_DISK_CACHE=${ATTNBENCH_FA4_DISK_CACHE:-1}  # as the GPU workflows
 torchdir=$(python3 -c "import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))")
 export ATTNBENCH_HOST_SITE="$torchdir:$PYTHONPATH" VIRTUALENV_SYSTEM_SITE_PACKAGES=1
 unset ASV_PYTHONPATH

@@ -37,7 +37,8 @@ HALF = frozenset({"fp16", "bf16"})
 #: ``FLASH_ATTENTION_CUTE_DSL_CACHE_*`` switches; the folder under attnbench's cache folder), so
 #: that asv's process per figure loads them instead of compiling again, as Inductor's and
 #: Triton's caches do by default. In a whole H100 run fa4's first calls summed 66 s with the
-#: caches warm (``tools/results_table.py --costs``). Off unless asked: not yet run on a GPU.
+#: caches warm (``tools/results_table.py --costs``). Off unless asked; the GPU workflows ask
+#: (its GPU test passed on an H200, 2026-12-02).
 FA4_DISK_CACHE_ENV = "ATTNBENCH_FA4_DISK_CACHE"
 FP8_NOTE = "FlashAttention-2 has no fp8 kernels (FlashAttention-3 on Hopper has: fa3)"
 
