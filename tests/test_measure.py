@@ -339,15 +339,15 @@ def _fake_cuda_timers(monkeypatch, plain_s: float, graph=None, host_s: float = 0
     def events(fn, warmup_ms, rep_ms):
         return [plain_s] * 9
 
-    def replays(fn, rep_ms):
+    def replayer(fn):
         seen["graph"] += 1
         if isinstance(graph, Exception):
             raise graph
-        return graph
+        return lambda rep_ms: graph
 
     monkeypatch.setattr(timing, "settle", settle)
     monkeypatch.setattr(timing, "_event_samples", events)
-    monkeypatch.setattr(timing, "_graph_samples", replays)
+    monkeypatch.setattr(timing, "_graph_replayer", replayer)
     monkeypatch.setattr(timing, "_host_seconds", lambda fn, calls=5: host_s)
     return seen
 
@@ -357,7 +357,7 @@ def test_short_calls_are_timed_as_graph_replays(monkeypatch):
 
     seen = _fake_cuda_timers(monkeypatch, 20e-6, graph=[8e-6, 9e-6, 10e-6])
     s = time_cuda(lambda: None)
-    assert (s.clock, s.median, s.n, seen["graph"]) == ("cuda_graph", 9e-6, 3, 1)
+    assert (s.clock, s.median, s.n, seen["graph"]) == ("cuda_graph", 9e-6, 6, 1)  # two batches
     assert "CUDA-graph replay (plain median 20.0 us)" == s.note
     seen = _fake_cuda_timers(monkeypatch, GRAPH_BELOW_S * 2, graph=[1e-6])
     long = time_cuda(lambda: None)
@@ -407,50 +407,71 @@ def test_failed_capture_keeps_plain_timing_with_a_note(monkeypatch):
     assert s.as_dict()["note"] == s.note
 
 
-def test_bimodal_samples_are_timed_again_and_the_lower_batch_kept(monkeypatch):
-    """A batch whose median is UNSTABLE_RATIO x its minimum or more (another process on the
-    GPU, say) is timed once more; the lower-median batch is kept, with a note naming both."""
+def test_samples_are_batches_until_two_in_a_row_agree(monkeypatch):
+    """Batches of half the sampling time until two in a row have medians within
+    STEADY_TOLERANCE and are one population together: those two are the figure."""
     from attnbench.measure import timing
 
-    bimodal = [1.8e-3] * 3 + [4.3e-3] * 22  # H100, sdpa-math decode kv4096, one whole run
-    steady = [1.80e-3] * 24 + [1.81e-3]
-    batches = iter([bimodal, steady])
+    asked = []
+
+    def batches(*medians):
+        it = iter(medians)
+
+        def events(fn, warmup_ms, rep_ms):
+            asked.append((warmup_ms, rep_ms))
+            return [next(it)] * 9
+
+        return events
+
     _fake_cuda_timers(monkeypatch, 0.0)
-    monkeypatch.setattr(timing, "_event_samples", lambda fn, w, r: next(batches))
+    monkeypatch.setattr(timing, "_event_samples", batches(1.000e-3, 1.009e-3))  # within 1 %
+    s = timing.time_cuda(lambda: None, warmup_ms=25, rep_ms=100)
+    assert (s.n, s.note, s.min, s.max) == (18, None, 1.000e-3, 1.009e-3)
+    assert asked == [(25, 50), (0.0, 50)]  # the warm-up once; two halves of the sampling time
+    # H200, fa4 prefill: the clock still falling in the first batch (1.68 -> 1.77 ms)
+    monkeypatch.setattr(timing, "_event_samples", batches(1.68e-3, 1.76e-3, 1.77e-3))
     s = timing.time_cuda(lambda: None)
-    assert (s.clock, s.median, s.n) == ("cuda_event", 1.80e-3, 25)
-    assert s.note == ("timed twice: median 4300.0 us was 2.39x the minimum; kept median "
-                      "1800.0 us, the other batch 4300.0 us")  # fmt: skip
-    # the second batch no better: the first is kept, and the note says it is still bimodal
-    batches = iter([bimodal, [4.4e-3] * 10])
-    s = timing.time_cuda(lambda: None)
-    assert s.median == 4.3e-3 and s.note.endswith("; still 2.39x its minimum")
-    # a steady batch is timed once; so is a clock that drifts 10 % (below the ratio)
-    calls = []
-
-    def drifting(fn, warmup_ms, rep_ms):
-        calls.append(1)
-        return [1.0e-3] * 5 + [1.1e-3] * 5
-
-    monkeypatch.setattr(timing, "_event_samples", drifting)
-    assert timing.time_cuda(lambda: None).note is None and len(calls) == 1
+    assert (s.median, s.n) == (pytest.approx(1.765e-3), 18)
+    assert s.note == "steady after 3 batches (medians 1680.0, 1760.0, 1770.0 us)"
     assert not timing.TimingStats.from_samples([1.0, 9.0, 9.0], "x").unstable  # too few
 
 
-def test_bimodal_graph_replays_keep_both_notes(monkeypatch):
+def test_samples_that_never_settle_keep_the_lowest_batch_and_say_not_steady(monkeypatch):
+    """Four batches with no two in a row agreeing (another process on the GPU, say): the
+    lowest-median batch, noted "not steady"; a record with that note carries a caution."""
+    from attnbench.measure import timing
+    from attnbench.sweep import cautions
+
+    two = [1.8e-3] * 3 + [4.3e-3] * 22  # H100, sdpa-math decode kv4096, one whole run
+    it = iter([two, [3.0e-3] * 9, two, [2.5e-3] * 9])
+    _fake_cuda_timers(monkeypatch, 0.0)
+    monkeypatch.setattr(timing, "_event_samples", lambda fn, w, r: next(it))
+    s = timing.time_cuda(lambda: None)
+    assert (s.median, s.n) == (2.5e-3, 9)
+    assert s.note == ("not steady: 4 batches (medians 4300.0, 3000.0, 4300.0, 2500.0 us); "
+                      "kept the lowest")  # fmt: skip
+    assert cautions({"time": {"note": s.note}}) == [s.note]
+    # two batches that agree but are two populations together are not steady either
+    it = iter([two, two, two, two])
+    s = timing.time_cuda(lambda: None)
+    assert s.note.startswith("not steady: 4 batches") and s.note.endswith(", 2.39x its minimum")
+    # older records said "timed twice": still a caution
+    old = "CUDA-graph replay (x); timed twice: median 4300.0 us was 2.39x"
+    assert cautions({"time": {"note": old}}) == ["timed twice: median 4300.0 us was 2.39x"]
+
+
+def test_graph_replays_are_captured_once_and_sampled_until_steady(monkeypatch):
     from attnbench.measure import timing
 
     seen = _fake_cuda_timers(monkeypatch, 20e-6)
-    batches = iter([[5e-6] + [15e-6] * 9, [10e-6] * 10])
-
-    def replays(fn, rep_ms):
-        seen["graph"] += 1
-        return next(batches)
-
-    monkeypatch.setattr(timing, "_graph_samples", replays)
+    batches = iter([[5e-6] + [15e-6] * 9, [10e-6] * 10, [10e-6] * 10])
+    monkeypatch.setattr(timing, "_graph_replayer",
+                        lambda fn: seen.__setitem__("graph", seen["graph"] + 1) or
+                        (lambda rep_ms: next(batches)))  # fmt: skip
     s = timing.time_cuda(lambda: None)
-    assert (s.clock, s.median, seen["graph"]) == ("cuda_graph", 10e-6, 2)
-    assert s.note.startswith("CUDA-graph replay (plain median 20.0 us); timed twice: median 15.0")
+    assert (s.clock, s.median, seen["graph"]) == ("cuda_graph", 10e-6, 1)
+    assert s.note == ("CUDA-graph replay (plain median 20.0 us); steady after 3 batches "
+                      "(medians 15.0, 10.0, 10.0 us)")  # fmt: skip
 
 
 def test_nvidia_smi_parsing():

@@ -58,14 +58,15 @@ class Record:
 
 def cautions(rec: Record | dict) -> list[str]:
     """What a reader should know before trusting a record's time (a :class:`Record` or its
-    JSON form): its samples were two populations (timed twice), or another program held the
-    GPU meanwhile."""
+    JSON form): its samples never settled ("not steady"; records before batches were taken
+    until steady say "timed twice"), or another program held the GPU meanwhile."""
     if isinstance(rec, Record):
         rec = {"time": rec.time.as_dict() if rec.time else None, "extra": rec.extra}
     found = []
-    note = (rec.get("time") or {}).get("note")
-    if note and "timed twice" in note:
-        found.append(note[note.index("timed twice") :])
+    note = (rec.get("time") or {}).get("note") or ""
+    for mark in ("not steady", "timed twice"):
+        if mark in note:
+            found.append(note[note.index(mark) :])
     if (rec.get("extra") or {}).get("shared_gpu"):
         found.append(rec["extra"]["shared_gpu"])
     return found

@@ -95,3 +95,23 @@ def test_fa4_disk_cache_spares_a_second_process_the_compile(tmp_path):
     assert any((tmp_path / "fa4-cute-dsl").rglob("*")), "nothing stored"
     assert all(r["ok"] for r in runs), runs
     assert runs[1]["first"] < 0.5 * runs[0]["first"], runs
+
+
+def test_timing_is_two_steady_batches_and_agrees_with_do_bench():
+    """time_cuda on a real call: the figure holds the samples of at least two batches whose
+    medians agree, it agrees with triton's do_bench of the same call within 5 %, and a call
+    under 50 us is timed as replays of one CUDA graph."""
+    from triton.testing import do_bench
+
+    from attnbench.measure.timing import GRAPH_BELOW_S, time_cuda
+
+    a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
+    s = time_cuda(lambda: a @ a)
+    assert s.clock == "cuda_event" and s.n >= 2, s
+    assert s.note is None or s.note.startswith("steady after"), s.note
+    reference = do_bench(lambda: a @ a, warmup=25, rep=100, return_mode="median") / 1e3
+    assert abs(s.median / reference - 1) < 0.05, (s.median, reference)
+    small = torch.randn(64, 64, device="cuda")
+    short = time_cuda(lambda: small @ small)
+    assert short.median < GRAPH_BELOW_S and short.clock == "cuda_graph", short
+    assert short.note.startswith("CUDA-graph replay"), short.note

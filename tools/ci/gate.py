@@ -7,12 +7,12 @@ of a higher-is-better figure (speedup, TFLOP/s, GB/s, tokens/s: :mod:`attnbench.
 the regression and its rise the improvement. Significance is asv's own test (its statistics
 where both sides have samples, else the factor alone).
 
-A change in a figure whose attnbench record, of base or head, carries a caution (samples of two
-populations, timed twice; another program on the GPU: :func:`attnbench.sweep.cautions`) is
-``unsure``, with the reason, and does not fail the gate: the comment asks for a re-run instead
-of blocking on a figure the runner itself spoiled. The records come from
-``ATTNBENCH_RECORDS``, which the gate points at a fresh folder for its own ``asv continuous``
-(``--records DIR`` reads stored ones, e.g. with ``--no-run``).
+A change in a figure whose attnbench record, of base or head, carries a caution (samples that
+never settled, "not steady", or "timed twice" in older records; another program on the GPU:
+:func:`attnbench.sweep.cautions`) is ``unsure``, with the reason, and does not fail the gate:
+the comment asks for a re-run instead of blocking on a figure the runner itself spoiled. The
+records come from ``ATTNBENCH_RECORDS``, which the gate points at a fresh folder for its own
+``asv continuous`` (``--records DIR`` reads stored ones, e.g. with ``--no-run``).
 
     python tools/ci/gate.py --machine h100-x1 --base origin/main --head HEAD --factor 1.1 \\
         --comment gate.md                 # exit 0: no regression; 1: regression; 2: error

@@ -7,10 +7,11 @@ so that the launch overhead of the Python and dispatcher layers does not stand i
 kernels' time; the L2 cache is still flushed before each replay. A call that cannot be captured
 (one that synchronizes, say) keeps its plain timing, with a note.
 
-A set of samples whose median is :data:`UNSTABLE_RATIO` times its minimum or more holds two
-populations (another process on the GPU, a host stall): it is timed once more and the batch with
-the lower median is kept, with a note giving both medians, so such a figure is visible in the
-records instead of passing for a regression.
+On the GPU the samples come in batches (:func:`until_steady`) until two in a row agree within
+:data:`STEADY_TOLERANCE` and together hold one population; those two batches are the figure. A
+call whose clock is still falling under the power limit, or that shares the GPU with another
+process, keeps being sampled; one that never settles is published with a "not steady" note
+(a caution in its record) instead of passing for a regression.
 """
 
 from __future__ import annotations
@@ -32,10 +33,15 @@ HOST_BOUND_FRACTION = 0.5
 #: the call sustains (power limit) before the first sample, not during the samples.
 #: ``ATTNBENCH_SETTLE_MS`` overrides (0: do_bench's own 25 ms warm-up only)
 SETTLE_MS = float(os.environ.get("ATTNBENCH_SETTLE_MS", "200"))
-#: median / minimum at or above which a batch of samples is timed again (H100, two whole runs
-#: at 0c407c4: three decode pairs read 1.5-2.4x their minimum in one run and 1.0x in the
-#: other; no other pair of either run above 1.15, docs/results.md)
+#: median / minimum at or above which samples hold two populations (H100, two whole runs at
+#: 0c407c4: three decode pairs read 1.5-2.4x their minimum in one run and 1.0x in the other;
+#: no other pair of either run above 1.15, docs/results.md)
 UNSTABLE_RATIO = 1.25
+#: two batches in a row whose medians differ by at most this are steady (H200, two runs of
+#: d20286f: fa4's 1.7 ms prefill read 1.68 ms in one, its samples moving within the one batch
+#: to the other run's 1.77 ms as the clock fell under the power limit, docs/results.md)
+STEADY_TOLERANCE = 0.01
+MAX_BATCHES = 4  # batches (of half the sampling time each) before a figure is "not steady"
 L2_FLUSH_BYTES = 256 * 1024 * 1024  # more than any GPU's L2 cache (as triton's do_bench)
 
 
@@ -124,8 +130,9 @@ def _event_samples(fn: Callable[[], object], warmup_ms: float, rep_ms: float) ->
     return [t / 1e3 for t in do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="all")]
 
 
-def _graph_samples(fn: Callable[[], object], rep_ms: float) -> list[float]:
-    """Seconds per replay of ``fn`` captured once in a CUDA graph, L2 cleared before each.
+def _graph_replayer(fn: Callable[[], object]) -> Callable[[float], list[float]]:
+    """``fn`` captured once in a CUDA graph; the returned function times replays of it for
+    about ``rep_ms`` (seconds per replay, L2 cleared before each).
 
     ``fn`` must use the same (static) input tensors on every call, as a prepared case does."""
     side = torch.cuda.Stream()
@@ -151,27 +158,37 @@ def _graph_samples(fn: Callable[[], object], rep_ms: float) -> list[float]:
         torch.cuda.synchronize()
         return [s.elapsed_time(e) / 1e3 for s, e in events]
 
-    estimate = statistics.median(replays(5))
-    n = max(10, min(10_000, int(rep_ms / 1e3 / max(estimate, 1e-7))))
-    return replays(n)
+    def timed(rep_ms: float) -> list[float]:
+        estimate = statistics.median(replays(5))
+        return replays(max(10, min(10_000, int(rep_ms / 1e3 / max(estimate, 1e-7)))))
+
+    return timed
 
 
-def _timed_twice_if_unstable(samples: Callable[[], list[float]], clock: str) -> TimingStats:
-    """Stats of ``samples()``; when :attr:`TimingStats.unstable`, of the lower-median of two
-    batches, with a note naming both (and whether the kept one is still unstable)."""
-    first = TimingStats.from_samples(samples(), clock)
-    if not first.unstable:
-        return first
-    second = TimingStats.from_samples(samples(), clock)
-    kept, other = sorted((first, second), key=lambda s: s.median)
-    note = (
-        f"timed twice: median {first.median * 1e6:.1f} us was "
-        f"{first.median / first.min:.2f}x the minimum; kept median {kept.median * 1e6:.1f} us, "
-        f"the other batch {other.median * 1e6:.1f} us"
-    )
+def until_steady(batch: Callable[[int], list[float]], clock: str) -> TimingStats:
+    """Stats of batches ``batch(0)``, ``batch(1)``, ... taken until two in a row have medians
+    within :data:`STEADY_TOLERANCE` and together are not :attr:`TimingStats.unstable`: the
+    two batches' samples, with a note when more than two were needed. None steady after
+    :data:`MAX_BATCHES`: the batch with the lowest median, with a "not steady" note."""
+    batches = [batch(0)]
+    while len(batches) < MAX_BATCHES:
+        batches.append(batch(len(batches)))
+        a, b = (TimingStats.from_samples(s, clock).median for s in batches[-2:])
+        both = TimingStats.from_samples(batches[-2] + batches[-1], clock)
+        if abs(b - a) <= STEADY_TOLERANCE * a and not both.unstable:
+            if len(batches) == 2:
+                return both
+            return replace(both, note=f"steady after {len(batches)} batches ({_medians(batches)})")
+    stats = [TimingStats.from_samples(s, clock) for s in batches]
+    kept = min(stats, key=lambda s: s.median)
+    note = f"not steady: {len(batches)} batches ({_medians(batches)}); kept the lowest"
     if kept.unstable:
-        note += f"; still {kept.median / kept.min:.2f}x its minimum"
+        note += f", {kept.median / kept.min:.2f}x its minimum"
     return replace(kept, note=note)
+
+
+def _medians(batches: list[list[float]]) -> str:
+    return "medians " + ", ".join(f"{statistics.median(b) * 1e6:.1f}" for b in batches) + " us"
 
 
 def _join(*notes: str | None) -> str | None:
@@ -217,7 +234,10 @@ def time_cuda(
     settle_ms = SETTLE_MS if settle_ms is None else settle_ms
     if settle_ms > 0:
         settle(fn, settle_ms)
-    plain = _timed_twice_if_unstable(lambda: _event_samples(fn, warmup_ms, rep_ms), "cuda_event")
+    half = rep_ms / 2  # each batch; the figure is two of them
+    plain = until_steady(
+        lambda i: _event_samples(fn, warmup_ms if i == 0 else 0.0, half), "cuda_event"
+    )
     if graph is False:
         return plain
     plain_us = plain.median * 1e6
@@ -229,7 +249,8 @@ def time_cuda(
             return plain
         why = f"launch-bound: enqueue {host * 1e6:.1f} us, plain median {plain_us:.1f} us"
     try:
-        replays = _timed_twice_if_unstable(lambda: _graph_samples(fn, rep_ms), "cuda_graph")
+        replay = _graph_replayer(fn)
+        replays = until_steady(lambda i: replay(half), "cuda_graph")
     except Exception as exc:
         text = " ".join(str(exc).split())[:200]
         failed = f"CUDA-graph capture failed ({type(exc).__name__}: {text}): plain timing"
