@@ -22,6 +22,10 @@
 # && . .gpu/gpu-env.sh` (gpu-env.sh unpacks the stash; done so on 2026-12-02).
 # AGAIN=1 measures the same commits once more on the same machine (for the spread between two
 # whole runs): the previous run's results and records move to /tmp/ab-previous/<time> first.
+# A call that ends with the run still going brings back bench.log and records-so-far.tar (the
+# records measured so far: tools/results_table.py --spread-records compares a run cut short).
+# SHARD_TIMEOUT / STOP default to 540 / 360 s per shard, and to 1700 s for SHARDS=. (one shard
+# is the whole run: a cold one took 949-1036 s).
 set -u
 if [ -n "${WAIT_S:-}" ]; then
   run=/tmp/ab-detached
@@ -36,8 +40,10 @@ if [ -n "${WAIT_S:-}" ]; then
   while [ ! -e "$run/rc" ] && [ "$(date +%s)" -lt "$end" ]; do sleep 5; done
   echo "$(( $(date +%s) - $(cat "$run/started") )) s since the run started"
   grep -E "took|exited|stopped|measured|not clean" "$run/bench.log" 2>/dev/null | cut -c1-200
-  if [ ! -e "$run/rc" ]; then
-    tail -3 "$run/bench.log" 2>/dev/null | cut -c1-200; echo "still running: call again"; exit 0
+  if [ ! -e "$run/rc" ]; then  # what is measured so far comes back too: device time may end
+    tail -3 "$run/bench.log" 2>/dev/null | cut -c1-200; cp "$run/bench.log" "$OUT/" 2>/dev/null
+    (cd /tmp/ab && tar cf "$OUT/records-so-far.tar" results/*-records/*.jsonl 2>/dev/null)
+    echo "still running: call again"; exit 0
   fi
   cat "$run/run.out"; cp "$run/bench.log" "$run/results.tar" "$OUT/" 2>/dev/null
   echo "run ended (exit $(cat "$run/rc"))"; rm -rf "$run"; exit 0
@@ -67,11 +73,13 @@ if [ "${AGAIN:-0}" = 1 ] && [ -d "results/$MACHINE" ]; then  # a second whole ru
 fi
 [ -n "${SET:-}" ] && export ATTNBENCH_SET=$SET
 [ -n "${IMPLS:-}" ] && export ATTNBENCH_IMPLS=$IMPLS
+limit=540 stop=360
+[ "${SHARDS:-}" = . ] && limit=1700 stop=1700  # the whole suite in one shard
 args=()
 for s in ${SHARDS:-}; do args+=(--shard "$s"); done
 t0=$(date +%s)
 python3 tools/ci/bench.py --machine "$MACHINE" --commits "${COMMITS:-HEAD}" \
-  --shard-timeout "${SHARD_TIMEOUT:-540}" --stop-after "${STOP:-360}" "${args[@]}" > "$OUT/bench.log" 2>&1
+  --shard-timeout "${SHARD_TIMEOUT:-$limit}" --stop-after "${STOP:-$stop}" "${args[@]}" > "$OUT/bench.log" 2>&1
 echo "bench.py exited $? after $(( $(date +%s) - t0 )) s"
 grep -E "took|exited|stopped|measured|not clean|shard\(s\)" "$OUT/bench.log" | cut -c1-200
 tar cf "$OUT/results.tar" results
