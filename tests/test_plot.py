@@ -199,3 +199,15 @@ def test_cli_plot_errors_exit_2_with_one_line(tmp_path, run_json, capsys):
     argv = ["plot", str(run_json), "--out", str(tmp_path / "o"), "--format", "gif"]
     assert cli.main(argv) == 2
     assert "unknown format gif" in capsys.readouterr().err
+
+
+def test_every_implementation_of_a_chart_gets_its_own_colour(tmp_path):
+    """13 implementations (the GPU suite's) on one chart: 13 colours, none repeated; the
+    line plots map each implementation to the same colour in every panel."""
+    names = [f"impl{i}" for i in range(13)]
+    color = plot.colors(plot._pyplot(), names)
+    assert len(set(color.values())) == 13
+    assert len(set(plot.colors(plot._pyplot(), names[:4]).values())) == 4
+    data = {"w1": {n: 1.0 + i for i, n in enumerate(names)}, "w2": {"impl3": 2.0}}
+    (png,) = plot.bar_chart(data, "t", "x", tmp_path, "bars", formats=("png",))
+    assert png.stat().st_size > 0

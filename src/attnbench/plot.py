@@ -183,6 +183,13 @@ def _pyplot():
     return plt
 
 
+def colors(plt, names: Sequence[str]) -> dict[str, tuple]:
+    """One distinct colour per name, in order: tab10 up to 10 names, tab20 up to 20 (a suite's
+    13 implementations would repeat tab10's colours), then tab20 again."""
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+
+
 def _panels(plt, n: int, title: str):
     cols = min(3, n)
     rows = math.ceil(n / cols)
@@ -206,6 +213,7 @@ def _save(plt, fig, out: Path, stem: str, formats: Sequence[str]) -> list[Path]:
 
 def _length_figure(plt, grouped, metric: str, ylabel: str, title: str):
     fig, axes = _panels(plt, len(grouped), title)
+    color = colors(plt, list(dict.fromkeys(i for series in grouped.values() for i in series)))
     for ax, (key, series) in zip(axes, grouped.items(), strict=False):
         for impl, pts in series.items():
             xs = [p.length for p in pts]
@@ -214,7 +222,7 @@ def _length_figure(plt, grouped, metric: str, ylabel: str, title: str):
             if metric == "memory":
                 slope = fit_exponent(xs, ys)
                 label += f" (exp {slope:.2f})" if slope is not None else " (one length)"
-            ax.plot(xs, ys, marker="o", label=label)
+            ax.plot(xs, ys, marker="o", label=label, color=color[impl])
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         decode = key.startswith("decode")
@@ -313,17 +321,18 @@ def bar_chart(
     """Horizontal bars, one block per category (``data``'s keys), one bar per series, log x."""
     plt = _pyplot()
     series = list(dict.fromkeys(s for values in data.values() for s in values))
+    color = colors(plt, series)
     height = 0.8 / max(1, len(series))
-    fig, ax = plt.subplots(figsize=(8.5, 0.9 + 0.22 * len(data) * max(1, len(series))))
+    fig, ax = plt.subplots(figsize=(10.0, 0.9 + 0.22 * len(data) * max(1, len(series))))
     for j, name in enumerate(series):
         ys = [i + j * height for i, values in enumerate(data.values()) if name in values]
         xs = [values[name] for values in data.values() if name in values]
-        ax.barh(ys, xs, height=height, label=name)
+        ax.barh(ys, xs, height=height, label=name, color=color[name])
     ax.set_yticks([i + 0.4 - height / 2 for i in range(len(data))], list(data), fontsize=7)
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.axvline(1.0, color="k", lw=0.8)
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: no bar hidden
     return _save(plt, fig, Path(out), stem, formats)
