@@ -584,10 +584,9 @@ def test_system_lists_backend_packages():
         assert pkg in OPTIONAL_PACKAGES
 
 
-def test_a_clock_that_steps_down_while_sampled_is_sampled_until_it_has_settled(monkeypatch):
-    """A model of H200 fa4 S=4096 in one run: 1.68 ms per call, then 1.77 ms once the clock
-    steps down under the power limit, 55 ms into the sampling. One 100 ms batch (the rule
-    before) read the faster clock; batches until steady read the settled one."""
+def _modelled_clock(monkeypatch, ms_per_call):
+    """time_cuda's samples from a model: a call at ``t`` ms of sampling takes
+    ``ms_per_call(t)`` ms; returns the fake do_bench (``rewind()`` on it starts at 0 again)."""
     from attnbench.measure import timing
 
     clock = {"ms": 0.0}
@@ -595,18 +594,28 @@ def test_a_clock_that_steps_down_while_sampled_is_sampled_until_it_has_settled(m
     def events(fn, warmup_ms, rep_ms):
         out, end = [], clock["ms"] + warmup_ms + rep_ms
         while clock["ms"] < end:
-            t = 1.68 if clock["ms"] < 80 else 1.77  # ms per call
+            t = ms_per_call(clock["ms"])
             clock["ms"] += t
             if clock["ms"] > end - rep_ms:
                 out.append(t / 1e3)
         return out
 
+    events.rewind = lambda: clock.update(ms=0.0)
     _fake_cuda_timers(monkeypatch, 0.0)
     monkeypatch.setattr(timing, "_event_samples", events)
-    assert timing.TimingStats.from_samples(events(None, 25, 100), "x").median == pytest.approx(
-        1.68e-3
-    )
-    clock["ms"] = 0.0
+    return events
+
+
+def test_a_clock_that_steps_down_while_sampled_is_sampled_until_it_has_settled(monkeypatch):
+    """A model of H200 fa4 S=4096 in one run: 1.68 ms per call, then 1.77 ms once the clock
+    steps down under the power limit, 55 ms into the sampling. One 100 ms batch (the rule
+    before) read the faster clock; batches until steady read the settled one."""
+    from attnbench.measure import timing
+
+    events = _modelled_clock(monkeypatch, lambda ms: 1.68 if ms < 80 else 1.77)
+    once = timing.TimingStats.from_samples(events(None, 25, 100), "x")
+    assert once.median == pytest.approx(1.68e-3)
+    events.rewind()
     s = timing.time_cuda(lambda: None)
     assert s.median == pytest.approx(1.77e-3), s
     assert s.note == "steady after 3 batches (medians 1680.0, 1770.0, 1770.0 us)"
@@ -619,18 +628,6 @@ def test_a_slow_drift_passes_as_steady(monkeypatch):
 
     from attnbench.measure import timing
 
-    clock = {"ms": 0.0}
-
-    def events(fn, warmup_ms, rep_ms):
-        out, end = [], clock["ms"] + warmup_ms + rep_ms
-        while clock["ms"] < end:
-            t = 1.68 + 0.09 * (1 - math.exp(-clock["ms"] / 300))  # ms per call
-            clock["ms"] += t
-            if clock["ms"] > end - rep_ms:
-                out.append(t / 1e3)
-        return out
-
-    _fake_cuda_timers(monkeypatch, 0.0)
-    monkeypatch.setattr(timing, "_event_samples", events)
+    _modelled_clock(monkeypatch, lambda ms: 1.68 + 0.09 * (1 - math.exp(-ms / 300)))
     s = timing.time_cuda(lambda: None)
     assert s.note is None and s.median < 0.97 * 1.77e-3, s
