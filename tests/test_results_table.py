@@ -96,7 +96,8 @@ def test_spread_with_records_gives_minima_and_conditions(tmp_path):
     b, rb = run("b", 1.80e-3, 1.80e-3, 1.79e-3, 43, 1845)
     lines = _tool().spread(a, b, records=(ra, rb)).splitlines()
     (row,) = [line for line in lines if line.startswith("| DecodeMetrics | a |")]
-    assert row.endswith("| -58.0% | +0.0% | 2.40 | 1.01 |")
+    assert row.endswith("| -58.0% | +0.0% | 2.40 | 1.01 | within a run |")
+    assert lines[0].endswith("0 within 2%, largest -58.0%; outside it: 1 within a run")
     assert "| DecodeMetrics | A | 1 | 51 | 1980, 1980 |" in lines
     assert "| DecodeMetrics | B | 1 | 43 | 1845, 1845 |" in lines
 
@@ -133,7 +134,9 @@ def test_spread_from_records_alone_compares_what_both_runs_measured(tmp_path):
     a = records("a", {"x": 1e-3, "y": 2e-3, "z": 3e-3})
     b = records("b", {"x": 1.03e-3, "y": 2e-3})  # z not reached
     lines = _tool().spread(None, None, records=(a, b)).splitlines()
-    assert lines[0] == "2 pairs at or above 100 µs in both runs: 1 within 2%, largest +3.0%"
+    assert lines[0] == (
+        "2 pairs at or above 100 µs in both runs: 1 within 2%, largest +3.0%; outside it: 1 offset"
+    )
     assert not [line for line in lines if "| z |" in line]
     with pytest.raises(ValueError, match="two asv result files or two records"):
         _tool().spread(None, None)

@@ -19,8 +19,10 @@ or GB/s of the fewest bytes (decode); ``–`` where the pair was skipped.
 two result files (two whole runs), largest first, with how many of the pairs at or above
 100 µs agree within 2 %. With ``--records`` (each run's ``ATTNBENCH_RECORDS`` file) each pair
 also gets its minimum's difference and each run's median / minimum (two populations of samples
-read well above 1; drift moves the minimum with the median), and a table per class gives each
-run's median GPU temperature at the start of a pair and SM clock at its end.
+read well above 1; drift moves the minimum with the median), a pair outside the tolerance its
+kind ("within a run": samples spread in either run; "offset": both steady, apart), and a table
+per class gives each run's median GPU temperature at the start of a pair and SM clock at its
+end.
 
 ``--costs``: from ``ATTNBENCH_RECORDS`` files (one run, or two side by side), each class's
 pairs, the seconds its sweep spent on them (``extra.wall_seconds``) and of those the first
@@ -197,6 +199,12 @@ def costs(*paths: Path, top: int = 6) -> str:
     return "\n".join(lines)
 
 
+#: median / minimum at or above which a run's samples of a pair count as spread within the run
+#: (H200, two runs of d20286f: each pair outside 2 % read 1.025 or more in one run, or 1.01 or
+#: less in both, a steady offset between the runs)
+WITHIN_RUN = 1.025
+
+
 def _asv_medians(path: Path) -> dict[tuple[str, str, str], float]:
     """{(class, implementation, workload): measured ``track_seconds``} of one asv result file."""
     data = json.loads(path.read_text())
@@ -232,7 +240,7 @@ def spread(
     short = [r for r in rows if r not in long]
     header = "| class | implementation | workload | run A | run B | B/A − 1 |"
     if recs:
-        header += " min B/A − 1 | A median/min | B median/min |"
+        header += " min B/A − 1 | A median/min | B median/min | kind |"
     lines = [
         f"{len(long)} pairs at or above {min_seconds * 1e6:.0f} µs in both runs: {within} within "
         f"{tolerance:.0%}" + (f", largest {long[0][-1]:+.1%}" if long else ""),
@@ -241,6 +249,7 @@ def spread(
         header,
         "|---" * header.count(" | ") + "|---|",
     ]
+    kinds: dict[str, int] = {}
     for suite, impl, workload, ta, tb, rel in rows:
         line = (
             f"| {suite} | {impl} | `{workload}` | {_fmt(ta, 'time')} | {_fmt(tb, 'time')} "
@@ -249,13 +258,20 @@ def spread(
         if recs:
             ra, rb = (r.get((suite, impl, workload), {}).get("time") or {} for r in recs)
             if ra.get("min") and rb.get("min"):
+                spread_a, spread_b = ra["median"] / ra["min"], rb["median"] / rb["min"]
+                kind = ""
+                if abs(rel) > tolerance and min(ta, tb) >= min_seconds:
+                    kind = "within a run" if max(spread_a, spread_b) >= WITHIN_RUN else "offset"
+                    kinds[kind] = kinds.get(kind, 0) + 1
                 line += (
-                    f" {rb['min'] / ra['min'] - 1:+.1%} | {ra['median'] / ra['min']:.2f} | "
-                    f"{rb['median'] / rb['min']:.2f} |"
+                    f" {rb['min'] / ra['min'] - 1:+.1%} | {spread_a:.2f} | {spread_b:.2f} "
+                    f"| {kind} |"
                 )
             else:
-                line += " | | |"
+                line += " | | | |"
         lines.append(line)
+    if kinds:
+        lines[0] += "; outside it: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
     if recs:
         lines += _conditions(recs)
     return "\n".join(lines)
