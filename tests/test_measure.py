@@ -355,9 +355,9 @@ def _fake_cuda_timers(monkeypatch, plain_s: float, graph=None, host_s: float = 0
 def test_short_calls_are_timed_as_graph_replays(monkeypatch):
     from attnbench.measure.timing import GRAPH_BELOW_S, time_cuda
 
-    seen = _fake_cuda_timers(monkeypatch, 20e-6, graph=[8e-6, 9e-6, 10e-6])
+    seen = _fake_cuda_timers(monkeypatch, 20e-6, graph=[9e-6, 9e-6, 9e-6])
     s = time_cuda(lambda: None)
-    assert (s.clock, s.median, s.n, seen["graph"]) == ("cuda_graph", 9e-6, 6, 1)  # two batches
+    assert (s.clock, s.median, s.n, seen["graph"]) == ("cuda_graph", 9e-6, 3, 1)
     assert "CUDA-graph replay (plain median 20.0 us)" == s.note
     seen = _fake_cuda_timers(monkeypatch, GRAPH_BELOW_S * 2, graph=[1e-6])
     long = time_cuda(lambda: None)
@@ -407,32 +407,40 @@ def test_failed_capture_keeps_plain_timing_with_a_note(monkeypatch):
     assert s.as_dict()["note"] == s.note
 
 
-def test_samples_are_batches_until_two_in_a_row_agree(monkeypatch):
-    """Batches of half the sampling time until two in a row have medians within
-    STEADY_TOLERANCE and are one population together: those two are the figure."""
+def test_samples_are_two_halves_then_batches_until_two_in_a_row_agree(monkeypatch):
+    """One do_bench's samples, in order, are two batches; further batches of half the
+    sampling time follow until two in a row have medians within STEADY_TOLERANCE and are one
+    population together: those two are the figure."""
     from attnbench.measure import timing
 
     asked = []
 
-    def batches(*medians):
-        it = iter(medians)
+    def batches(*samples):
+        it = iter(samples)
 
         def events(fn, warmup_ms, rep_ms):
             asked.append((warmup_ms, rep_ms))
-            return [next(it)] * 9
+            return next(it)
 
         return events
 
     _fake_cuda_timers(monkeypatch, 0.0)
-    monkeypatch.setattr(timing, "_event_samples", batches(1.000e-3, 1.009e-3))  # within 1 %
+    halves = [1.000e-3] * 9 + [1.009e-3] * 9  # within 1 %: steady, one do_bench only
+    monkeypatch.setattr(timing, "_event_samples", batches(halves))
     s = timing.time_cuda(lambda: None, warmup_ms=25, rep_ms=100)
     assert (s.n, s.note, s.min, s.max) == (18, None, 1.000e-3, 1.009e-3)
-    assert asked == [(25, 50), (0.0, 50)]  # the warm-up once; two halves of the sampling time
-    # H200, fa4 prefill: the clock still falling in the first batch (1.68 -> 1.77 ms)
-    monkeypatch.setattr(timing, "_event_samples", batches(1.68e-3, 1.76e-3, 1.77e-3))
-    s = timing.time_cuda(lambda: None)
+    assert asked == [(25, 100)]
+    # the halves disagree: one batch more (no warm-up, half the sampling time), which agrees
+    asked.clear()
+    first = [1.68e-3] * 9 + [1.76e-3] * 9
+    monkeypatch.setattr(timing, "_event_samples", batches(first, [1.77e-3] * 9))
+    s = timing.time_cuda(lambda: None, warmup_ms=25, rep_ms=100)
     assert (s.median, s.n) == (pytest.approx(1.765e-3), 18)
     assert s.note == "steady after 3 batches (medians 1680.0, 1760.0, 1770.0 us)"
+    assert asked == [(25, 100), (0.0, 50)]
+    # a call longer than half the sampling time gives one sample: taken as it is
+    monkeypatch.setattr(timing, "_event_samples", batches([0.6]))
+    assert timing.time_cuda(lambda: None).n == 1
     assert not timing.TimingStats.from_samples([1.0, 9.0, 9.0], "x").unstable  # too few
 
 
@@ -443,7 +451,7 @@ def test_samples_that_never_settle_keep_the_lowest_batch_and_say_not_steady(monk
     from attnbench.sweep import cautions
 
     two = [1.8e-3] * 3 + [4.3e-3] * 22  # H100, sdpa-math decode kv4096, one whole run
-    it = iter([two, [3.0e-3] * 9, two, [2.5e-3] * 9])
+    it = iter([two + [3.0e-3] * 25, two, [2.5e-3] * 9])
     _fake_cuda_timers(monkeypatch, 0.0)
     monkeypatch.setattr(timing, "_event_samples", lambda fn, w, r: next(it))
     s = timing.time_cuda(lambda: None)
@@ -452,7 +460,7 @@ def test_samples_that_never_settle_keep_the_lowest_batch_and_say_not_steady(monk
                       "kept the lowest")  # fmt: skip
     assert cautions({"time": {"note": s.note}}) == [s.note]
     # two batches that agree but are two populations together are not steady either
-    it = iter([two, two, two, two])
+    it = iter([two + two, two, two])
     s = timing.time_cuda(lambda: None)
     assert s.note.startswith("not steady: 4 batches") and s.note.endswith(", 2.39x its minimum")
     # older records said "timed twice": still a caution
@@ -464,10 +472,10 @@ def test_graph_replays_are_captured_once_and_sampled_until_steady(monkeypatch):
     from attnbench.measure import timing
 
     seen = _fake_cuda_timers(monkeypatch, 20e-6)
-    batches = iter([[5e-6] + [15e-6] * 9, [10e-6] * 10, [10e-6] * 10])
+    runs = iter([[5e-6] + [15e-6] * 9 + [10e-6] * 10, [10e-6] * 10])
     monkeypatch.setattr(timing, "_graph_replayer",
                         lambda fn: seen.__setitem__("graph", seen["graph"] + 1) or
-                        (lambda rep_ms: next(batches)))  # fmt: skip
+                        (lambda rep_ms: next(runs)))  # fmt: skip
     s = timing.time_cuda(lambda: None)
     assert (s.clock, s.median, seen["graph"]) == ("cuda_graph", 10e-6, 1)
     assert s.note == ("CUDA-graph replay (plain median 20.0 us); steady after 3 batches "

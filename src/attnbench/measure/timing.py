@@ -7,8 +7,9 @@ so that the launch overhead of the Python and dispatcher layers does not stand i
 kernels' time; the L2 cache is still flushed before each replay. A call that cannot be captured
 (one that synchronizes, say) keeps its plain timing, with a note.
 
-On the GPU the samples come in batches (:func:`until_steady`) until two in a row agree within
-:data:`STEADY_TOLERANCE` and together hold one population; those two batches are the figure. A
+On the GPU the samples are taken as two batches, the two halves of one ``do_bench`` (or one
+run of graph replays), and more batches follow (:func:`until_steady`) until two in a row agree
+within :data:`STEADY_TOLERANCE` and together hold one population; those two are the figure. A
 call whose clock is still falling under the power limit, or that shares the GPU with another
 process, keeps being sampled; one that never settles is published with a "not steady" note
 (a caution in its record) instead of passing for a regression.
@@ -41,7 +42,7 @@ UNSTABLE_RATIO = 1.25
 #: d20286f: fa4's 1.7 ms prefill read 1.68 ms in one, its samples moving within the one batch
 #: to the other run's 1.77 ms as the clock fell under the power limit, docs/results.md)
 STEADY_TOLERANCE = 0.01
-MAX_BATCHES = 4  # batches (of half the sampling time each) before a figure is "not steady"
+MAX_BATCHES = 4  # batches (half the sampling time each) before a figure is "not steady"
 L2_FLUSH_BYTES = 256 * 1024 * 1024  # more than any GPU's L2 cache (as triton's do_bench)
 
 
@@ -165,20 +166,26 @@ def _graph_replayer(fn: Callable[[], object]) -> Callable[[float], list[float]]:
     return timed
 
 
-def until_steady(batch: Callable[[int], list[float]], clock: str) -> TimingStats:
-    """Stats of batches ``batch(0)``, ``batch(1)``, ... taken until two in a row have medians
-    within :data:`STEADY_TOLERANCE` and together are not :attr:`TimingStats.unstable`: the
-    two batches' samples, with a note when more than two were needed. None steady after
-    :data:`MAX_BATCHES`: the batch with the lowest median, with a "not steady" note."""
-    batches = [batch(0)]
-    while len(batches) < MAX_BATCHES:
-        batches.append(batch(len(batches)))
+def until_steady(first: list[float], more: Callable[[], list[float]], clock: str) -> TimingStats:
+    """Stats of ``first`` (samples in the order taken) split in two halves, then of batches
+    ``more()``, until two batches in a row have medians within :data:`STEADY_TOLERANCE` and
+    together are not :attr:`TimingStats.unstable`: those two batches' samples, with a note when
+    more were needed. None steady in :data:`MAX_BATCHES`: the batch with the lowest median,
+    with a "not steady" note. Under two samples (a call longer than half the sampling time):
+    ``first`` as it is."""
+    if len(first) < 2:
+        return TimingStats.from_samples(first, clock)
+    batches = [first[: len(first) // 2], first[len(first) // 2 :]]
+    while True:
         a, b = (TimingStats.from_samples(s, clock).median for s in batches[-2:])
         both = TimingStats.from_samples(batches[-2] + batches[-1], clock)
         if abs(b - a) <= STEADY_TOLERANCE * a and not both.unstable:
             if len(batches) == 2:
                 return both
             return replace(both, note=f"steady after {len(batches)} batches ({_medians(batches)})")
+        if len(batches) == MAX_BATCHES:
+            break
+        batches.append(more())
     stats = [TimingStats.from_samples(s, clock) for s in batches]
     kept = min(stats, key=lambda s: s.median)
     note = f"not steady: {len(batches)} batches ({_medians(batches)}); kept the lowest"
@@ -234,9 +241,10 @@ def time_cuda(
     settle_ms = SETTLE_MS if settle_ms is None else settle_ms
     if settle_ms > 0:
         settle(fn, settle_ms)
-    half = rep_ms / 2  # each batch; the figure is two of them
     plain = until_steady(
-        lambda i: _event_samples(fn, warmup_ms if i == 0 else 0.0, half), "cuda_event"
+        _event_samples(fn, warmup_ms, rep_ms),
+        lambda: _event_samples(fn, 0.0, rep_ms / 2),  # a further batch, as long as a half
+        "cuda_event",
     )
     if graph is False:
         return plain
@@ -250,7 +258,7 @@ def time_cuda(
         why = f"launch-bound: enqueue {host * 1e6:.1f} us, plain median {plain_us:.1f} us"
     try:
         replay = _graph_replayer(fn)
-        replays = until_steady(lambda i: replay(half), "cuda_graph")
+        replays = until_steady(replay(rep_ms), lambda: replay(rep_ms / 2), "cuda_graph")
     except Exception as exc:
         text = " ".join(str(exc).split())[:200]
         failed = f"CUDA-graph capture failed ({type(exc).__name__}: {text}): plain timing"
