@@ -37,6 +37,7 @@ import json
 import math
 import statistics
 import sys
+from collections import Counter
 from pathlib import Path
 
 COLUMNS = {  # method of each *Metrics class -> (header, format)
@@ -249,7 +250,7 @@ def spread(
         header,
         "|---" * header.count(" | ") + "|---|",
     ]
-    kinds: dict[str, int] = {}
+    kinds: Counter[str] = Counter()
     for suite, impl, workload, ta, tb, rel in rows:
         line = (
             f"| {suite} | {impl} | `{workload}` | {_fmt(ta, 'time')} | {_fmt(tb, 'time')} "
@@ -262,7 +263,7 @@ def spread(
                 kind = ""
                 if abs(rel) > tolerance and min(ta, tb) >= min_seconds:
                     kind = "within a run" if max(spread_a, spread_b) >= WITHIN_RUN else "offset"
-                    kinds[kind] = kinds.get(kind, 0) + 1
+                    kinds[kind] += 1
                 line += (
                     f" {rb['min'] / ra['min'] - 1:+.1%} | {spread_a:.2f} | {spread_b:.2f} "
                     f"| {kind} |"

@@ -177,7 +177,7 @@ def until_steady(first: list[float], more: Callable[[], list[float]], clock: str
         return TimingStats.from_samples(first, clock)
     batches = [first[: len(first) // 2], first[len(first) // 2 :]]
     while True:
-        a, b = (TimingStats.from_samples(s, clock).median for s in batches[-2:])
+        a, b = (statistics.median(s) for s in batches[-2:])
         both = TimingStats.from_samples(batches[-2] + batches[-1], clock)
         if abs(b - a) <= STEADY_TOLERANCE * a and not both.unstable:
             if len(batches) == 2:
@@ -186,8 +186,7 @@ def until_steady(first: list[float], more: Callable[[], list[float]], clock: str
         if len(batches) == MAX_BATCHES:
             break
         batches.append(more())
-    stats = [TimingStats.from_samples(s, clock) for s in batches]
-    kept = min(stats, key=lambda s: s.median)
+    kept = TimingStats.from_samples(min(batches, key=statistics.median), clock)
     note = f"not steady: {len(batches)} batches ({_medians(batches)}); kept the lowest"
     if kept.unstable:
         note += f", {kept.median / kept.min:.2f}x its minimum"
