@@ -28,8 +28,12 @@ import torch
 GRAPH_BELOW_S = 50e-6  # plain median under this: time CUDA-graph replays instead
 #: host seconds to enqueue one call over its plain median, at or above which the call is
 #: launch-bound and timed as graph replays (H100: host-bound calls of 60-300 us read up to 3x
-#: apart in two whole runs, docs/results.md)
-HOST_BOUND_FRACTION = 0.5
+#: apart in two whole runs). Low, so that a call whose host side measures differently from run
+#: to run changes method only where the GPU never waits for the host and both methods agree
+#: (H200, two runs of 689c0f5 at 0.5: 23 of 263 pairs were replays in one run only, chunked's
+#: 7.4 ms call 4.5 % apart by that alone; docs/results.md)
+HOST_BOUND_FRACTION = 0.2
+HOST_SAMPLE_CALLS = 20  # calls, about 50 ms of them at most, whose median is the host side
 #: calls before timing, for this long (ms): the SM clock leaves its idle boost for the clock
 #: the call sustains (power limit) before the first sample, not during the samples.
 #: ``ATTNBENCH_SETTLE_MS`` overrides (0: do_bench's own 25 ms warm-up only)
@@ -170,9 +174,10 @@ def until_steady(first: list[float], more: Callable[[], list[float]], clock: str
     """Stats of ``first`` (samples in the order taken) split in two halves, then of batches
     ``more()``, until two batches in a row have medians within :data:`STEADY_TOLERANCE` and
     together are not :attr:`TimingStats.unstable`: those two batches' samples, with a note when
-    more were needed. None steady in :data:`MAX_BATCHES`: the batch with the lowest median,
-    with a "not steady" note. Under two samples (a call longer than half the sampling time):
-    ``first`` as it is."""
+    more were needed. None steady in :data:`MAX_BATCHES`: every batch's samples pooled, with a
+    "not steady" note (the lowest batch, kept before, was most often the first, sampled before
+    the clock fell under the power limit: docs/results.md). Under two samples (a call longer
+    than half the sampling time): ``first`` as it is."""
     if len(first) < 2:
         return TimingStats.from_samples(first, clock)
     batches = [first[: len(first) // 2], first[len(first) // 2 :]]
@@ -186,8 +191,8 @@ def until_steady(first: list[float], more: Callable[[], list[float]], clock: str
         if len(batches) == MAX_BATCHES:
             break
         batches.append(more())
-    kept = TimingStats.from_samples(min(batches, key=statistics.median), clock)
-    note = f"not steady: {len(batches)} batches ({_medians(batches)}); kept the lowest"
+    kept = TimingStats.from_samples([t for batch in batches for t in batch], clock)
+    note = f"not steady: {len(batches)} batches ({_medians(batches)}); all pooled"
     if kept.unstable:
         note += f", {kept.median / kept.min:.2f}x its minimum"
     return replace(kept, note=note)
@@ -250,8 +255,8 @@ def time_cuda(
     plain_us = plain.median * 1e6
     why = "forced" if graph else f"plain median {plain_us:.1f} us"
     if graph is None and plain.median >= GRAPH_BELOW_S:
-        # a few calls, about 50 ms of them at most (a slow call is timed once)
-        host = _host_seconds(fn, calls=max(1, min(5, round(0.05 / plain.median))))
+        calls = max(1, min(HOST_SAMPLE_CALLS, round(0.05 / plain.median)))  # a slow one: once
+        host = _host_seconds(fn, calls=calls)
         if host < HOST_BOUND_FRACTION * plain.median:
             return plain
         why = f"launch-bound: enqueue {host * 1e6:.1f} us, plain median {plain_us:.1f} us"
