@@ -390,6 +390,28 @@ def test_shard_timeout_stops_a_hanging_shard(tmp_path):
     assert rc == bench.KILLED and time.monotonic() - start < 30
 
 
+def test_shard_output_is_stamped_with_seconds_since_start(tmp_path, capsys):
+    """Each line asv prints comes through prefixed with the seconds since the shard began."""
+    sys.path.insert(0, str(CI))
+    import bench
+
+    p = SimpleNamespace(repo=tmp_path)
+    talk = [
+        sys.executable,
+        "-c",
+        "import time; print('one', flush=True); time.sleep(0.3); print('two')",
+    ]
+    assert bench.run_shard(p, talk, "0" * 40, "^x", dict(os.environ), timeout=30) == 0
+    lines = [
+        line.split()
+        for line in capsys.readouterr().out.splitlines()
+        if line.endswith(("one", "two"))
+    ]
+    assert [w[-1] for w in lines] == ["one", "two"]
+    first, second = (float(w[0].rstrip("s")) for w in lines)
+    assert 0 <= first < second and second - first >= 0.25
+
+
 def test_stop_after_leaves_the_rest_for_a_rerun(tmp_path, monkeypatch):
     """--stop-after: no shard starts once the budget is spent; exit 75 says work is left."""
     sys.path.insert(0, str(CI))

@@ -2,7 +2,7 @@
 # The asv suite on a lent GPU machine with no network (../shared/device/README.md), through the
 # pipeline's own tools/ci/bench.py (one asv run per class, resumable, per-shard timeout). From the
 # project root there, with .gpu/small, .gpu/gpu-env.sh and .carry/ carried (.carry/repo.bundle:
-# git bundle create .carry/repo.bundle --all; .carry/wheels: pytest wheels for the machine's Python).
+# git bundle create .carry/repo.bundle --all; optional .carry/wheels: wheels for the machine's Python).
 #   COMMITS=eb364f2 STOP=360 SHARDS='^forward\.DecodeMetrics\. ^train\.ForwardBackwardMetrics\.' \
 #     bash tools/device-asv.sh
 # SET / IMPLS: ATTNBENCH_SET / ATTNBENCH_IMPLS. A second call on the same warm machine reuses
@@ -56,7 +56,9 @@ fi
 echo "machine: $MACHINE"
 # shellcheck source=/dev/null
 . .gpu/gpu-env.sh >/dev/null
-python3 -m pip install -q --no-index --no-deps --target /tmp/gpu-site .carry/wheels/*.whl 2>&1 | grep -v WARNING
+if compgen -G ".carry/wheels/*.whl" > /dev/null; then  # optional: the image has pytest
+  python3 -m pip install -q --no-index --no-deps --target /tmp/gpu-site .carry/wheels/*.whl 2>&1 | grep -v WARNING
+fi
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True PYTHONUNBUFFERED=1
 export ATTNBENCH_FA4_DISK_CACHE=${ATTNBENCH_FA4_DISK_CACHE:-1}  # as the GPU workflows
 torchdir=$(python3 -c "import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))")

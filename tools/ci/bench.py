@@ -25,9 +25,11 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import (
@@ -127,15 +129,24 @@ def run_shard(
     env: dict,
     timeout: float | None,
 ) -> int:
-    """One ``asv run`` of one shard on one commit, in its own process group."""
+    """One ``asv run`` of one shard on one commit, in its own process group; each line it
+    prints is prefixed with the seconds since it started (where a run's time goes: building
+    the commit, discovery, each class's sweep, the figures read back)."""
     hashfile = project.repo / ".asv" / "ci-commit.txt"
     hashfile.parent.mkdir(parents=True, exist_ok=True)
     hashfile.write_text(commit + "\n")
     cmd = [*asv_args, "--bench", shard, f"HASHFILE:{hashfile}"]
     log("+ " + " ".join(cmd))
-    proc = subprocess.Popen(cmd, cwd=project.repo, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=project.repo, env=env, start_new_session=True, text=True, errors="replace",
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    copier = threading.Thread(target=_stamp_lines, args=(proc.stdout, time.monotonic()))
+    copier.start()
     try:
-        return proc.wait(timeout=timeout)
+        rc = proc.wait(timeout=timeout)
+        copier.join()
+        return rc
     except subprocess.TimeoutExpired:
         log(f"shard {shard} of {commit[:8]} ran past {timeout:.0f} s: stopping it")
         _kill_group(proc.pid, signal.SIGTERM)
@@ -144,10 +155,17 @@ def run_shard(
         except subprocess.TimeoutExpired:
             _kill_group(proc.pid, signal.SIGKILL)
             proc.wait()
+        copier.join(timeout=30)
         return KILLED
     except BaseException:  # interrupted: take asv and its benchmark processes down too
         _kill_group(proc.pid, signal.SIGKILL)
         raise
+
+
+def _stamp_lines(stream: IO[str], start: float) -> None:
+    for line in stream:
+        sys.stdout.write(f"{time.monotonic() - start:7.1f}s {line}")
+        sys.stdout.flush()
 
 
 def _kill_group(pid: int, sig: int) -> None:
