@@ -141,7 +141,8 @@ def run_shard(
         cmd, cwd=project.repo, env=env, start_new_session=True, text=True, errors="replace",
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    copier = threading.Thread(target=_stamp_lines, args=(proc.stdout, time.monotonic()))
+    start = time.monotonic()
+    copier = threading.Thread(target=_stamp_lines, args=(proc.stdout, start), daemon=True)
     copier.start()
     try:
         rc = proc.wait(timeout=timeout)
