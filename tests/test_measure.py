@@ -331,13 +331,14 @@ def _fake_cuda_timers(monkeypatch, plain_s: float, graph=None, host_s: float = 0
     capture."""
     from attnbench.measure import timing
 
-    seen = {"graph": 0, "settle_ms": [], "host_calls": []}
+    seen = {"graph": 0, "settle_ms": [], "host_calls": [], "rep_ms": []}
 
     def settle(fn, ms):
         seen["settle_ms"].append(ms)
-        return 1
+        return plain_s
 
     def events(fn, warmup_ms, rep_ms):
+        seen["rep_ms"].append(rep_ms)
         return [plain_s] * 9
 
     def replayer(fn):
@@ -402,9 +403,23 @@ def test_the_clock_settles_before_timing(monkeypatch):
 
     seen = _fake_cuda_timers(monkeypatch, 1e-3)
     time_cuda(lambda: None)
-    time_cuda(lambda: None, settle_ms=0)
+    time_cuda(lambda: None, settle_ms=0)  # still one call: how long one takes
     time_cuda(lambda: None, settle_ms=50)
-    assert SETTLE_MS > 0 and seen["settle_ms"] == [SETTLE_MS, 50]
+    assert SETTLE_MS > 0 and seen["settle_ms"] == [SETTLE_MS, 0, 50]
+
+
+def test_a_long_call_is_sampled_long_enough_for_several_samples(monkeypatch):
+    """do_bench's 100 ms would hold one sample of a 130 ms call: the sampling time grows to
+    MIN_SAMPLES calls (and each further batch to half of that); a short call keeps 100 ms."""
+    from attnbench.measure.timing import MIN_SAMPLES, time_cuda
+
+    seen = _fake_cuda_timers(monkeypatch, 1e-3)
+    time_cuda(lambda: None, rep_ms=100)
+    assert seen["rep_ms"] == [100]
+    seen = _fake_cuda_timers(monkeypatch, 0.130)
+    time_cuda(lambda: None, rep_ms=100)
+    first = seen["rep_ms"][0]
+    assert first / 130 >= MIN_SAMPLES >= 4, seen["rep_ms"]
 
 
 def test_failed_capture_keeps_plain_timing_with_a_note(monkeypatch):

@@ -36,7 +36,7 @@ HOST_BOUND_FRACTION = 0.2
 HOST_SAMPLE_CALLS = 20  # calls, about 50 ms of them at most, whose median is the host side
 #: calls before timing, for this long (ms): the SM clock leaves its idle boost for the clock
 #: the call sustains (power limit) before the first sample, not during the samples.
-#: ``ATTNBENCH_SETTLE_MS`` overrides (0: do_bench's own 25 ms warm-up only)
+#: ``ATTNBENCH_SETTLE_MS`` overrides (0: one call, then do_bench's own 25 ms warm-up)
 SETTLE_MS = float(os.environ.get("ATTNBENCH_SETTLE_MS", "200"))
 #: median / minimum at or above which samples hold two populations (H100, two whole runs at
 #: 0c407c4: three decode pairs read 1.5-2.4x their minimum in one run and 1.0x in the other;
@@ -47,6 +47,10 @@ UNSTABLE_RATIO = 1.25
 #: to the other run's 1.77 ms as the clock fell under the power limit, docs/results.md)
 STEADY_TOLERANCE = 0.01
 MAX_BATCHES = 4  # batches (half the sampling time each) before a figure is "not steady"
+#: timed calls at least in the first ``do_bench``, so that a long call's figure is a median of
+#: several (each further batch then holds half as many): with 100 ms of samples a call of 130
+#: ms gave one, 30 ms three (H200, 7c52fa5: 41 of 289 figures had fewer than six)
+MIN_SAMPLES = 6
 L2_FLUSH_BYTES = 256 * 1024 * 1024  # more than any GPU's L2 cache (as triton's do_bench)
 
 
@@ -219,14 +223,15 @@ def _host_seconds(fn: Callable[[], object], calls: int = 5) -> float:
     return statistics.median(samples)
 
 
-def settle(fn: Callable[[], object], ms: float) -> int:
-    """Call ``fn`` (synchronized) for ``ms`` milliseconds of wall time; the number of calls."""
-    calls, end = 0, time.perf_counter() + ms / 1e3
-    while calls == 0 or time.perf_counter() < end:
+def settle(fn: Callable[[], object], ms: float) -> float:
+    """Call ``fn`` (synchronized) for ``ms`` milliseconds of wall time, once at least; the
+    seconds per call."""
+    calls, start = 0, time.perf_counter()
+    while calls == 0 or time.perf_counter() < start + ms / 1e3:
         fn()
         torch.cuda.synchronize()
         calls += 1
-    return calls
+    return (time.perf_counter() - start) / calls
 
 
 def time_cuda(
@@ -241,10 +246,11 @@ def time_cuda(
     under :data:`GRAPH_BELOW_S` or launch-bound (:data:`HOST_BOUND_FRACTION`), or with
     ``graph=True``, CUDA-graph replays of it instead. ``graph=False`` never captures. A failed
     capture keeps the plain timing, with a note. First the call runs for ``settle_ms``
-    (default :data:`SETTLE_MS`), untimed."""
+    (default :data:`SETTLE_MS`; once at least), untimed; a call so long that ``rep_ms`` would
+    hold fewer than :data:`MIN_SAMPLES` is sampled for longer."""
     settle_ms = SETTLE_MS if settle_ms is None else settle_ms
-    if settle_ms > 0:
-        settle(fn, settle_ms)
+    per_call = settle(fn, settle_ms)
+    rep_ms = max(rep_ms, 1.1 * MIN_SAMPLES * per_call * 1e3)  # do_bench: rep / its estimate
     plain = until_steady(
         _event_samples(fn, warmup_ms, rep_ms),
         lambda: _event_samples(fn, 0.0, rep_ms / 2),  # a further batch, as long as a half
