@@ -140,3 +140,14 @@ def test_spread_from_records_alone_compares_what_both_runs_measured(tmp_path):
     assert not [line for line in lines if "| z |" in line]
     with pytest.raises(ValueError, match="two asv result files or two records"):
         _tool().spread(None, None)
+
+
+def test_command_line_forms_and_mistakes(tmp_path):
+    """The docstring's forms go where they say; a wrong combination is a usage error."""
+    tool, path = _tool(), _asv_file(tmp_path)
+    assert tool.main(["--count", str(path)]) == tool.count(path)
+    assert tool.main([str(path)]) == tool.table(path)
+    assert tool.main(["--spread", str(path), str(path)]) == tool.spread(path, path)
+    for wrong in (["--spread", str(path)], ["--records", "a", "b", str(path)], ["--count"]):
+        with pytest.raises(SystemExit):
+            tool.main(wrong)

@@ -32,11 +32,11 @@ implementation and the slowest first calls.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import math
 import statistics
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -234,8 +234,8 @@ def spread(
         a, b = ({k: r["time"]["median"] for k, r in run.items()} for run in recs)
     else:
         raise ValueError("spread needs two asv result files or two records files")
-    rows = sorted(((*key, a[key], b[key], b[key] / a[key] - 1) for key in a.keys() & b.keys()),
-                  key=lambda r: -abs(r[-1]))  # fmt: skip
+    pairs = ((*key, a[key], b[key], b[key] / a[key] - 1) for key in a.keys() & b.keys())
+    rows = sorted(pairs, key=lambda r: (-abs(r[-1]), r[:3]))  # ties by name: the same every time
     long = [r for r in rows if min(r[3], r[4]) >= min_seconds]
     within = sum(abs(r[-1]) <= tolerance for r in long)
     short = [r for r in rows if r not in long]
@@ -278,22 +278,34 @@ def spread(
     return "\n".join(lines)
 
 
+def main(argv: list[str] | None = None) -> str:
+    """The command line (the module docstring's forms): what to print."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--matrix", action="store_true", help="workloads x implementations")
+    how.add_argument("--count", action="store_true", help="benchmarks, values, values measured")
+    how.add_argument("--spread", action="store_true", help="two asv files (runs A, B) compared")
+    how.add_argument("--spread-records", action="store_true", help="two records files compared")
+    how.add_argument("--costs", action="store_true", help="records files: where time went")
+    parser.add_argument("--records", nargs=2, type=Path, metavar=("RA", "RB"),
+                        help="with --spread: each run's ATTNBENCH_RECORDS file")  # fmt: skip
+    parser.add_argument("files", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    if args.records and not args.spread:
+        parser.error("--records goes with --spread")
+    if args.spread or args.spread_records:
+        if len(args.files) != 2:
+            parser.error("two files: run A's and run B's")
+        if args.spread:
+            return spread(*args.files, records=tuple(args.records) if args.records else None)
+        return spread(None, None, records=tuple(args.files))
+    if args.costs:
+        return costs(*args.files)
+    show = count if args.count else matrix if args.matrix else table
+    return "\n".join(show(path) for path in args.files)
+
+
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    if args[:1] == ["--spread"] and len(args) in (3, 6):
-        extra = args[3:]
-        if extra and extra[0] != "--records":
-            sys.exit("usage: results_table.py --spread A B [--records RA RB]")
-        pair = (Path(extra[1]), Path(extra[2])) if extra else None
-        print(spread(Path(args[1]), Path(args[2]), records=pair))
-        sys.exit(0)
-    if args[:1] == ["--spread-records"] and len(args) == 3:
-        print(spread(None, None, records=(Path(args[1]), Path(args[2]))))
-        sys.exit(0)
-    if args[:1] == ["--costs"] and len(args) >= 2:
-        print(costs(*(Path(a) for a in args[1:])))
-        sys.exit(0)
-    as_matrix, as_count = "--matrix" in args, "--count" in args
-    for arg in (a for a in args if a not in ("--matrix", "--count")):
-        path = Path(arg)
-        print(count(path) if as_count else matrix(path) if as_matrix else table(path))
+    print(main())
