@@ -262,3 +262,26 @@ def test_wrong_gradient_fails_the_gradient_check(seed):
     errors = case.gradient_errors()
     assert not errors["dq"].within("fp32"), errors["dq"]
     assert errors["dk"].within("fp32") and errors["dv"].within("fp32"), errors
+
+
+def test_eager_builds_its_masks_once_per_workload(monkeypatch, seed):
+    """eager's bound call times the math alone: the masks are built in ``bind`` (a document
+    mask built in the call copied its lengths from the host every time) and the answer is the
+    one built per call; a subclass with its own ``forward`` is still bound through it."""
+    from attnbench.masks import MaskSpec
+
+    workload = Workload(1, 4, 2, 48, 48, 32, dtype="fp32", documents=3, alibi=True)
+    case = prepare("eager", workload, CPU, seed=seed)
+    q, k, v = case.inputs.q, case.inputs.k, case.inputs.v
+    per_call = get_impl("eager").forward(q, k, v, causal=True, scale=workload.scale,
+                                         mask=workload.mask)  # fmt: skip
+    built = []
+    for name in ("allowed", "bias"):
+        real = getattr(MaskSpec, name)
+        counted = lambda s, *a, _r=real, **kw: built.append(1) or _r(s, *a, **kw)  # noqa: E731
+        monkeypatch.setattr(MaskSpec, name, counted)
+    assert torch.equal(case.fn(q, k, v), per_call) and built == []
+    plain = W(1, 4, 2, 48, 48, 32)
+    honest, wrong = (prepare(i, plain, CPU) for i in ("eager", SlightlyWrongScale()))
+    args = (honest.inputs.q, honest.inputs.k, honest.inputs.v)
+    assert not torch.equal(wrong.fn(*args), honest.fn(*args))

@@ -23,6 +23,7 @@ from ..masks import MaskSpec
 from ..workload import Workload
 from .base import ALL_DTYPES, ALL_MASKS, NO_FP8_IN_TORCH, AttentionFn, Implementation
 from .flex import allow_recompiles
+from .math import mask_tensors, masked_attention
 from .registry import register
 
 
@@ -32,34 +33,15 @@ def compile_attention(fn: Callable[..., torch.Tensor]) -> AttentionFn:
     return torch.compile(fn, dynamic=False, fullgraph=True)
 
 
-def _mask_tensors(spec: MaskSpec, heads: int, q_len: int, kv_len: int, device: torch.device):
-    """Boolean ``(q_len, kv_len)`` allowed-mask (``None``: every key) and ALiBi bias
-    ``(heads, q_len, kv_len)`` (``None``: no bias)."""
-    allowed = None
-    if spec.features or (spec.causal and q_len > 1):  # one row at the end sees every key
-        allowed = spec.allowed(q_len, kv_len, device)
-    return allowed, spec.bias(heads, q_len, kv_len, device)
-
-
 def compiled_eager(
     spec: MaskSpec, hq: int, hkv: int, q_len: int, kv_len: int, scale: float, device
 ) -> AttentionFn:
     """eager's math for one shape and mask, compiled; mask tensors built now."""
-    allowed, bias = _mask_tensors(spec, hq, q_len, kv_len, device)
-    g = hq // hkv
+    masks = mask_tensors(spec, hq, q_len, kv_len, device)
+    f32 = torch.float32
 
     def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        b, _, sq, d = q.shape
-        skv = k.shape[2]
-        scores = torch.matmul(q.reshape(b, hkv, g * sq, d), k.transpose(-1, -2)) * scale
-        scores = scores.view(b, hkv, g, sq, skv)
-        if bias is not None:
-            scores = scores + bias.view(hkv, g, sq, skv).to(scores.dtype)
-        if allowed is not None:
-            scores = scores.masked_fill(~allowed, float("-inf"))
-        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
-        out = torch.matmul(probs.view(b, hkv, g * sq, skv), v)
-        return out.view(b, hq, sq, v.shape[-1])
+        return masked_attention(q, k, v, *masks, scale=scale, softmax_dtype=f32)
 
     return compile_attention(attention)
 

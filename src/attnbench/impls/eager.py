@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from .base import ALL_MASKS, NO_FP8_IN_TORCH, Implementation
-from .math import math_attention
+from ..workload import Workload
+from .base import ALL_MASKS, NO_FP8_IN_TORCH, AttentionFn, Implementation
+from .math import mask_tensors, masked_attention, math_attention
 from .registry import register
 
 
@@ -15,7 +16,25 @@ class Eager(Implementation):
     dtype_notes = {"fp8": NO_FP8_IN_TORCH}
     mask_features = ALL_MASKS
     family = "pytorch"
-    description = "plain PyTorch QKᵀ -> softmax (float32) -> V; memory grows as q_len x kv_len"
+    description = (
+        "plain PyTorch QKᵀ -> softmax (float32) -> V; memory grows as q_len x kv_len; mask "
+        "tensors built once per workload, as eager-compiled's"
+    )
+
+    def bind(self, workload: Workload, device: torch.device) -> AttentionFn:
+        """The math alone is timed: the workload's masks are built here, untimed (building
+        them in the call put a host-to-device copy of the document lengths in every one). A
+        subclass with its own ``forward`` is bound through it, as any implementation is."""
+        if type(self).forward is not Eager.forward:
+            return super().bind(workload, device)
+        w = workload
+        masks = mask_tensors(w.mask, w.q_heads, w.q_len, w.kv_len, device)
+        scale, f32 = w.scale, torch.float32
+
+        def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return masked_attention(q, k, v, *masks, scale=scale, softmax_dtype=f32)
+
+        return attention
 
     def forward(self, q, k, v, *, causal, scale, mask=None):
         return math_attention(
