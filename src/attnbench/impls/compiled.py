@@ -23,7 +23,7 @@ from ..masks import MaskSpec
 from ..workload import Workload
 from .base import ALL_DTYPES, ALL_MASKS, NO_FP8_IN_TORCH, AttentionFn, Implementation
 from .flex import allow_recompiles
-from .math import mask_tensors, masked_attention
+from .math import bound_attention
 from .registry import register
 
 
@@ -37,13 +37,7 @@ def compiled_eager(
     spec: MaskSpec, hq: int, hkv: int, q_len: int, kv_len: int, scale: float, device
 ) -> AttentionFn:
     """eager's math for one shape and mask, compiled; mask tensors built now."""
-    masks = mask_tensors(spec, hq, q_len, kv_len, device)
-    f32 = torch.float32
-
-    def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return masked_attention(q, k, v, *masks, scale=scale, softmax_dtype=f32)
-
-    return compile_attention(attention)
+    return compile_attention(bound_attention(spec, hq, q_len, kv_len, scale, device, torch.float32))
 
 
 def compiled_sdpa(

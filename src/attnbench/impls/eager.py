@@ -6,7 +6,7 @@ import torch
 
 from ..workload import Workload
 from .base import ALL_MASKS, NO_FP8_IN_TORCH, AttentionFn, Implementation
-from .math import mask_tensors, masked_attention, math_attention
+from .math import bound_attention, math_attention
 from .registry import register
 
 
@@ -28,13 +28,7 @@ class Eager(Implementation):
         if type(self).forward is not Eager.forward:
             return super().bind(workload, device)
         w = workload
-        masks = mask_tensors(w.mask, w.q_heads, w.q_len, w.kv_len, device)
-        scale, f32 = w.scale, torch.float32
-
-        def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-            return masked_attention(q, k, v, *masks, scale=scale, softmax_dtype=f32)
-
-        return attention
+        return bound_attention(w.mask, w.q_heads, w.q_len, w.kv_len, w.scale, device, torch.float32)
 
     def forward(self, q, k, v, *, causal, scale, mask=None):
         return math_attention(

@@ -3,6 +3,8 @@ and ``reference``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ..masks import MaskSpec
@@ -44,6 +46,24 @@ def masked_attention(
     probs = torch.softmax(scores, dim=-1, dtype=softmax_dtype).to(v.dtype)
     out = torch.matmul(probs.view(b, hkv, g * sq, skv), v)
     return out.view(b, hq, sq, v.shape[-1])
+
+
+def bound_attention(
+    spec: MaskSpec,
+    heads: int,
+    q_len: int,
+    kv_len: int,
+    scale: float,
+    device,
+    softmax_dtype: torch.dtype | None = None,
+) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """:func:`masked_attention` for one shape and mask, the masks built now (untimed)."""
+    masks = mask_tensors(spec, heads, q_len, kv_len, device)
+
+    def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return masked_attention(q, k, v, *masks, scale=scale, softmax_dtype=softmax_dtype)
+
+    return attention
 
 
 def math_attention(
