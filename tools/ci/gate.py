@@ -1,20 +1,20 @@
 #!/usr/bin/env python3
-"""The pull-request gate: measure base and head with ``asv continuous``, compare them in each
-figure's own direction, write a markdown comment, exit 1 on a significant regression.
+"""The pull-request gate: measure base and head with ``asv continuous``, judge every figure
+from its samples and measured noise (tools/ci/verdict.py), re-measure what looks like a
+regression with base and head alternated in fresh processes (tools/ci/remeasure.py), write a
+markdown comment, and exit 1 only on a confirmed regression.
 
-asv calls every rise a regression and ``asv compare`` exits 0 whatever it shows; here a drop
-of a higher-is-better figure (speedup, TFLOP/s, GB/s, tokens/s: :mod:`attnbench.direction`) is
-the regression and its rise the improvement. Significance is asv's own test (its statistics
-where both sides have samples, else the factor alone).
+Verdicts: ``regression`` (confirmed; fails), ``failed`` (ran at base, fails at head; fails),
+``improvement``, ``fixed``, ``unsure`` (a change the samples or the re-measure do not back: never
+fails, the comment says what to re-run), ``unchanged``, ``gone`` (in base, not in head), ``new``,
+``n/a``. Derived figures (TFLOP/s, GB/s, speedup vs eager) follow their pair's own time; first
+calls (compile seconds) have their own section and never fail the gate.
 
-A change in a figure whose attnbench record, of base or head, carries a caution (samples that
-never settled, "not steady", or "timed twice" in older records; another program on the GPU:
-:func:`attnbench.sweep.cautions`) is ``unsure``, with the reason, and does not fail the gate:
-the comment asks for a re-run instead of blocking on a figure the runner itself spoiled. The
-records come from ``ATTNBENCH_RECORDS``, which the gate points at a fresh folder for its own
-``asv continuous`` (``--records DIR`` reads stored ones, e.g. with ``--no-run``).
+The samples of attnbench's ``track_*`` figures come from its records (``ATTNBENCH_RECORDS``,
+which the gate points at a fresh folder for its own ``asv continuous``; ``--records DIR`` reads
+stored ones, e.g. with ``--no-run``); asv keeps the samples of its own ``time_*`` figures.
 
-    python tools/ci/gate.py --machine h100-x1 --base origin/main --head HEAD --factor 1.1 \\
+    python tools/ci/gate.py --machine h100-x1 --base origin/main --head HEAD \\
         --comment gate.md                 # exit 0: no regression; 1: regression; 2: error
     python tools/ci/gate.py --machine cpu --base A --head B --no-run   # compare stored results
 """
@@ -28,10 +28,13 @@ import math
 import re
 import sys
 import tempfile
-from dataclasses import dataclass, replace
+import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import remeasure
+import verdict as v
 from pipeline import (
     ROOT,
     PipelineError,
@@ -45,7 +48,8 @@ from pipeline import (
 
 MARKER = "<!-- attnbench-benchmark-gate -->"  # finds the comment to update, not duplicate
 COMMENT_LIMIT = 60_000  # characters; GitHub takes at most 65,536 in a comment
-VERDICTS = ("regression", "failed", "improvement", "fixed", "unsure", "unchanged", "n/a")
+MARKS = {"regression": "❌ ", "failed": "❌ ", "improvement": "✅ ", "fixed": "✅ ", "unsure": "⚠️ ",
+         "slower first call": "🐢 "}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ class Row:
     before: float | None
     after: float | None
     verdict: str
-    why: str = ""  # an unsure verdict's reason
+    why: str = ""
 
     @property
     def ratio(self) -> float | None:
@@ -65,19 +69,27 @@ class Row:
             return None
         return self.after / self.before
 
+    @property
+    def kind(self) -> str:
+        return v.kind_of(self.benchmark)
+
+    @property
+    def pair(self) -> remeasure.Pair | None:
+        """(implementation, workload, mode) of an attnbench figure, else ``None``."""
+        names = re.findall(r"'([^']*)'", self.params)
+        if len(names) != 2:
+            return None
+        cls_method = self.benchmark.split(".")[-2:]
+        mode = "forward_backward" if "backward" in ".".join(cls_method).lower() else "forward"
+        return names[0], names[1], mode
+
 
 def _missing(value: float | None) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _higher_is_better(name: str) -> bool:
-    from attnbench.direction import higher_is_better
-
-    return higher_is_better(name)
-
-
 def _load(project: Project, machine: str, commit: str) -> dict[str, tuple]:
-    """{name(params): (value, (stats, samples), version)} of one commit on one machine."""
+    """{name(params): (value, samples, version)} of one commit on one machine (asv's API)."""
     from asv.commands.compare import unroll_result
     from asv.results import iter_results_for_machine_and_hash
 
@@ -86,14 +98,14 @@ def _load(project: Project, machine: str, commit: str) -> dict[str, tuple]:
         for key in result.get_all_result_keys():
             params = result.get_result_params(key)
             version = result.benchmark_version.get(key)
-            for name, value, stats, samples in unroll_result(
+            for name, value, _stats, samples in unroll_result(
                 key,
                 params,
                 result.get_result_value(key, params),
                 result.get_result_stats(key, params),
                 result.get_result_samples(key, params),
             ):
-                out[name] = (value, (stats, samples), version)
+                out[name] = (value, samples, version)
     if not out:
         raise PipelineError(f"no results of {commit[:8]} for machine {machine!r}")
     return out
@@ -107,93 +119,188 @@ def _units(project: Project) -> dict[str, str]:
     return {k: v.get("unit") or "" for k, v in data.items() if isinstance(v, dict)}
 
 
-def verdict(name: str, before: tuple | None, after: tuple | None, factor: float) -> str:
-    """``regression``/``improvement`` in the figure's direction, as asv's compare decides
-    significance; ``failed`` where head lost a value base had, ``fixed`` the other way."""
-    from asv.commands.compare import _is_result_better  # asv==0.6.6 is pinned
-
-    b, b_ss, b_ver = before if before else (None, None, None)
-    a, a_ss, a_ver = after if after else (None, None, None)
-    if b_ver is not None and a_ver is not None and b_ver != a_ver:
-        return "n/a"  # the benchmark's code changed: not comparable
-    if b is not None and a is None:
-        return "failed"
-    if b is None and a is not None:
-        return "fixed" if before else "n/a"
-    if _missing(b) or _missing(a):
-        return "n/a"
-    lower, higher = (b, a) if not _higher_is_better(name) else (a, b)
-    lower_ss, higher_ss = (b_ss, a_ss) if not _higher_is_better(name) else (a_ss, b_ss)
-    if _is_result_better(lower, higher, lower_ss, higher_ss, factor):
-        return "regression"
-    if _is_result_better(higher, lower, higher_ss, lower_ss, factor):
-        return "improvement"
-    return "unchanged"
+Records = dict[tuple[str, str, str], dict]  # (class, implementation, workload) -> record
 
 
-Cautions = dict[tuple[str, str, str], str]  # (class, implementation, workload) -> why
-
-
-def load_cautions(folder: Path | None, commit: str) -> Cautions:
-    """The cautions of one commit's attnbench records in ``folder/<commit[:8]>.jsonl``
-    (``{}`` without the file): the suite class, the pair, and why its time is not trusted."""
-    from attnbench.sweep import cautions
-
+def load_records(folder: Path | None, commit: str) -> Records:
+    """One commit's attnbench records in ``folder/<commit[:8]>.jsonl`` (``{}`` without the
+    file); a pair recorded twice keeps its last record."""
     path = Path(folder or "") / f"{commit[:8]}.jsonl"
     if folder is None or not path.exists():
         return {}
-    found: Cautions = {}
+    found: Records = {}
     for line in path.read_text().splitlines():
         rec = json.loads(line)
-        why = cautions(rec) if rec.get("workload") else []
-        if why:
-            found[(rec["suite"], rec["impl"], rec["workload"])] = "; ".join(why)
+        if rec.get("workload"):
+            found[(rec["suite"], rec["impl"], rec["workload"])] = rec
     return found
 
 
-def _caution(row: Row, before: Cautions, after: Cautions) -> str:
-    """Why this row's figure is not trusted in base or head ("" if it is)."""
-    cls = row.benchmark.split(".")[-2] if row.benchmark.count(".") >= 2 else ""
-    pair = re.findall(r"'([^']*)'", row.params)
-    if len(pair) != 2:
-        return ""
-    key = (cls, *pair)
-    said = [f"{side}: {c[key]}" for side, c in (("base", before), ("head", after)) if key in c]
-    return "; ".join(said)
+def _record_of(name: str, records: Records) -> dict | None:
+    benchmark, _, params = name.partition("(")
+    cls = benchmark.split(".")[-2] if benchmark.count(".") >= 2 else ""
+    pair = re.findall(r"'([^']*)'", params)
+    return records.get((cls, *pair)) if len(pair) == 2 else None
+
+
+def side(name: str, entry: tuple | None, records: Records) -> v.Side | None:
+    """One commit's figure with its samples (asv's for ``time_*``, the record's for attnbench's
+    ``track_seconds``), noise and caution."""
+    from attnbench.sweep import cautions
+
+    if entry is None:
+        return None
+    value, samples, _version = entry
+    rec = _record_of(name, records)
+    caution = "; ".join(cautions(rec)) if rec else ""
+    timing = (rec or {}).get("time") or {}
+    if name.split("(")[0].endswith(".track_seconds") and timing.get("samples"):
+        batches = timing.get("batches") or []
+        noise = (max(batches) - min(batches)) / timing["median"] if len(batches) > 1 else 0.0
+        return v.Side(value, tuple(timing["samples"]), noise, caution)
+    if samples:
+        return v.Side(value, tuple(samples), v.drift(samples), caution)
+    return v.Side(value, None, 0.0, caution)
+
+
+def _tolerance(params: str) -> float | None:
+    """The relative-error tolerance of the workload's dtype (its name's last part)."""
+    from attnbench.measure.accuracy import TOLERANCES
+
+    names = re.findall(r"'([^']*)'", params)
+    dtype = names[-1].rsplit("/", 1)[-1] if names else ""
+    return TOLERANCES[dtype][0] if dtype in TOLERANCES else None
+
+
+def judge(name: str, base: v.Side | None, head: v.Side | None, factor: float,
+          memory_factor: float) -> v.Judgement:  # fmt: skip
+    """The first verdict on one figure (derived figures are settled afterwards)."""
+    found = v.presence(base, head)
+    if found is not None:
+        return found
+    kind = v.kind_of(name.split("(")[0])
+    if kind == "time":
+        return v.judge_time(base, head, factor - 1)  # type: ignore[arg-type]
+    if kind == "memory":
+        return v.judge_memory(base, head, memory_factor)  # type: ignore[arg-type]
+    if kind == "error":
+        metric = name.split("(")[0].rsplit(".", 1)[-1]
+        tol = _tolerance(name.partition("(")[2]) if metric == "track_rel_error" else None
+        if metric == "track_max_error":
+            return v.Judgement("unchanged", "judged by the relative error")
+        return v.judge_error(base, head, tol)  # type: ignore[arg-type]
+    if kind == "first-call":
+        return v.judge_first_call(base, head)  # type: ignore[arg-type]
+    return v.Judgement("unchanged" if kind == "derived" else "info")
 
 
 def compare(
-    project: Project,
+    project: Project | None,
     machine: str,
     base: str,
     head: str,
     factor: float,
     records: Path | None = None,
+    *,
+    memory_factor: float = 1.1,
+    loaded: tuple[dict, dict] | None = None,
 ) -> list[Row]:
-    """Every figure of base and head on this machine, with its verdict; a change in a figure
-    whose record (in ``records``) carries a caution is ``unsure``."""
-    if factor <= 1:
-        raise PipelineError(f"--factor must be above 1 (e.g. 1.1), not {factor}")
-    before, after = _load(project, machine, base), _load(project, machine, head)
-    warned = load_cautions(records, base), load_cautions(records, head)
-    units = _units(project)
+    """Every figure of base and head on this machine with its first verdict (regressions are
+    still candidates: :func:`confirm` settles them)."""
+    if factor <= 1 or memory_factor <= 1:
+        raise PipelineError(f"factors must be above 1 (e.g. 1.1), not {factor}/{memory_factor}")
+    before, after = loaded or (_load(project, machine, base), _load(project, machine, head))
+    recs = load_records(records, base), load_records(records, head)
+    units = _units(project) if project else {}
     rows = []
     for name in sorted(before.keys() | after.keys()):
+        b_entry, a_entry = before.get(name), after.get(name)
+        if (
+            b_entry
+            and a_entry
+            and None not in (b_entry[2], a_entry[2])
+            and b_entry[2] != a_entry[2]
+        ):
+            judged = v.Judgement("n/a", "the benchmark's version changed")
+        else:
+            b, a = side(name, b_entry, recs[0]), side(name, a_entry, recs[1])
+            judged = judge(name, b, a, factor, memory_factor)
         benchmark, _, params = name.partition("(")
-        row = Row(
-            benchmark=benchmark,
-            params=params[:-1] if params else "",
-            unit=units.get(benchmark, ""),
-            before=before[name][0] if name in before else None,
-            after=after[name][0] if name in after else None,
-            verdict=verdict(name, before.get(name), after.get(name), factor),
+        rows.append(
+            Row(
+                benchmark=benchmark,
+                params=params[:-1] if params else "",
+                unit=units.get(benchmark, ""),
+                before=b_entry[0] if b_entry else None,
+                after=a_entry[0] if a_entry else None,
+                verdict=judged.verdict,
+                why=judged.why,
+            )
         )
-        if row.verdict in ("regression", "improvement"):
-            why = _caution(row, *warned)
-            if why:
-                row = replace(row, verdict="unsure", why=why)
-        rows.append(row)
-    return rows
+    return follow_times(rows)
+
+
+def _primary(row: Row) -> tuple[str, str]:
+    """The time figure a derived one is computed from: same class, ``track_seconds``."""
+    return row.benchmark.rsplit(".", 1)[0] + ".track_seconds", row.params
+
+
+def follow_times(rows: list[Row]) -> list[Row]:
+    """Derived figures take the verdict of their pair's time."""
+    times = {(r.benchmark, r.params): r for r in rows if r.kind == "time"}
+    out = []
+    for row in rows:
+        primary = times.get(_primary(row)) if row.kind == "derived" else None
+        if primary is not None and row.verdict == "unchanged" and primary.verdict != "unchanged":
+            row = replace(row, verdict=primary.verdict, why="follows track_seconds")
+        out.append(row)
+    return out
+
+
+def confirm(
+    project: Project,
+    base: str,
+    head: str,
+    rows: list[Row],
+    factor: float,
+    rounds: int,
+    env: dict | None = None,
+) -> tuple[list[Row], list[str]]:
+    """Re-measure each candidate regression's pair, base and head alternated in fresh processes
+    (``rounds`` times); one not confirmed becomes ``unsure``. Returns the rows and what was
+    re-measured, for the comment."""
+    candidates = [r for r in rows if r.verdict == "regression" and r.kind == "time"]
+    pairs = list(dict.fromkeys(r.pair for r in candidates if r.pair))
+    if not pairs or rounds < 1:
+        return rows, []
+    log(f"gate: re-measuring {len(pairs)} pair(s), base and head alternated, {rounds} round(s)")
+    ratios = remeasure.alternate(project, base, head, pairs, rounds, env)  # type: ignore[arg-type]
+    said = [
+        f"`{' '.join(p)}`: head/base {remeasure._said(ratios[p])} → "
+        + ("confirmed" if remeasure.confirmed(ratios[p], factor - 1) else "not confirmed")
+        for p in pairs
+    ]
+    out = []
+    for row in rows:
+        if row.verdict == "regression" and row.kind == "time":
+            found = ratios.get(row.pair) if row.pair else None  # type: ignore[arg-type]
+            if found is None:
+                row = replace(row, verdict="unsure", why=row.why + "; no pair to re-measure")
+            elif not remeasure.confirmed(found, factor - 1):
+                again = remeasure._said(found)
+                row = replace(
+                    row, verdict="unsure", why=f"{row.why}; re-measured {again}: not confirmed"
+                )
+            else:
+                row = replace(row, why=f"{row.why}; re-measured {remeasure._said(found)}")
+        out.append(row)
+    settled = [
+        replace(r, verdict="unchanged")
+        if r.kind == "derived" and r.why == "follows track_seconds"
+        else r
+        for r in out
+    ]
+    return follow_times(settled), said
 
 
 def _fmt(value: float | None, unit: str) -> str:
@@ -206,46 +313,81 @@ def _fmt(value: float | None, unit: str) -> str:
     return f"{value:.3g} {unit}".rstrip()
 
 
-def markdown(rows: list[Row], base: str, head: str, machine: str, factor: float) -> str:
-    """The PR comment: a verdict line, then the changed figures, then the rest folded away."""
-    bad = [r for r in rows if r.verdict in ("regression", "failed")]
-    good = [r for r in rows if r.verdict in ("improvement", "fixed")]
+def _table(selected: list[Row], why: bool = False) -> list[str]:
+    head = "| benchmark | params | before | after | ratio | verdict |" + (" why |" if why else "")
+    out = [head, "|---" * (7 if why else 6) + "|"]
+    for r in selected:
+        ratio = f"{r.ratio:.2f}" if r.ratio is not None else ""
+        line = (
+            f"| `{r.benchmark}` | {r.params.replace('|', '/')} | {_fmt(r.before, r.unit)} "
+            f"| {_fmt(r.after, r.unit)} | {ratio} | {MARKS.get(r.verdict, '')}{r.verdict} |"
+        )
+        out.append(line + (f" {r.why.replace('|', '/')} |" if why else ""))
+    return out
+
+
+def rerun_hint(rows: list[Row], machine: str, base: str, head: str) -> str:
+    """The command that measures the unsure figures' classes again."""
+    classes = sorted({r.benchmark.rsplit(".", 1)[0] for r in rows})
+    regex = "|".join("^" + re.escape(c) + r"\." for c in classes)
+    return (
+        f"python3 tools/dev.py gate --machine {machine} --base {base[:12]} --head {head[:12]} "
+        f"--bench '{regex}'"
+    )
+
+
+def markdown(
+    rows: list[Row],
+    base: str,
+    head: str,
+    machine: str,
+    factor: float,
+    remeasured: list[str] | None = None,
+    cost: str = "",
+) -> str:
+    """The PR comment: a verdict line, the failing and improved figures, the unsure ones with
+    what to re-run, first calls apart, then the rest folded away."""
+    bad = [r for r in rows if r.verdict in v.FAILING]
+    good = [r for r in rows if r.verdict in v.GOOD]
     unsure = [r for r in rows if r.verdict == "unsure"]
+    first = [r for r in rows if r.verdict == "slower first call"]
+    gone = [r for r in rows if r.verdict in ("gone", "new")]
+    judged = [r for r in rows if r.kind != "derived"]
     head_line = (f"**{len(bad)} regression(s)**" if bad else "**No significant regression.**") + (
         f" {len(good)} improvement(s)." if good else ""
     )
     if unsure:
-        head_line += f" {len(unsure)} change(s) unsure (their records carry a caution: re-run)."
+        head_line += f" {len(unsure)} change(s) unsure (not failing: re-run to settle them)."
     lines = [
         MARKER,
         f"### attnbench: `{base[:8]}` (base) → `{head[:8]}` (head) on `{machine}`",
         "",
-        f"{head_line} Factor {factor:g}; higher is better for speedup, TFLOP/s, GB/s and "
-        "tokens/s, lower for the rest; ratio = after / before.",
+        f"{head_line} {len(judged)} figure(s) judged from their samples and noise; smallest "
+        f"effect {factor - 1:.0%}; a regression is re-measured (base and head alternated in "
+        "fresh processes) before it fails. Ratio = after / before; higher is better for "
+        "speedup, TFLOP/s, GB/s and tokens/s." + (f" {cost}" if cost else ""),
         "",
     ]
-
-    def table(selected: list[Row]) -> list[str]:
-        out = ["| benchmark | params | before | after | ratio | verdict |", "|---" * 6 + "|"]
-        for r in selected:
-            ratio = f"{r.ratio:.2f}" if r.ratio is not None else ""
-            mark = {"regression": "❌ ", "failed": "❌ ", "improvement": "✅ ", "fixed": "✅ ",
-                    "unsure": "⚠️ "}  # fmt: skip
-            out.append(
-                f"| `{r.benchmark}` | {r.params.replace('|', '/')} | {_fmt(r.before, r.unit)} "
-                f"| {_fmt(r.after, r.unit)} | {ratio} | {mark.get(r.verdict, '')}{r.verdict} |"
-            )
-        return out
-
-    changed = bad + good + unsure
-    rest = [r for r in rows if r not in changed]
-    if changed:
-        lines += table(changed)
+    if bad or good:
+        lines += _table(bad + good, why=True)
+    if remeasured:
+        lines += ["", "Re-measured (ABAB, fresh processes):", ""] + [f"- {s}" for s in remeasured]
     if unsure:
-        lines += ["", "Unsure, and why:", ""]
-        lines += [f"- `{r.benchmark}` {r.params.replace('|', '/')}: {r.why}" for r in unsure]
+        lines += ["", "<details><summary>Unsure, and why</summary>", "", *_table(unsure, why=True)]
+        lines += [
+            "",
+            "To settle them: `" + rerun_hint(unsure, machine, base, head) + "`",
+            "</details>",
+        ]
+    if first:
+        lines += ["", "First call (bind + compile; never fails the gate: caches differ):", ""]
+        lines += _table(first, why=True)
+    if gone:
+        lines += ["", f"{len(gone)} figure(s) only on one side (gone or new; not failing)."]
+    shown = set(map(id, bad + good + unsure + first))
+    rest = [r for r in rows if id(r) not in shown]
     folded = ["", f"<details><summary>{len(rest)} other figure(s)</summary>", ""]
-    folded += [*table(rest), "", "</details>"]
+    folded += [*_table(rest), "", "</details>"]
     if rest and sum(map(len, lines + folded)) > COMMENT_LIMIT:
         folded = ["", f"{len(rest)} other figure(s) without a significant change (not listed)."]
     text = "\n".join(lines + (folded if rest else [])) + "\n"
@@ -286,45 +428,68 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--machine", required=True, help="asv machine name")
     parser.add_argument("--base", required=True, help="base commit (e.g. origin/main)")
     parser.add_argument("--head", default="HEAD", help="head commit (default: HEAD)")
-    parser.add_argument("--factor", type=float, default=1.1, help="significant ratio (1.1)")
+    parser.add_argument(
+        "--factor", type=float, default=1.1, help="smallest slowdown that counts (1.1: 10%%)"
+    )
+    parser.add_argument("--memory-factor", type=float, default=1.1, help="for bytes (1.1)")
+    parser.add_argument(
+        "--confirm-rounds",
+        type=int,
+        default=2,
+        help="re-measure a flagged regression this many times, base and head alternated in "
+        "fresh processes, before failing (2: ABAB; 0: never fail on a time)",
+    )
     parser.add_argument("--comment", type=Path, help="write the markdown comment here")
+    parser.add_argument("--json", type=Path, help="write every row (verdict, why) here")
     parser.add_argument("--no-run", action="store_true", help="compare stored results only")
     parser.add_argument("--launch", default="forkserver", help="asv --launch-method")
     parser.add_argument("--bench", help="asv --bench regex (default: the whole suite)")
     parser.add_argument("--set", help="ATTNBENCH_SET for the suite (default: the suite's)")
+    parser.add_argument("--impls", help="ATTNBENCH_IMPLS for the suite (default: the suite's)")
     parser.add_argument(
         "--records",
         type=Path,
-        help="attnbench records folder (<commit8>.jsonl) for cautions; default: a fresh one "
-        "for this run's asv continuous, none with --no-run",
+        help="attnbench records folder (<commit8>.jsonl: samples, cautions); default: a fresh "
+        "one for this run's asv continuous, records/<machine> with --no-run",
     )
     parser.add_argument("asv_args", nargs="*", help="extra arguments for asv continuous")
     args = parser.parse_args(argv)
+    started = time.monotonic()
     with contextlib.ExitStack() as scratch:
         try:
             project = Project.load(args.repo)
             base, head = project.resolve(args.base), project.resolve(args.head)
             rc = 0
             records = args.records
-            if not args.no_run:
-                env = asv_env()
+            env = asv_env()
+            for var, value in (("ATTNBENCH_SET", args.set), ("ATTNBENCH_IMPLS", args.impls)):
+                if value:
+                    env[var] = value
+            if args.no_run:
+                records = records or _stored_records(project, args.machine)
+            else:
                 if records is None:  # this run's records, removed when the gate ends
                     records = Path(
                         scratch.enter_context(tempfile.TemporaryDirectory(prefix="gate-"))
                     )
                 env["ATTNBENCH_RECORDS"] = str(records)
-                if args.set:
-                    env["ATTNBENCH_SET"] = args.set
                 register_machine(args.machine, project.repo, env)
                 extra = ["--launch-method", args.launch, *args.asv_args]
                 extra += ["--bench", args.bench] if args.bench else []
                 rc = run_continuous(project, args.machine, base, head, args.factor, env, extra)
+            measured = time.monotonic()
             try:
-                rows = compare(project, args.machine, base, head, args.factor, records)
+                rows = compare(
+                    project, args.machine, base, head, args.factor, records,
+                    memory_factor=args.memory_factor,
+                )  # fmt: skip
             except PipelineError as exc:
                 raise PipelineError(
                     f"{exc} (asv continuous exited {rc})" if rc else str(exc)
                 ) from None
+            rows, remeasured = confirm(
+                project, base, head, rows, args.factor, args.confirm_rounds, env
+            )
         except PipelineError as exc:
             print(f"gate: {exc}", file=sys.stderr)
             if args.comment:
@@ -332,13 +497,31 @@ def main(argv: list[str] | None = None) -> int:
                     f"{MARKER}\n### attnbench: the gate could not run\n\n{exc}\n"
                 )
             return 2
-    text = markdown(rows, base, head, args.machine, args.factor)
+    done = time.monotonic()
+    cost = (
+        f"The gate took {done - started:.0f} s"
+        + ("" if args.no_run else f" (asv continuous {measured - started:.0f} s")
+        + ("" if args.no_run else f", re-measuring {done - measured:.0f} s).")
+        + ("." if args.no_run else "")
+    )
+    text = markdown(rows, base, head, args.machine, args.factor, remeasured, cost)
     print(text)
     if args.comment:
         args.comment.write_text(text)
         log(f"comment written to {args.comment}")
-    regressed = [r for r in rows if r.verdict in ("regression", "failed")]
-    return 1 if regressed else 0
+    if args.json:
+        rows_json = [{**asdict(r), "kind": r.kind} for r in rows]
+        args.json.write_text(json.dumps(rows_json, indent=1) + "\n")
+    return 1 if any(r.verdict in v.FAILING for r in rows) else 0
+
+
+def _stored_records(project: Project, machine: str) -> Path | None:
+    """Where a machine's committed records live (``records/<machine>``, or the older
+    ``results/<machine>-records``)."""
+    for folder in (project.repo / "records" / machine, project.results / f"{machine}-records"):
+        if folder.is_dir():
+            return folder
+    return None
 
 
 if __name__ == "__main__":

@@ -52,6 +52,9 @@ MAX_BATCHES = 4  # batches (half the sampling time each) before a figure is "not
 #: ms gave one, 30 ms three (H200, 7c52fa5: 41 of 289 figures had fewer than six)
 MIN_SAMPLES = 6
 L2_FLUSH_BYTES = 256 * 1024 * 1024  # more than any GPU's L2 cache (as triton's do_bench)
+#: samples kept with a figure (evenly spaced order statistics beyond this): what a regression
+#: gate tests two figures' distributions with, at a few kilobytes per record
+KEPT_SAMPLES = 200
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,26 @@ class TimingStats:
     n: int
     clock: str  # "perf_counter", "cuda_event" or "cuda_graph" (events around graph replays)
     note: str | None = None  # how it was timed when that is not the plain method
+    #: the samples (sorted; at most :data:`KEPT_SAMPLES` order statistics of them)
+    samples: tuple[float, ...] = ()
+    #: medians of the batches taken in turn (two halves at least): the drift within the run
+    batches: tuple[float, ...] = ()
 
     @classmethod
-    def from_samples(cls, samples: list[float], clock: str, note: str | None = None) -> TimingStats:
+    def from_samples(
+        cls,
+        samples: list[float],
+        clock: str,
+        note: str | None = None,
+        batches: list[list[float]] | None = None,
+    ) -> TimingStats:
+        """Stats of ``samples`` (in the order taken); ``batches`` (consecutive groups of them)
+        give the drift; by default the two halves."""
         if not samples:
             raise ValueError("no timing samples")
+        if batches is None:
+            half = len(samples) // 2
+            batches = [samples[:half], samples[half:]] if half else [samples]
         s = sorted(samples)
         if len(s) > 1:
             pct = statistics.quantiles(s, n=100, method="inclusive")
@@ -94,7 +112,17 @@ class TimingStats:
             n=len(s),
             clock=clock,
             note=note,
+            samples=_kept(s),
+            batches=tuple(statistics.median(b) for b in batches if b),
         )
+
+    @property
+    def drift(self) -> float:
+        """Largest relative gap between the medians of the batches: how far the figure moved
+        while it was sampled (0 with one batch)."""
+        if len(self.batches) < 2 or not self.median:
+            return 0.0
+        return (max(self.batches) - min(self.batches)) / self.median
 
     @property
     def unstable(self) -> bool:
@@ -108,6 +136,14 @@ class TimingStats:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _kept(ordered: list[float]) -> tuple[float, ...]:
+    """At most :data:`KEPT_SAMPLES` evenly spaced order statistics of sorted samples."""
+    if len(ordered) <= KEPT_SAMPLES:
+        return tuple(ordered)
+    step = (len(ordered) - 1) / (KEPT_SAMPLES - 1)
+    return tuple(ordered[round(i * step)] for i in range(KEPT_SAMPLES))
 
 
 def time_cpu(
@@ -187,7 +223,7 @@ def until_steady(first: list[float], more: Callable[[], list[float]], clock: str
     batches = [first[: len(first) // 2], first[len(first) // 2 :]]
     while True:
         a, b = (statistics.median(s) for s in batches[-2:])
-        both = TimingStats.from_samples(batches[-2] + batches[-1], clock)
+        both = TimingStats.from_samples(batches[-2] + batches[-1], clock, batches=batches[-2:])
         if abs(b - a) <= STEADY_TOLERANCE * a and not both.unstable:
             if len(batches) == 2:
                 return both
@@ -195,7 +231,7 @@ def until_steady(first: list[float], more: Callable[[], list[float]], clock: str
         if len(batches) == MAX_BATCHES:
             break
         batches.append(more())
-    kept = TimingStats.from_samples([t for batch in batches for t in batch], clock)
+    kept = TimingStats.from_samples([t for b in batches for t in b], clock, batches=batches)
     note = f"not steady: {len(batches)} batches ({_medians(batches)}); all pooled"
     if kept.unstable:
         note += f", {kept.median / kept.min:.2f}x its minimum"
