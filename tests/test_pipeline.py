@@ -27,9 +27,6 @@ from .conftest import ROOT
 CI = ROOT / "tools" / "ci"
 ASV = Path(sys.executable).parent / "asv"
 MACHINE = "pipebox"
-FACTOR = "1.3"  # the steps are 2x; sleeps on a busy machine stay well inside 1.3x
-# a record whose samples never settled (attnbench.measure.timing.until_steady)
-NOT_STEADY = "not steady: 4 batches (medians 4300.0, 3000.0, 4300.0, 2500.0 us); kept the lowest"
 
 needs_asv = pytest.mark.skipif(not ASV.exists(), reason=f"no asv next to {sys.executable}")
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
@@ -160,9 +157,9 @@ def _ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A repository of five commits: base, docs-only, 2x slower, 2x faster, docs-only.
-    The gate's tests compare docs -> slower (asv continuous), slower -> faster and faster ->
-    later (stored results); the resume test sweeps base."""
+    """A repository of five commits: base, docs-only, 2x slower, 2x faster, docs-only
+    (the gate's own trials, with attnbench itself, are tests/test_gate_trial.py); the resume
+    test sweeps base."""
     tmp = tmp_path_factory.mktemp("pipeline")
     repo, home = tmp / "repo", tmp / "home"
     home.mkdir()
@@ -197,24 +194,6 @@ def measured(project):
     return proc
 
 
-def _gate(p, base: str, head: str, *extra: str) -> tuple[subprocess.CompletedProcess, str]:
-    comment = p.repo.parent / f"gate-{base[:6]}-{head[:6]}.md"
-    args = ["--repo", str(p.repo), "--machine", MACHINE, "--base", base, "--head", head]
-    proc = _script("gate", *args, "--factor", FACTOR, "--comment", str(comment), *extra, env=p.env)
-    assert comment.exists(), proc.stderr
-    return proc, comment.read_text()
-
-
-def _rows(comment: str) -> dict[tuple[str, str], str]:
-    """{(benchmark, params): verdict} from the markdown table(s)."""
-    out = {}
-    for line in comment.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 6 and cells[0].startswith("`"):
-            out[(cells[0].strip("`"), cells[1])] = cells[5].split()[-1]
-    return out
-
-
 @pytest.mark.slow
 @needs_asv
 @needs_git
@@ -224,51 +203,6 @@ def test_bench_records_each_commit(project, measured):
         assert "attn.Attn.time_forward" in keys and "attn.AttnMetrics.track_tflops" in keys
         assert not any(k.startswith("attn.Hang") for k in keys)  # not in the chosen shard
     assert (project.results / "machine.json").exists()
-
-
-@pytest.fixture(scope="module")
-def regression_gate(project, measured):
-    """The gate for real: asv continuous on docs and slower, then the comparison."""
-    return _gate(project, project.c.docs, project.c.slower, "--bench", r"^attn\.Attn")
-
-
-@pytest.mark.slow
-@needs_asv
-@needs_git
-def test_gate_fails_on_a_2x_slower_commit(regression_gate):
-    proc, comment = regression_gate
-    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "asv continuous" in proc.stdout
-    rows = _rows(comment)
-    assert rows[("attn.Attn.time_forward", "'inhouse'")] == "regression"
-    assert rows[("attn.AttnMetrics.track_tflops", "'inhouse'")] == "regression"  # a drop
-    assert rows[("attn.AttnMetrics.track_speedup_vs_eager", "'inhouse'")] == "regression"
-    assert rows[("attn.Attn.time_forward", "'eager'")] == "unchanged"
-    assert "regression(s)" in comment.splitlines()[3]
-
-
-@pytest.mark.slow
-@needs_asv
-@needs_git
-def test_gate_passes_a_2x_faster_commit_as_an_improvement(project, regression_gate):
-    proc, comment = _gate(project, project.c.slower, project.c.faster, "--no-run")
-    assert proc.returncode == 0, comment
-    rows = _rows(comment)
-    assert rows[("attn.Attn.time_forward", "'inhouse'")] == "improvement"
-    assert rows[("attn.AttnMetrics.track_tflops", "'inhouse'")] == "improvement"  # a rise
-    assert rows[("attn.AttnMetrics.track_speedup_vs_eager", "'inhouse'")] == "improvement"
-    assert "No significant regression" in comment and "improvement(s)" in comment
-
-
-@pytest.mark.slow
-@needs_asv
-@needs_git
-def test_gate_sees_no_regression_in_a_docs_only_commit(project, measured):
-    proc, comment = _gate(project, project.c.faster, project.c.later, "--no-run")
-    assert proc.returncode == 0, comment
-    verdicts = _rows(comment)
-    assert len(verdicts) == 2 * 4  # 2 implementations x 4 figures
-    assert set(verdicts.values()) == {"unchanged"}, comment
 
 
 @pytest.mark.slow
@@ -332,50 +266,6 @@ def test_a_killed_sweep_resumes_with_the_rest(project, measured):
     keys = _keys(p.results, commit)
     assert "attn.Hang.track_hang" in keys
     assert {k: keys[k][3] for k in started} == started  # the saved shards were not re-run
-
-
-def test_gate_calls_a_change_unsure_when_its_record_carries_a_caution(tmp_path, monkeypatch):
-    """A 2x change in a figure whose record (base or head) never settled or was taken beside
-    another program is "unsure", with the reason, and does not fail the gate; the same change
-    without a caution is a regression."""
-    sys.path.insert(0, str(CI))
-    import gate
-
-    base, head = "a" * 40, "b" * 40
-    lines = [
-        {"suite": "Availability", "impl": "sdpa", "reason": None},  # no workload: not a pair
-        {"suite": "ForwardMetrics", "impl": "sdpa", "workload": "w/1", "extra": {},
-         "time": {"note": f"CUDA-graph replay (x); {NOT_STEADY}"}},
-        {"suite": "DecodeMetrics", "impl": "sdpa", "workload": "w/2", "time": {"note": None},
-         "extra": {"shared_gpu": "2 processes on the GPU at the start, 1 at the end"}},
-    ]  # fmt: skip
-    (tmp_path / "bbbbbbbb.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-
-    def load(project, machine, commit):
-        v = 1.0 if commit == base else 2.0  # head twice as slow everywhere
-        return {
-            f"forward.{cls}.track_seconds('sdpa', '{w}')": (v, (None, None), "1")
-            for cls in ("ForwardMetrics", "DecodeMetrics")
-            for w in ("w/1", "w/2")
-        }
-
-    monkeypatch.setattr(gate, "_load", load)
-    monkeypatch.setattr(gate, "_units", lambda project: {})
-    rows = {(r.benchmark.split(".")[1], r.params): r for r in
-            gate.compare(None, "m", base, head, 1.1, tmp_path)}  # fmt: skip
-    unsure = rows[("ForwardMetrics", "'sdpa', 'w/1'")]
-    assert unsure.verdict == "unsure"
-    assert unsure.why == f"head: {NOT_STEADY}"
-    assert rows[("DecodeMetrics", "'sdpa', 'w/2'")].verdict == "unsure"
-    assert rows[("ForwardMetrics", "'sdpa', 'w/2'")].verdict == "regression"  # no caution
-    assert rows[("DecodeMetrics", "'sdpa', 'w/1'")].verdict == "regression"  # other class
-    text = gate.markdown(list(rows.values()), base, head, "m", 1.1)
-    assert "**2 regression(s)** 2 change(s) unsure" in text
-    assert "- `forward.DecodeMetrics.track_seconds` 'sdpa', 'w/2': head: 2 processes" in text
-    # without records (or with none for these commits) every 2x change is a regression
-    plain = gate.compare(None, "m", base, head, 1.1, None)
-    assert {r.verdict for r in plain} == {"regression"}
-    assert gate.load_cautions(tmp_path, base) == {}
 
 
 def test_shard_timeout_stops_a_hanging_shard(tmp_path):

@@ -353,11 +353,15 @@ def markdown(
     first = [r for r in rows if r.verdict == "slower first call"]
     gone = [r for r in rows if r.verdict in ("gone", "new")]
     judged = [r for r in rows if r.kind != "derived"]
-    head_line = (f"**{len(bad)} regression(s)**" if bad else "**No significant regression.**") + (
-        f" {len(good)} improvement(s)." if good else ""
+
+    def count(selected: list[Row]) -> int:  # derived figures repeat their time's verdict
+        return sum(r.kind != "derived" for r in selected)
+
+    head_line = (f"**{count(bad)} regression(s)**" if bad else "**No significant regression.**") + (
+        f" {count(good)} improvement(s)." if good else ""
     )
     if unsure:
-        head_line += f" {len(unsure)} change(s) unsure (not failing: re-run to settle them)."
+        head_line += f" {count(unsure)} change(s) unsure (not failing: re-run to settle them)."
     lines = [
         MARKER,
         f"### attnbench: `{base[:8]}` (base) → `{head[:8]}` (head) on `{machine}`",
