@@ -145,7 +145,7 @@ def test_a_caution_in_the_record_makes_the_change_unsure(tmp_path):
 def test_an_unconfirmed_regression_is_unsure_and_does_not_fail(tmp_path, monkeypatch):
     rows = list(_compare(tmp_path, {"chunked": 1e-3}, {"chunked": 1.5e-3}).values())
     pair = ("chunked", W, "forward")
-    for ratios, expected in (([1.01, 0.99], "unsure"), ([1.49, 1.52], "regression")):
+    for ratios, expected in (([1.01, 0.99, 1.3], "unsure"), ([1.49, 1.52, 1.4], "regression")):
         monkeypatch.setattr(remeasure, "alternate", lambda *a, r=ratios, **k: {pair: r})
         settled, said = gate.confirm(None, BASE, HEAD, rows, 1.1, 2)
         by = {r.benchmark.rsplit(".", 1)[-1]: r for r in settled}
@@ -157,11 +157,18 @@ def test_an_unconfirmed_regression_is_unsure_and_does_not_fail(tmp_path, monkeyp
 
 
 @pytest.mark.parametrize(
-    ("ratios", "ok"),
-    [([1.5, 1.5], True), ([1.5, 1.02], False), ([1.06, 1.07], False), ([1.5, None], False)],
+    ("ratios", "way"),
+    [
+        ([1.5, 1.5, 1.4], 1),
+        ([0.6, 0.7, 0.65], -1),
+        ([1.5, 1.02, 1.5], 0),  # one round barely moved
+        ([1.06, 1.07, 1.08], 0),  # under the effect
+        ([1.5, 0.6, 1.5], 0),
+        ([1.5, None, 1.5], 0),
+    ],
 )
-def test_confirmation_needs_every_round_slower(ratios, ok):
-    assert remeasure.confirmed(ratios, 0.1) is ok
+def test_confirmation_needs_every_round_to_move_the_same_way(ratios, way):
+    assert remeasure.direction(ratios, 0.1) == way
 
 
 def test_kinds():

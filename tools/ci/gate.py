@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The pull-request gate: measure base and head with ``asv continuous``, judge every figure
 from its samples and measured noise (tools/ci/verdict.py), re-measure what looks like a
-regression with base and head alternated in fresh processes (tools/ci/remeasure.py), write a
+change with base and head taking turns in two fresh processes (tools/ci/remeasure.py), write a
 markdown comment, and exit 1 only on a confirmed regression.
 
 Verdicts: ``regression`` (confirmed; fails), ``failed`` (ran at base, fails at head; fails),
@@ -266,27 +266,35 @@ def confirm(
     rounds: int,
     env: dict | None = None,
 ) -> tuple[list[Row], list[str]]:
-    """Re-measure each candidate regression's pair, base and head alternated in fresh processes
-    (``rounds`` times); one not confirmed becomes ``unsure``. Returns the rows and what was
-    re-measured, for the comment."""
-    candidates = [r for r in rows if r.verdict == "regression" and r.kind == "time"]
+    """Re-measure each candidate change of a time (regression or improvement), base and head in
+    two fresh processes taking turns ``rounds`` times; one the re-measure does not confirm in
+    the same direction becomes ``unsure``. Returns the rows and what was re-measured."""
+    moved = ("regression", "improvement")
+    candidates = [r for r in rows if r.verdict in moved and r.kind == "time"]
     pairs = list(dict.fromkeys(r.pair for r in candidates if r.pair))
-    if not pairs or rounds < 1:
+    if not candidates:
         return rows, []
-    log(f"gate: re-measuring {len(pairs)} pair(s), base and head alternated, {rounds} round(s)")
-    ratios = remeasure.alternate(project, base, head, pairs, rounds, env)  # type: ignore[arg-type]
+    ratios = {}
+    if pairs and rounds > 0:
+        log(f"gate: re-measuring {len(pairs)} pair(s), base and head taking turns, {rounds}x")
+        ratios = remeasure.alternate(project, base, head, pairs, rounds, env)  # type: ignore[arg-type]
+    effect = factor - 1
     said = [
         f"`{' '.join(p)}`: head/base {remeasure._said(ratios[p])} → "
-        + ("confirmed" if remeasure.confirmed(ratios[p], factor - 1) else "not confirmed")
+        + {1: "slower", -1: "faster", 0: "not confirmed"}[remeasure.direction(ratios[p], effect)]
         for p in pairs
+        if p in ratios
     ]
     out = []
     for row in rows:
-        if row.verdict == "regression" and row.kind == "time":
+        if row.kind == "derived" and row.why == "follows track_seconds":
+            row = replace(row, verdict="unchanged", why="")  # follows again below
+        elif row.verdict in moved and row.kind == "time":
             found = ratios.get(row.pair) if row.pair else None  # type: ignore[arg-type]
+            wanted = 1 if row.verdict == "regression" else -1
             if found is None:
-                row = replace(row, verdict="unsure", why=row.why + "; no pair to re-measure")
-            elif not remeasure.confirmed(found, factor - 1):
+                row = replace(row, verdict="unsure", why=row.why + "; not re-measured")
+            elif remeasure.direction(found, effect) != wanted:
                 again = remeasure._said(found)
                 row = replace(
                     row, verdict="unsure", why=f"{row.why}; re-measured {again}: not confirmed"
@@ -294,13 +302,7 @@ def confirm(
             else:
                 row = replace(row, why=f"{row.why}; re-measured {remeasure._said(found)}")
         out.append(row)
-    settled = [
-        replace(r, verdict="unchanged")
-        if r.kind == "derived" and r.why == "follows track_seconds"
-        else r
-        for r in out
-    ]
-    return follow_times(settled), said
+    return follow_times(out), said
 
 
 def _fmt(value: float | None, unit: str) -> str:
@@ -367,15 +369,17 @@ def markdown(
         f"### attnbench: `{base[:8]}` (base) → `{head[:8]}` (head) on `{machine}`",
         "",
         f"{head_line} {len(judged)} figure(s) judged from their samples and noise; smallest "
-        f"effect {factor - 1:.0%}; a regression is re-measured (base and head alternated in "
-        "fresh processes) before it fails. Ratio = after / before; higher is better for "
-        "speedup, TFLOP/s, GB/s and tokens/s." + (f" {cost}" if cost else ""),
+        f"effect {factor - 1:.0%}; a change of a time is re-measured (base and head taking "
+        "turns in two fresh processes) before it counts. Ratio = after / before; higher is "
+        "better for speedup, TFLOP/s, GB/s and tokens/s." + (f" {cost}" if cost else ""),
         "",
     ]
     if bad or good:
         lines += _table(bad + good, why=True)
     if remeasured:
-        lines += ["", "Re-measured (ABAB, fresh processes):", ""] + [f"- {s}" for s in remeasured]
+        lines += ["", "Re-measured (base and head taking turns in two fresh processes):", ""] + [
+            f"- {s}" for s in remeasured
+        ]
     if unsure:
         lines += ["", "<details><summary>Unsure, and why</summary>", "", *_table(unsure, why=True)]
         lines += [
@@ -439,9 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--confirm-rounds",
         type=int,
-        default=2,
-        help="re-measure a flagged regression this many times, base and head alternated in "
-        "fresh processes, before failing (2: ABAB; 0: never fail on a time)",
+        default=5,
+        help="re-measure a flagged change this many times, base and head taking turns in two "
+        "fresh processes, before it counts (every turn must agree; 0: no time ever fails)",
     )
     parser.add_argument("--comment", type=Path, help="write the markdown comment here")
     parser.add_argument("--json", type=Path, help="write every row (verdict, why) here")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Re-measure (implementation, workload, mode) pairs at given commits, each commit in its own
-process, with that commit's own attnbench (a git worktree on ``PYTHONPATH``): what the gate
-confirms a flagged regression with, base and head alternated (ABAB), and what ``bisect.py``
+process, with that commit's own attnbench (a git worktree on ``PYTHONPATH``), the two processes
+taking turns (ABAB...): what the gate confirms a flagged change with, and what ``first_bad.py``
 walks a range of commits with.
 
     python tools/ci/remeasure.py --base A --head B \\
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -26,23 +27,52 @@ from pipeline import ROOT, PipelineError, Project, log
 
 Pair = tuple[str, str, str]  # implementation, workload, mode
 MARK = "attnbench-remeasure:"
+BURST_SECONDS = 0.05  # sampling per pair and turn, on the CPU: short, so both sides share a phase
 
-# Runs in the child, against the checked-out commit's attnbench: only long-standing API.
+# Runs in the child, against the checked-out commit's attnbench (only long-standing API): one
+# line of pairs in, one line of medians out, the prepared cases kept between turns. On the CPU
+# one thread's worth of work is timed in process CPU seconds, which another program on the
+# machine does not inflate, on one core for both sides; on a GPU, attnbench's own device timing.
 _CHILD = """
-import json, sys
+import json, os, statistics, sys, time
+import torch
 import attnbench
-from attnbench.sweep import sweep
+from attnbench.case import prepare
 
-pairs, out = json.loads(sys.argv[1]), {"module": attnbench.__file__, "medians": {}}
-for impl, workload, mode in pairs:
-    try:
-        records = sweep([impl], [workload], mode, baseline=None, errors=False)
-    except TypeError:  # a commit whose sweep() has no ``errors``
-        records = sweep([impl], [workload], mode, baseline=None)
-    rec = records[-1]
-    out["medians"]["|".join((impl, workload, mode))] = rec.time.median if rec.ok else None
-print("MARK" + json.dumps(out), flush=True)
-""".replace("MARK", MARK)
+if not torch.cuda.is_available():
+    torch.set_num_threads(1)
+    os.sched_setaffinity(0, {CPU})
+print("MARK" + json.dumps({"module": attnbench.__file__}), flush=True)
+cases = {}
+
+def burst(case, mode):
+    if case.device.type == "cuda":
+        return case.time(mode).median
+    for _ in range(2):
+        case.step(mode)
+    samples, deadline = [], time.perf_counter() + BURST
+    while len(samples) < 5 or (time.perf_counter() < deadline and len(samples) < 500):
+        start = time.process_time()
+        case.step(mode)
+        samples.append(time.process_time() - start)
+    return sorted(samples)[len(samples) // 10]  # the 10th percentile: the least disturbed
+
+for line in sys.stdin:
+    out = {}
+    for impl, workload, mode in json.loads(line):
+        key = "|".join((impl, workload, mode))
+        try:
+            if key not in cases:
+                cases[key] = prepare(impl, workload, mode=mode)
+            out[key] = burst(cases[key], mode)
+        except Exception as exc:
+            print(f"{key}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            out[key] = None
+    print("MARK" + json.dumps(out), flush=True)
+""".replace("MARK", MARK).replace("BURST", repr(BURST_SECONDS))
+#: the CPU both sides are held to on a machine without a GPU: they never run at once, and two
+#: cores of one machine can differ (a busy hyperthread sibling, interrupts) by 2x
+CPU = min(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
 
 
 @contextlib.contextmanager
@@ -64,57 +94,97 @@ def checkouts(project: Project, commits: list[str]) -> Iterator[dict[str, Path]]
             project.git("worktree", "prune")
 
 
-def measure(src: Path, pairs: list[Pair], env: dict | None = None) -> dict[Pair, float | None]:
-    """Median seconds of each pair, measured in a fresh process importing ``src``'s attnbench
-    (``None``: the pair could not run there)."""
-    child_env = dict(os.environ if env is None else env)
-    child_env.pop("ATTNBENCH_RECORDS", None)
-    child_env["PYTHONPATH"] = os.pathsep.join([str(src), child_env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, json.dumps(pairs)],
-        env=child_env,
-        capture_output=True,
-        text=True,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout)[-2000:]
-        raise PipelineError(f"re-measuring at {src} failed (exit {proc.returncode}):\n{tail}")
-    out = json.loads(lines[-1][len(MARK) :])
-    if not Path(out["module"]).resolve().is_relative_to(Path(src).resolve()):
-        raise PipelineError(f"re-measuring imported {out['module']}, not the commit's {src}")
-    return {tuple(k.split("|")): v for k, v in out["medians"].items()}  # type: ignore[misc]
+class Child:
+    """A process that imports one commit's attnbench (``src`` first on ``PYTHONPATH``) and
+    measures pairs on request, keeping them prepared between turns."""
+
+    def __init__(self, src: Path, env: dict | None = None) -> None:
+        child_env = dict(os.environ if env is None else env)
+        child_env.pop("ATTNBENCH_RECORDS", None)
+        child_env["PYTHONPATH"] = os.pathsep.join([str(src), child_env.get("PYTHONPATH", "")])
+        self.src = src
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD.replace("{CPU}", f"{{{CPU}}}")],
+            env=child_env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        module = self._answer()["module"]
+        if not Path(module).resolve().is_relative_to(Path(src).resolve()):
+            self.close()
+            raise PipelineError(f"re-measuring imported {module}, not the commit's {src}")
+
+    def _answer(self) -> dict:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(MARK):
+                return json.loads(line[len(MARK) :])
+        raise PipelineError(f"re-measuring at {self.src} stopped (exit {self.proc.wait()})")
+
+    def measure(self, pairs: list[Pair]) -> dict[Pair, float | None]:
+        """Median seconds of each pair now (``None``: it could not run)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(pairs) + "\n")
+        self.proc.stdin.flush()
+        return {tuple(k.split("|")): t for k, t in self._answer().items()}  # type: ignore[misc]
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def ratios(a: Path, b: Path, pairs: list[Pair], rounds: int, env: dict | None = None,
+           ) -> dict[Pair, list[float | None]]:  # fmt: skip
+    """b/a time ratios of each pair, one per round, ``a`` and ``b`` in two processes taking
+    turns (ABAB...), so that a slow phase of the machine falls on both."""
+    out: dict[Pair, list[float | None]] = {p: [] for p in pairs}
+    with Child(a, env) as first, Child(b, env) as second:
+        first.measure(pairs), second.measure(pairs)  # a turn each to warm up, not counted
+        for r in range(rounds):
+            ta, tb = first.measure(pairs), second.measure(pairs)
+            for p in pairs:
+                ok = ta.get(p) and tb.get(p)
+                out[p].append(tb[p] / ta[p] if ok else None)  # type: ignore[operator]
+            log(f"re-measured round {r + 1}/{rounds}: " + ", ".join(_said(out[p]) for p in pairs))
+    return out
 
 
 def alternate(
     project: Project, base: str, head: str, pairs: list[Pair], rounds: int, env: dict | None = None
 ) -> dict[Pair, list[float | None]]:
-    """head/base ratios of each pair, one per round; each round measures base, then head, in
-    fresh processes (ABAB...), so a slow phase of the machine falls on both sides."""
-    ratios: dict[Pair, list[float | None]] = {p: [] for p in pairs}
+    """head/base ratios of each pair, one per round (see :func:`ratios`)."""
     with checkouts(project, [base, head]) as src:
-        for r in range(rounds):
-            b = measure(src[base], pairs, env)
-            h = measure(src[head], pairs, env)
-            for p in pairs:
-                ok = b.get(p) and h.get(p)
-                ratios[p].append(h[p] / b[p] if ok else None)  # type: ignore[operator]
-            log(
-                f"re-measured round {r + 1}/{rounds}: " + ", ".join(_said(ratios[p]) for p in pairs)
-            )
-    return ratios
+        return ratios(src[base], src[head], pairs, rounds, env)
 
 
 def _said(values: list[float | None]) -> str:
     return "/".join("failed" if v is None else f"{v:.3f}" for v in values)
 
 
-def confirmed(ratios: list[float | None], min_effect: float) -> bool:
-    """A slowdown is confirmed when every round saw head slower by half the effect at least
-    and their median by the whole effect."""
-    if not ratios or any(r is None for r in ratios):
-        return False
-    return min(ratios) > 1 + min_effect / 2 and statistics.median(ratios) > 1 + min_effect  # type: ignore[type-var, operator]
+def direction(values: list[float | None], min_effect: float) -> int:
+    """+1 when the re-measure confirms a slowdown, -1 a speedup, 0 neither: every round moved
+    the same way by half the effect at least, and their median by the whole effect."""
+    if not values or any(r is None for r in values):
+        return 0
+    logs = [math.log(r) for r in values]  # type: ignore[arg-type]
+    half, whole = math.log1p(min_effect / 2), math.log1p(min_effect)
+    mid = statistics.median(logs)
+    if all(x > half for x in logs) and mid > whole:
+        return 1
+    if all(x < -half for x in logs) and mid < -whole:
+        return -1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, default=ROOT)
     parser.add_argument("--base", required=True)
     parser.add_argument("--head", required=True)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--pair", nargs=3, action="append", required=True,
                         metavar=("IMPL", "WORKLOAD", "MODE"))  # fmt: skip
     args = parser.parse_args(argv)
