@@ -703,3 +703,62 @@ def test_decode_splits_fill_the_gpu_and_cover_the_cache(kv_len):
         assert 8 * 8 * splits >= 0.9 * 132
     d = configs.decode_dict(f)
     assert d["kernel"] == "decode" and "block_m" not in d and d["splits"] == f.num_splits
+
+
+# -- the default configurations, pinned ---------------------------------------------------------
+_FLASH_KEYS = ("block_m", "block_n", "num_warps", "num_stages", "tma", "packed", "num_splits",
+               "dense")  # fmt: skip
+_BWD_KEYS = ("bwd_block_m1", "bwd_block_n1", "bwd_block_m2", "bwd_block_n2", "bwd_num_warps",
+             "bwd_num_stages", "bwd_atomic_dq", "bwd_keys_first")  # fmt: skip
+_DECODE_KEYS = ("block_n", "splits", "num_warps", "num_stages", "rows")
+_TRAIN_BWD_128 = (64, 128, 128, 64, 8, 3, False, True)
+_DENSE_128 = (128, 128, 8, 3, True, False, 1, True)
+#: what triton-flash / triton-decode record on a 132-SM GPU (H100, H200), as chosen at 829cb97
+PINNED_CONFIGS = [
+    ("mha32-d128/prefill/s4096/b4/causal/bf16", (128, 128, 8, 3, True, False, 1, True)),
+    ("mha32-d128/train/s8192/b4/full/bf16", (*_DENSE_128, *_TRAIN_BWD_128)),
+    ("mha32-d128/prefill/s4096/b4/causal/fp8", (128, 128, 8, 3, True, False, 1, True)),
+    ("mha32-d128/train/s4096/b1/causal-alibi/bf16",
+     (128, 32, 4, 4, False, False, 1, False, *_TRAIN_BWD_128)),
+    ("llama3-8b/prefill/s8192/b1/causal-docs16/bf16", (128, 32, 4, 4, False, False, 1, False)),
+    ("llama3-8b/train/s4096/b4/causal/bf16", (*_DENSE_128, *_TRAIN_BWD_128)),
+    ("llama3-405b/prefill/s4096/b1/causal/bf16", (128, 128, 8, 3, True, False, 1, True)),
+    ("gpt2-small/prefill/s1024/b8/causal/fp16", (128, 64, 8, 4, False, False, 1, False)),
+    ("gpt2-small/train/s512/b1/causal/bf16",
+     (128, 64, 8, 4, False, False, 1, False, 64, 128, 128, 64, 8, 3, False, True)),
+    ("mla-192-128/train/s2048/b1/causal/bf16",
+     (128, 32, 8, 3, False, False, 1, False, 32, 64, 64, 32, 8, 1, False, True)),
+    ("h8d64/train/s128/b2/full/fp32",
+     (64, 32, 4, 2, False, False, 1, False, 32, 64, 64, 32, 4, 1, False, True)),
+    (Workload(1, 8, 8, 1024, 1024, 64, causal=True, dtype="fp16"),
+     (128, 64, 8, 4, False, False, 2, False)),  # too few programs: the keys split
+    (Workload(1, 8, 2, 64, 4096, 128, causal=True, dtype="bf16", window=256),
+     (128, 32, 4, 4, False, False, 8, False)),
+    ("llama3-8b/decode/kv4096/b8/causal/bf16", (64, 8, 4, 3, 16)),
+    ("llama3-8b/decode/kv131072/b1/causal/bf16", (64, 16, 4, 3, 16)),
+    ("mqa32-d128/decode/kv8192/b1/causal/bf16", (64, 32, 4, 3, 32)),
+    ("gemma-d256-gqa/decode/kv4096/b8/causal/bf16", (32, 8, 4, 2, 16)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("workload", "values"), PINNED_CONFIGS, ids=lambda x: getattr(x, "name", x)
+)
+def test_default_configs_are_pinned(workload, values, monkeypatch):
+    """The configuration each default implementation chooses and records on a 132-SM GPU,
+    key by key: a refactor of the chooser must leave every one of these as it is."""
+    from types import SimpleNamespace
+
+    from attnbench import get_workload
+
+    w = get_workload(workload) if isinstance(workload, str) else workload
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda d: SimpleNamespace(multi_processor_count=132)
+    )
+    if w.q_len == 1:
+        impl, keys = get_impl("triton-decode"), ("kernel", *_DECODE_KEYS)
+        expected = dict(zip(keys, ("decode", *values), strict=True))
+    else:
+        impl, keys = get_impl("triton-flash"), ("kernel", *_FLASH_KEYS, *_BWD_KEYS)
+        expected = dict(zip(keys, ("fwd", *values), strict=False))
+    assert impl.config(w, torch.device("cuda")) == expected
