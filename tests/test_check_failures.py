@@ -2,8 +2,8 @@
 
 import torch
 
-from attnbench.cli import check_pair
 from attnbench.impls.base import Implementation
+from attnbench.measure.correctness import check_pair
 from attnbench.workload import Workload
 
 W = Workload(1, 2, 2, 16, 16, 8, dtype="fp32")

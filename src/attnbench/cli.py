@@ -18,19 +18,14 @@ from dataclasses import asdict
 from typing import TextIO
 
 from . import catalogue, system
-from .case import prepare
 from .devices import default_device, resolve_device
-from .errors import AttnbenchError, UnsupportedError
+from .errors import AttnbenchError
 from .impls import get_impl, impl_names, select_impls
-from .measure.accuracy import TOLERANCES
+from .measure.correctness import MAGNITUDES, check_pair
 from .sweep import Record, cautions, sweep
 from .workload import SCENARIOS, Workload
 
 PROG = "attnbench"
-MAGNITUDES = (1e-3, 1.0, 1e3)
-#: at magnitude 1e3 the softmax is near one-hot and the output is ~1e3 times V's scale: the
-#: absolute error scales with it, so only the relative error is judged, 10x looser
-LARGE_MAGNITUDE_FACTOR = 10.0
 _SHAPE_FLAGS = ("batch", "heads", "kv_heads", "seq_len", "kv_len", "head_dim", "causal")
 _SHAPE_FLAGS += ("dtype", "scenario")
 
@@ -372,49 +367,6 @@ def cmd_leaderboard(args: argparse.Namespace, out: TextIO) -> int:
 
 
 # -- check --------------------------------------------------------------------------------
-def check_pair(impl, workload: Workload, device) -> tuple[str, list[str]]:
-    """("ok" | "FAIL" | "n/a" | "skip", notes) for one pair."""
-    reasons = impl.unsupported_reasons(workload, device)
-    if reasons:
-        return "n/a", ["; ".join(reasons)]
-    dtype, notes, failed = workload.dtype, [], False
-    rel_tol = TOLERANCES[dtype][0]
-    for m in MAGNITUDES:
-        try:
-            case = prepare(impl, workload, device, magnitude=m)
-        except UnsupportedError as exc:
-            # out of memory is the machine's limit: a skip. Any other failure of a pair the
-            # implementation declares supported is a bug in it or in its declaration: a FAIL
-            if "out of memory" in str(exc):
-                return "skip", [str(exc)]
-            return "FAIL", [f"declared supported, but failed: {exc}"]
-        err = case.forward_error()
-        if m >= 1e3:  # near one-hot softmax: relative error only, looser (see top)
-            good = err.nonfinite == 0 and err.rel_norm <= rel_tol * LARGE_MAGNITUDE_FACTOR
-        else:
-            good = err.within(dtype)
-        if not good:
-            failed = True
-            notes.append(
-                f"x{m:g}: max abs {err.max_abs:.2e}, rel {err.rel_norm:.2e}, "
-                f"{err.nonfinite} NaN/Inf"
-            )
-        if m == 1.0:
-            if not case.deterministic():
-                # reported, not failed: atomics may legitimately reorder sums between calls
-                notes.append("not deterministic")
-            if workload.has_backward:
-                for name, gerr in case.gradient_errors().items():
-                    if not gerr.within(dtype):
-                        failed = True
-                        notes.append(
-                            f"{name}: max abs {gerr.max_abs:.2e}, rel {gerr.rel_norm:.2e}, "
-                            f"{gerr.nonfinite} NaN/Inf"
-                        )
-        case = None
-    return ("FAIL" if failed else "ok"), notes
-
-
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     impls, workloads, device = _selection(args, "quick")
     results = {(i.name, w.name): check_pair(i, w, device) for w in workloads for i in impls}

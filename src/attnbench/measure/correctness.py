@@ -1,0 +1,72 @@
+"""What counts as correct: the tolerance per dtype, the input magnitudes checked, and the check
+of one implementation on one workload (``attnbench check``)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..case import prepare
+from ..errors import UnsupportedError
+from ..impls.base import Implementation
+from ..workload import Workload
+from .accuracy import TOLERANCES, ErrorStats
+
+#: input magnitudes (Q, K and V drawn standard-normal, times this) every pair is checked at
+MAGNITUDES = (1e-3, 1.0, 1e3)
+#: at magnitude 1e3 the softmax is near one-hot and the output is ~1e3 times V's scale: the
+#: absolute error scales with it, so only the relative error is judged, 10x looser
+LARGE_MAGNITUDE_FACTOR = 10.0
+
+
+def tolerance(dtype: str) -> float:
+    """The largest relative-norm error ``||out - ref|| / ||ref||`` allowed at ``dtype``."""
+    try:
+        return TOLERANCES[dtype][0]
+    except KeyError:
+        known = ", ".join(TOLERANCES)
+        raise ValueError(f"no tolerance for dtype {dtype!r} (known: {known})") from None
+
+
+def passes(err: ErrorStats, dtype: str, magnitude: float) -> bool:
+    """Whether an output error at this input magnitude is within the dtype's tolerance."""
+    if magnitude >= 1e3:  # near one-hot softmax: relative error only, looser (see above)
+        return err.nonfinite == 0 and err.rel_norm <= tolerance(dtype) * LARGE_MAGNITUDE_FACTOR
+    return err.within(dtype)
+
+
+def _describe(err: ErrorStats) -> str:
+    return f"max abs {err.max_abs:.2e}, rel {err.rel_norm:.2e}, {err.nonfinite} NaN/Inf"
+
+
+def check_pair(
+    impl: Implementation, workload: Workload, device: torch.device
+) -> tuple[str, list[str]]:
+    """``("ok" | "FAIL" | "n/a" | "skip", notes)`` for one pair."""
+    reasons = impl.unsupported_reasons(workload, device)
+    if reasons:
+        return "n/a", ["; ".join(reasons)]
+    dtype, notes, failed = workload.dtype, [], False
+    for m in MAGNITUDES:
+        try:
+            case = prepare(impl, workload, device, magnitude=m)
+        except UnsupportedError as exc:
+            # out of memory is the machine's limit: a skip. Any other failure of a pair the
+            # implementation declares supported is a bug in it or in its declaration: a FAIL
+            if "out of memory" in str(exc):
+                return "skip", [str(exc)]
+            return "FAIL", [f"declared supported, but failed: {exc}"]
+        err = case.forward_error()
+        if not passes(err, dtype, m):
+            failed = True
+            notes.append(f"x{m:g}: {_describe(err)}")
+        if m == 1.0:
+            if not case.deterministic():
+                # reported, not failed: atomics may legitimately reorder sums between calls
+                notes.append("not deterministic")
+            if workload.has_backward:
+                for name, gerr in case.gradient_errors().items():
+                    if not gerr.within(dtype):
+                        failed = True
+                        notes.append(f"{name}: {_describe(gerr)}")
+        case = None
+    return ("FAIL" if failed else "ok"), notes
