@@ -19,9 +19,10 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+from .settings import cache_dir, probe_facts
 
 #: distributions whose presence or version changes what can run
 _DISTRIBUTIONS = (
@@ -68,24 +69,14 @@ def cache_key(names: Sequence[str], device: str) -> str:
     newest = max((p.stat().st_mtime_ns for p in package.rglob("*.py")), default=0)
     facts = {
         "python": sys.executable,
-        "commit": os.environ.get("ASV_COMMIT"),
         "package": str(package),
         "sources": newest,
         "versions": _versions(),
-        "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        **probe_facts(),
         "device": device,
         "names": list(names),
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def cache_dir() -> Path:
-    """``$ATTNBENCH_CACHE_DIR``, else a per-user folder in the temporary directory."""
-    folder = os.environ.get("ATTNBENCH_CACHE_DIR", "").strip()
-    if folder:
-        return Path(folder)
-    user = os.environ.get("USER") or str(os.getuid() if hasattr(os, "getuid") else "user")
-    return Path(tempfile.gettempdir()) / f"attnbench-{user}"
 
 
 def probe(names: Sequence[str], device: str = "cuda") -> dict[str, str | None]:

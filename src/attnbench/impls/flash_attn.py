@@ -24,6 +24,7 @@ from typing import ClassVar
 
 import torch
 
+from .. import settings
 from ..errors import UnsupportedError
 from ..masks import MaskSpec, alibi_slopes
 from ..workload import Workload
@@ -33,13 +34,10 @@ from .base import AttentionFn, Implementation
 from .registry import register
 
 HALF = frozenset({"fp16", "bf16"})
-#: ``ATTNBENCH_FA4_DISK_CACHE=1``: flash-attn-4 keeps its compiled kernels on disk (its own
-#: ``FLASH_ATTENTION_CUTE_DSL_CACHE_*`` switches; the folder under attnbench's cache folder), so
-#: that asv's process per figure loads them instead of compiling again, as Inductor's and
-#: Triton's caches do by default. In a whole H100 run fa4's first calls summed 66 s with the
-#: caches warm (``tools/results_table.py --costs``). Off unless asked; the GPU workflows ask
-#: (its GPU test passed on an H200, 2026-12-02).
-FA4_DISK_CACHE_ENV = "ATTNBENCH_FA4_DISK_CACHE"
+#: ``ATTNBENCH_FA4_DISK_CACHE=1``: flash-attn-4 keeps its compiled kernels in attnbench's cache
+#: folder, so that asv's process per figure loads them instead of compiling again (as Inductor's
+#: and Triton's caches do by default). Off unless asked; the GPU workflows ask.
+FA4_DISK_CACHE_ENV = settings.FA4_DISK_CACHE
 FP8_NOTE = "FlashAttention-2 has no fp8 kernels (FlashAttention-3 on Hopper has: fa3)"
 
 
@@ -186,13 +184,10 @@ class FlashAttn3(_FlashAttn):
 def fa4_disk_cache() -> bool:
     """Set flash-attn-4's disk-cache variables (before its first import) when
     :data:`FA4_DISK_CACHE_ENV` asks; a variable the user set stays. True when the cache is on."""
-    if os.environ.get(FA4_DISK_CACHE_ENV, "").strip() == "1":
-        from ..availability import cache_dir
-
-        os.environ.setdefault("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED", "1")
-        folder = str(cache_dir() / "fa4-cute-dsl")
-        os.environ.setdefault("FLASH_ATTENTION_CUTE_DSL_CACHE_DIR", folder)
-    return os.environ.get("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED") == "1"
+    if settings.fa4_disk_cache_requested():
+        os.environ.setdefault(settings.FA4_CACHE_ENABLED, "1")
+        os.environ.setdefault(settings.FA4_CACHE_DIR, str(settings.cache_dir() / "fa4-cute-dsl"))
+    return settings.fa4_disk_cache_enabled()
 
 
 @register
