@@ -8,7 +8,7 @@
 # SET / IMPLS: ATTNBENCH_SET / ATTNBENCH_IMPLS. A second call on the same warm machine reuses
 # /tmp/ab (its results included) and measures only the shards still missing. MACHINE defaults to
 # the card's model and count (h100-x1, h200-x1, ...: a lent H200 never files under h100-x1). Full
-# records (GPU clock, temperature, config, wall seconds) go to results/$MACHINE-records/<commit>.jsonl.
+# records (GPU clock, temperature, config, wall seconds) go to records/$MACHINE/<commit>.jsonl.
 #
 # A run longer than one device call (10 min): WAIT_S=570 starts it detached (setsid: it outlives
 # the call, not the machine) and waits up to WAIT_S seconds; the same command again, within the
@@ -42,7 +42,7 @@ if [ -n "${WAIT_S:-}" ]; then
   grep -E "took|exited|stopped|measured|not clean" "$run/bench.log" 2>/dev/null | cut -c1-200
   if [ ! -e "$run/rc" ]; then  # what is measured so far comes back too: device time may end
     tail -3 "$run/bench.log" 2>/dev/null | cut -c1-200; cp "$run/bench.log" "$OUT/" 2>/dev/null
-    (cd /tmp/ab && tar cf "$OUT/records-so-far.tar" results/*-records/*.jsonl 2>/dev/null)
+    (cd /tmp/ab && tar cf "$OUT/records-so-far.tar" records/*/*.jsonl 2>/dev/null)
     echo "still running: call again"; exit 0
   fi
   cat "$run/run.out"; cp "$run/bench.log" "$run/results.tar" "$OUT/" 2>/dev/null
@@ -67,10 +67,10 @@ unset ASV_PYTHONPATH
 if [ ! -d /tmp/ab ]; then git clone -q .carry/repo.bundle /tmp/ab && (cd /tmp/ab && git checkout -q main)
 else git -C /tmp/ab fetch -q "$PWD/.carry/repo.bundle" '+refs/heads/*:refs/remotes/carried/*'; fi  # newer commits
 here=$PWD; cd /tmp/ab && git log --oneline -1
-export PYTHONPATH=/tmp/ab/src:$PYTHONPATH ATTNBENCH_RECORDS=/tmp/ab/results/$MACHINE-records
+export PYTHONPATH=/tmp/ab/src:$PYTHONPATH ATTNBENCH_RECORDS=/tmp/ab/records/$MACHINE
 if [ "${AGAIN:-0}" = 1 ] && [ -d "results/$MACHINE" ]; then  # a second whole run, same commits
   keep=/tmp/ab-previous/$(date +%s) && mkdir -p "$keep"
-  mv "results/$MACHINE" "$keep/" && { mv "results/$MACHINE-records" "$keep/" 2>/dev/null || true; }
+  mv "results/$MACHINE" "$keep/" && { mv "records/$MACHINE" "$keep/records-$MACHINE" 2>/dev/null || true; }
   echo "the previous run's results are in $keep"
 fi
 [ -n "${SET:-}" ] && export ATTNBENCH_SET=$SET
@@ -84,5 +84,5 @@ python3 tools/ci/bench.py --machine "$MACHINE" --commits "${COMMITS:-HEAD}" \
   --shard-timeout "${SHARD_TIMEOUT:-$limit}" --stop-after "${STOP:-$stop}" "${args[@]}" > "$OUT/bench.log" 2>&1
 echo "bench.py exited $? after $(( $(date +%s) - t0 )) s"
 grep -E "took|exited|stopped|measured|not clean|shard\(s\)" "$OUT/bench.log" | cut -c1-200
-tar cf "$OUT/results.tar" results
+tar cf "$OUT/results.tar" results records
 nvidia-smi --query-gpu=clocks.sm,temperature.gpu --format=csv,noheader; cd "$here" || exit

@@ -10,7 +10,7 @@
   TFLOP/s (``triton.testing.do_bench``, L2 flushed).
 - The card's ceilings (``attnbench.measure.ceilings``): matmul and device-copy rates.
 
-What it printed on an H200 is in results/h200-x1-records/checks/fp8_check-*.json; the
+What it printed on an H200 is in records/h200-x1/checks/fp8_check-*.json; the
 choices it informed are in ``configs.choose_fwd_config`` and docs/triton-tuning.md (v6).
 """
 
