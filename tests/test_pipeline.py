@@ -335,6 +335,38 @@ def test_shards_are_the_suite_classes(tmp_path):
     assert bench.discover_shards(ROOT / "benchmarks")  # the project's own suite has classes
 
 
+# -- tools/dev.py bench: names checked before anything runs -------------------------------------
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--commits", "nosuchref"], "no commit named 'nosuchref'"),
+        (["--commits", "HEAD,nosuchref"], "no commit named 'nosuchref'"),
+        (["--commits", "HEAD~1..nosuchref"], "no commit range 'HEAD~1..nosuchref'"),
+        (["--commits", "HEAD..HEAD"], "no commits in 'HEAD..HEAD'"),
+        (["--machine", "../evil"], "invalid machine name '../evil'"),
+        (["--machine", ".hidden"], "invalid machine name '.hidden'"),
+        (["--machine", "a/b"], "invalid machine name 'a/b'"),
+    ],
+)
+@needs_git
+def test_dev_bench_stops_on_a_bad_name_before_it_publishes(args, message):
+    """A bad commit or machine name: exit 2 with one line, nothing run, nothing published."""
+    cmd = [sys.executable, str(ROOT / "tools" / "dev.py"), "bench", *args]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"bench: {message}" in proc.stderr
+    assert "Done" not in proc.stdout and "publish" not in proc.stdout, proc.stdout
+    assert "+ " not in proc.stdout, proc.stdout  # no command (pip, bench.py, asv) was started
+
+
+def test_bench_script_checks_names_first(tmp_path):
+    """tools/ci/bench.py too: the name is refused before asv or git is asked anything."""
+    sys.path.insert(0, str(CI))
+    import bench
+
+    assert bench.main(["--repo", str(tmp_path), "--machine", "../x", "--commits", "HEAD"]) == 2
+
+
 # -- the results branch -------------------------------------------------------------------------
 def test_results_branch_round_trip(tmp_path):
     """save starts the branch, adds to it on the next save; restore merges it into results/."""

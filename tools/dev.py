@@ -82,10 +82,18 @@ def ci_script(name: str, *args: str, env: dict | None = None) -> int:
 
 def bench(args: argparse.Namespace) -> int:
     start = time.monotonic()
-    ensure_venv()
     name = args.machine or machine_name()
+    commits = None if args.new else args.commits or recent_commits()
+    try:  # a bad machine or commit name stops the job here: nothing is run or published
+        pipeline.check_machine_name(name)
+        if commits is not None:
+            pipeline.resolve_commits(ROOT, commits.split(","))
+    except pipeline.PipelineError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    ensure_venv()
     which = ["--new", "--max-commits", str(args.max_commits)] if args.new else []
-    which = which or ["--commits", args.commits or recent_commits()]
+    which = which or ["--commits", commits]
     launch = "spawn" if args.launch == "cuda" else args.launch  # 'cuda': asv's default
     opts = ["--machine", name, *which, "--launch", launch]
     opts += ["--set", args.set] if args.set else []

@@ -38,9 +38,11 @@ from pipeline import (
     Project,
     asv_env,
     asv_executable,
+    check_machine_name,
     log,
     register_machine,
 )
+from pipeline import resolve_commits as pipeline_resolve_commits
 
 KILLED = 124  # exit status of a shard stopped by --shard-timeout (as timeout(1) reports it)
 OUT_OF_TIME = 75  # --stop-after reached with shards left (EX_TEMPFAIL: run again to resume)
@@ -99,13 +101,7 @@ def pending_shards(project: Project, machine: str, commit: str, shards: list[str
 
 def resolve_commits(project: Project, specs: list[str]) -> list[str]:
     """Full hashes for names (``HEAD``, a hash) and ranges (``A..B``), newest first per range."""
-    out: list[str] = []
-    for spec in specs:
-        if ".." in spec:
-            out += project.git("rev-list", "--first-parent", spec).split()
-        else:
-            out.append(project.resolve(spec))
-    return list(dict.fromkeys(out))
+    return pipeline_resolve_commits(project.repo, specs)
 
 
 def new_commits(
@@ -242,7 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("asv_args", nargs="*", help="extra arguments for asv run (after --)")
     args = parser.parse_args(argv)
     try:
+        check_machine_name(args.machine)
         project = Project.load(args.repo)
+        # a bad name stops here, before the machine is registered or anything measured
+        specs = [] if args.new else [c for c in args.commits.split(",") if c]
+        commits = [] if args.new else resolve_commits(project, specs)
         env = asv_env()
         if args.set:
             env["ATTNBENCH_SET"] = args.set
@@ -251,8 +251,6 @@ def main(argv: list[str] | None = None) -> int:
         shards = args.shard or discover_shards(project.benchmarks)
         if args.new:
             commits = new_commits(project, args.machine, shards, args.max_commits, args.branch)
-        else:
-            commits = resolve_commits(project, [c for c in args.commits.split(",") if c])
         log(f"machine {args.machine}: {len(commits)} commit(s), {len(shards)} shard(s)")
         return measure(
             project,

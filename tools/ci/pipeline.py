@@ -8,6 +8,7 @@ GitHub workflows and on a laptop.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -74,10 +75,47 @@ def asv_env(python: Path | None = None, base: dict | None = None) -> dict:
     return env
 
 
+_MACHINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check_machine_name(name: str) -> str:
+    """``name`` if it is a safe asv machine name (it becomes a folder of results/)."""
+    if not _MACHINE_NAME.fullmatch(name or ""):
+        raise PipelineError(
+            f"invalid machine name {name!r}: use letters, digits, '.', '-' or '_', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def resolve_commits(repo: Path, specs: list[str]) -> list[str]:
+    """Full hashes for names (``HEAD``, a hash) and ranges (``A..B``, newest first along first
+    parents), duplicates dropped; a name git does not know, or no commit at all, is an error."""
+    out: list[str] = []
+    for spec in specs:
+        if ".." in spec:
+            proc = _git(repo, "rev-list", "--first-parent", spec)
+            if proc.returncode != 0:
+                why = (proc.stderr.strip().splitlines() or ["git rev-list failed"])[0]
+                raise PipelineError(f"no commit range {spec!r} in {repo}: {why}")
+            out += proc.stdout.split()
+        else:
+            proc = _git(repo, "rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}")
+            if proc.returncode != 0:
+                raise PipelineError(f"no commit named {spec!r} in {repo}")
+            out.append(proc.stdout.strip())
+    if not out:
+        raise PipelineError(f"no commits in {','.join(specs)!r}")
+    return list(dict.fromkeys(out))
+
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+
+
 def register_machine(name: str, repo: Path, env: dict, python: Path | None = None) -> None:
     """Record this machine for asv under ``name`` (OS, CPU, RAM, GPU) in ``~/.asv-machine.json``."""
-    if not name or "/" in name or name.startswith("."):
-        raise PipelineError(f"invalid machine name {name!r}: use letters, digits, '-' or '_'")
+    check_machine_name(name)
     code = f"from attnbench.system import register_asv_machine as r; print(r({name!r}))"
     sh(python or sys.executable, "-c", code, cwd=repo, env=env)
 
