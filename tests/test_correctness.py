@@ -17,6 +17,7 @@ from attnbench.impls.chunked import chunked_attention
 from attnbench.impls.eager import Eager
 from attnbench.impls.math import math_attention
 from attnbench.measure.accuracy import TOLERANCES, compare
+from attnbench.measure.correctness import MAGNITUDES, check_pair, passes
 
 from .conftest import CPU, REQUIRED_CPU_IMPLS
 
@@ -285,3 +286,48 @@ def test_eager_builds_its_masks_once_per_workload(monkeypatch, seed):
     honest, wrong = (prepare(i, plain, CPU) for i in ("eager", SlightlyWrongScale()))
     args = (honest.inputs.q, honest.inputs.k, honest.inputs.v)
     assert not torch.equal(wrong.fn(*args), honest.fn(*args))
+
+
+# -- half precision at large q·k: scores must not be rounded to the input dtype ---------------
+HALF_MAGNITUDE_WORKLOAD = W(1, 2, 2, 128, 128, 64)
+
+
+@pytest.mark.parametrize(("dtype", "magnitude"), [("bf16", 30.0), ("fp16", 30.0), ("fp16", 100.0)])
+def test_chunked_half_precision_at_large_magnitude(dtype, magnitude, seed):
+    """Scores of std ~ magnitude²: rounded to bf16 before scaling they lost 8.7e-2 (bf16 x30),
+    and fp16 x100 overflowed to NaN; in float32 chunked is as accurate as SDPA's kernels."""
+    workload = HALF_MAGNITUDE_WORKLOAD.with_(dtype=dtype)
+    err = prepare("chunked", workload, CPU, seed=seed, magnitude=magnitude).forward_error()
+    sdpa = prepare("sdpa", workload, CPU, seed=seed, magnitude=magnitude).forward_error()
+    assert err.nonfinite == 0, err
+    assert passes(err, dtype, magnitude), err
+    assert err.rel_norm <= max(4 * sdpa.rel_norm, 1e-3), (err, sdpa)
+
+
+def test_check_covers_the_magnitude_where_half_precision_breaks():
+    """At x30 eager's bf16 scores (rounded before the softmax) miss bf16's tolerance."""
+    assert any(10 <= m <= 100 for m in MAGNITUDES), MAGNITUDES
+    workload = HALF_MAGNITUDE_WORKLOAD.with_(dtype="bf16")
+    err = prepare("eager", workload, CPU, magnitude=30.0).forward_error()
+    assert not passes(err, "bf16", 30.0), err
+
+
+def test_check_shows_eager_lossy_at_large_magnitude_never_ok():
+    """eager stays the plain baseline: its half-precision loss is shown, not passed silently,
+    and not a failure of the implementation (it declares that its scores are rounded)."""
+    workload = HALF_MAGNITUDE_WORKLOAD.with_(dtype="bf16")
+    status, notes = check_pair(get_impl("eager"), workload, CPU)
+    assert status == "lossy", (status, notes)
+    assert any(n.startswith("x30:") for n in notes), notes
+    assert check_pair(get_impl("chunked"), workload, CPU) == ("ok", [])
+
+
+def test_check_fails_an_undeclared_loss_at_large_magnitude():
+    """An implementation that rounds its scores without declaring it fails the check."""
+
+    class RoundsScores(Eager):
+        name = "test-rounds-scores"
+        rounds_scores = False
+
+    status, notes = check_pair(RoundsScores(), HALF_MAGNITUDE_WORKLOAD.with_(dtype="bf16"), CPU)
+    assert status == "FAIL" and any(n.startswith("x30:") for n in notes), (status, notes)

@@ -23,7 +23,8 @@ from ..devices import dtype_problem
 from ..masks import FEATURE_NAMES, MaskSpec
 from ..workload import Workload
 
-ALL_DTYPES = frozenset({"fp32", "fp16", "bf16"})
+HALF = frozenset({"fp16", "bf16"})
+ALL_DTYPES = HALF | {"fp32"}
 #: why PyTorch-built implementations take no fp8 (float8 e4m3) inputs
 NO_FP8_IN_TORCH = (
     "PyTorch's matmul and SDPA kernels take no float8 inputs (float8 GEMMs go through "
@@ -56,6 +57,9 @@ class Implementation:
     compiles: ClassVar[bool] = False
     #: False for implementations that are not contenders (the float64 reference)
     benchmarked: ClassVar[bool] = True
+    #: True when QKᵀ leaves the matmul in the input dtype (plain PyTorch): fp16/bf16 scores are
+    #: rounded before the softmax, which loses accuracy once q·k is large (``check``: "lossy")
+    rounds_scores: ClassVar[bool] = False
 
     def availability(self) -> str | None:
         """Why this implementation cannot be used at all on this machine, or ``None``."""

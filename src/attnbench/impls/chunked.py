@@ -4,6 +4,11 @@ Queries are processed ``block_q`` rows at a time and keys/values ``block_kv`` co
 time, keeping a running row maximum, row sum and output accumulator (float32) as
 FlashAttention does; the full score matrix never exists. Tiles above the causal diagonal are
 skipped. GQA groups query heads onto their KV head without copying K or V.
+
+Both products are taken in float32 from the input values (a product of two fp16 or bf16
+numbers is exact in float32), so, as in a fused kernel's float32 accumulators, no score is
+rounded to the input dtype before scaling and softmax: rounded, bf16 scores lose a few
+percent once q·k is large, and fp16 ones overflow.
 """
 
 from __future__ import annotations
@@ -34,14 +39,14 @@ def chunked_attention(
     for qs in range(0, sq, block_q):
         qe = min(qs + block_q, sq)
         rows = qe - qs
-        q_tile = qg[:, :, :, qs:qe].reshape(b, hkv, g * rows, d)
+        q_tile = qg[:, :, :, qs:qe].reshape(b, hkv, g * rows, d).float()
         row_max = torch.full((b, hkv, g * rows, 1), float("-inf"), device=q.device)
         row_sum = torch.zeros((b, hkv, g * rows, 1), device=q.device)
         acc = torch.zeros((b, hkv, g * rows, dv), device=q.device)
         kv_end = min(skv, qe + offset) if causal else skv  # last row of the tile sees < this
         for ks in range(0, kv_end, block_kv):
             ke = min(ks + block_kv, kv_end)
-            scores = torch.matmul(q_tile, k[:, :, ks:ke].transpose(-1, -2)).float() * scale
+            scores = torch.matmul(q_tile, k[:, :, ks:ke].transpose(-1, -2).float()) * scale
             if causal and ke - 1 > qs + offset:  # tile crosses the diagonal
                 allowed = causal_mask(rows, ke - ks, q.device, q_start=qs + offset, kv_start=ks)
                 scores = scores.view(b, hkv, g, rows, ke - ks).masked_fill(~allowed, float("-inf"))
@@ -50,7 +55,7 @@ def chunked_attention(
             correction = torch.exp(row_max - new_max)
             probs = torch.exp(scores - new_max)
             row_sum = row_sum * correction + probs.sum(dim=-1, keepdim=True)
-            acc = acc * correction + torch.matmul(probs.to(v.dtype), v[:, :, ks:ke]).float()
+            acc = acc * correction + torch.matmul(probs, v[:, :, ks:ke].float())
             row_max = new_max
         out[:, :, :, qs:qe] = (acc / row_sum).view(b, hkv, g, rows, dv).to(q.dtype)
     return out.view(b, hq, sq, dv)

@@ -85,6 +85,7 @@ class _Compiled(Implementation):
 @register
 class EagerCompiled(_Compiled):
     name = "eager-compiled"
+    rounds_scores = True  # eager's math: QKᵀ in the input dtype
     description = (
         "eager's QKᵀ -> softmax (float32) -> V under torch.compile (Inductor fuses masking "
         "and softmax); mask tensors built once per workload"

@@ -16,6 +16,7 @@ class Eager(Implementation):
     dtype_notes = {"fp8": NO_FP8_IN_TORCH}
     mask_features = ALL_MASKS
     family = "pytorch"
+    rounds_scores = True  # the baseline as users write it: QKᵀ in the input dtype
     description = (
         "plain PyTorch QKᵀ -> softmax (float32) -> V; memory grows as q_len x kv_len; mask "
         "tensors built once per workload, as eager-compiled's"
