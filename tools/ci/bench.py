@@ -80,10 +80,30 @@ def measured_keys(project: Project, machine: str, commit: str) -> set[str]:
     """Benchmark names already in this machine's result file(s) of ``commit``."""
     keys: set[str] = set()
     for path in (project.results / machine).glob(f"{commit[:8]}-*.json"):
-        data = json.loads(path.read_text())
+        data = _results_doc(path, machine)
         if data.get("commit_hash") == commit:
             keys.update(data.get("results", {}))
     return keys
+
+
+_UNREADABLE: set[Path] = set()  # said once per file, however often the shards are counted
+
+
+def _results_doc(path: Path, machine: str) -> dict:
+    """A result file's JSON; {} (its shards run again) for one a kill or a full disk cut short,
+    named in one line."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        data = exc
+    if isinstance(data, dict):
+        return data
+    if path not in _UNREADABLE:
+        _UNREADABLE.add(path)
+        why = "not a JSON object" if not isinstance(data, Exception) else data
+        log(f"{path} (machine {machine}): not a readable asv results file ({why}); "
+            "its shards run again")  # fmt: skip
+    return {}
 
 
 def discovered(project: Project) -> list[str]:
@@ -130,7 +150,9 @@ def run_shard(
     the commit, discovery, each class's sweep, the figures read back)."""
     hashfile = project.repo / ".asv" / "ci-commit.txt"
     hashfile.parent.mkdir(parents=True, exist_ok=True)
-    hashfile.write_text(commit + "\n")
+    from attnbench.atomic import write_text  # here: the package imports torch
+
+    write_text(hashfile, commit + "\n")
     cmd = [*asv_args, "--bench", shard, f"HASHFILE:{hashfile}"]
     log("+ " + " ".join(cmd))
     proc = subprocess.Popen(

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import first_bad
 import remeasure
 import verdict as v
 from pipeline import (
@@ -274,7 +275,7 @@ def confirm(
     pairs = list(dict.fromkeys(r.pair for r in candidates if r.pair))
     if not candidates:
         return rows, []
-    ratios = {}
+    ratios: dict = {}
     if pairs and rounds > 0:
         log(f"gate: re-measuring {len(pairs)} pair(s), base and head taking turns, {rounds}x")
         ratios = remeasure.alternate(project, base, head, pairs, rounds, env)  # type: ignore[arg-type]
@@ -303,6 +304,37 @@ def confirm(
                 row = replace(row, why=f"{row.why}; re-measured {remeasure._said(found)}")
         out.append(row)
     return follow_times(out), said
+
+
+def name_first_bad(project: Project, base: str, head: str, rows: list[Row]) -> list[str]:
+    """For each confirmed slower pair, the first commit of ``base..head`` that made it slower
+    (tools/ci/first_bad.py), when more than one commit lies between them."""
+    between = project.git("rev-list", "--first-parent", f"{base}..{head}").split()
+    if len(between) < 2:
+        return []
+    pairs = dict.fromkeys(
+        r.pair for r in rows if r.verdict == "regression" and r.kind == "time" and r.pair
+    )
+    found = []
+    for pair in pairs:
+        try:
+            commit, _steps = first_bad.first_bad(project, base, head, pair)  # type: ignore[arg-type]
+            subject = project.git("log", "-1", "--format=%h %s", commit)
+            found.append(f"`{' '.join(pair)}` (of {len(between)} commits): first slow at {subject}")
+        except PipelineError as exc:
+            found.append(f"`{' '.join(pair)}`: could not bisect ({exc})")
+    return found
+
+
+def last_measured(project: Project, machine: str, head: str) -> str:
+    """The newest first-parent ancestor of ``head`` (``head`` left out) with results on this
+    machine: where the main-branch run compares from."""
+    folder = project.results / machine
+    measured = {p.name.split("-")[0] for p in folder.glob("*-*.json")}
+    for commit in project.git("rev-list", "--first-parent", head).split()[1:]:
+        if commit[:8] in measured:
+            return commit
+    raise PipelineError(f"no commit before {head[:8]} has results for machine {machine!r}")
 
 
 def _fmt(value: float | None, unit: str) -> str:
@@ -346,6 +378,7 @@ def markdown(
     factor: float,
     remeasured: list[str] | None = None,
     cost: str = "",
+    culprits: list[str] | None = None,
 ) -> str:
     """The PR comment: a verdict line, the failing and improved figures, the unsure ones with
     what to re-run, first calls apart, then the rest folded away."""
@@ -376,6 +409,9 @@ def markdown(
     ]
     if bad or good:
         lines += _table(bad + good, why=True)
+    if culprits:
+        lines += ["", "First slow commit (bisected, each step beside base):", ""]
+        lines += [f"- {c}" for c in culprits]
     if remeasured:
         lines += ["", "Re-measured (base and head taking turns in two fresh processes):", ""] + [
             f"- {s}" for s in remeasured
@@ -434,7 +470,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repo", type=Path, default=ROOT, help="project root (default: this one)")
     parser.add_argument("--machine", required=True, help="asv machine name")
-    parser.add_argument("--base", required=True, help="base commit (e.g. origin/main)")
+    parser.add_argument(
+        "--base",
+        required=True,
+        help="base commit (e.g. origin/main); 'last-measured': head's newest ancestor with "
+        "results on this machine",
+    )
     parser.add_argument("--head", default="HEAD", help="head commit (default: HEAD)")
     parser.add_argument(
         "--factor", type=float, default=1.1, help="smallest slowdown that counts (1.1: 10%%)"
@@ -446,6 +487,12 @@ def main(argv: list[str] | None = None) -> int:
         default=5,
         help="re-measure a flagged change this many times, base and head taking turns in two "
         "fresh processes, before it counts (every turn must agree; 0: no time ever fails)",
+    )
+    parser.add_argument(
+        "--bisect",
+        action="store_true",
+        help="name the first slow commit of each confirmed regression when several commits "
+        "lie between base and head (the main-branch run)",
     )
     parser.add_argument("--comment", type=Path, help="write the markdown comment here")
     parser.add_argument("--json", type=Path, help="write every row (verdict, why) here")
@@ -466,7 +513,11 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as scratch:
         try:
             project = Project.load(args.repo)
-            base, head = project.resolve(args.base), project.resolve(args.head)
+            head = project.resolve(args.head)
+            if args.base == "last-measured":
+                base = last_measured(project, args.machine, head)
+            else:
+                base = project.resolve(args.base)
             rc = 0
             records = args.records
             env = asv_env()
@@ -498,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
             rows, remeasured = confirm(
                 project, base, head, rows, args.factor, args.confirm_rounds, env
             )
+            culprits = name_first_bad(project, base, head, rows) if args.bisect else []
         except PipelineError as exc:
             print(f"gate: {exc}", file=sys.stderr)
             if args.comment:
@@ -512,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         + ("" if args.no_run else f", re-measuring {done - measured:.0f} s).")
         + ("." if args.no_run else "")
     )
-    text = markdown(rows, base, head, args.machine, args.factor, remeasured, cost)
+    text = markdown(rows, base, head, args.machine, args.factor, remeasured, cost, culprits)
     print(text)
     if args.comment:
         args.comment.write_text(text)

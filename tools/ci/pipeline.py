@@ -55,24 +55,14 @@ def asv_executable(python: Path | None = None) -> Path:
 
 
 def asv_env(python: Path | None = None, base: dict | None = None) -> dict:
-    """asv's per-commit environments reuse this machine's PyTorch instead of installing it.
+    """The environment for an asv command: ``base`` (default: this process's), as it is.
 
-    ``ATTNBENCH_HOST_SITE`` (read by asv.conf.json's install_command, which lists it in a .pth
-    file of each asv environment) names ``python``'s purelib and the directory holding torch;
-    .pth files of an appended directory are not processed, so each commit's own attnbench wins
-    over an editable install. A value already set in ``base`` is kept.
+    Nothing needs setting: asv's per-commit environments find the PyTorch of the Python that
+    runs asv through the project's asv plugin (attnbench/asv_host.py, asv.conf.json), so
+    a plain ``asv run`` works too. ``python`` is accepted for the callers that name the
+    Python whose asv they run; one place to adjust asv's environment, should it ever need it.
     """
-    env = dict(os.environ if base is None else base)
-    env["VIRTUALENV_SYSTEM_SITE_PACKAGES"] = "1"
-    if not env.get("ATTNBENCH_HOST_SITE"):
-        probe = (
-            "import os, sysconfig, torch; "
-            "print(os.pathsep.join(dict.fromkeys([sysconfig.get_paths()['purelib'], "
-            "os.path.dirname(os.path.dirname(torch.__file__))])))"
-        )
-        py = str(python or sys.executable)
-        env["ATTNBENCH_HOST_SITE"] = subprocess.check_output([py, "-c", probe], text=True).strip()
-    return env
+    return dict(os.environ if base is None else base)
 
 
 _MACHINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

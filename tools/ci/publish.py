@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
 """Build the site: ``asv publish`` (every machine in results/ on one site), then the
-leaderboard page (``attnbench leaderboard``) where this checkout has that command.
+leaderboard page (``attnbench leaderboard``) where this checkout has that command; the site
+opens on the leaderboard and needs no network.
 
 asv publish shows a result only for parameters that results/benchmarks.json lists, and each
 ``asv run`` rewrites that file with what it discovered on its machine (the CPU's workload set,
 or the GPU's). So the parameters of every result file are merged into it first: every
 machine's figures reach the site.
+
+Every file asv leaves out (a result file cut short or empty, a folder without machine.json, a
+commit on none of asv.conf.json's branches) is listed, one line each; the rest is published.
+asv's pages load their scripts and styles from the copies the site ships
+(:mod:`attnbench.offline_site`); publishing fails if a page still loads one from elsewhere.
 
     python tools/ci/publish.py                # html/ (asv.conf.json's html_dir)
     python tools/ci/publish.py --params-only  # only merge the parameters into benchmarks.json
@@ -15,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -50,33 +55,82 @@ def merge_params(project: Project) -> int:
     return len(grown)
 
 
-def has_leaderboard(project: Project) -> bool:
-    probe = [sys.executable, "-m", "attnbench", "leaderboard", "--help"]
-    return subprocess.run(probe, cwd=project.repo, capture_output=True).returncode == 0
+#: first in asv's index.html: opened without a route (#...), the site shows the leaderboard
+FRONT_DOOR = (
+    '<script data-attnbench="front-door">'
+    'if (!window.location.hash) {{ window.location.replace("{target}"); }}</script>'
+)
+
+
+def report_skipped(project: Project) -> list:
+    """Name each file of results/ that asv publish leaves out, one line each."""
+    from attnbench import asv_results
+
+    counted = asv_results.counted_commits(project.repo / "asv.conf.json")
+    skipped = asv_results.scan(project.results, counted).skipped
+    if skipped:
+        log(f"publish: asv leaves out {len(skipped)} file(s) of {project.results}:")
+    for item in skipped:
+        log(f"  {item}")
+    return skipped
+
+
+def add_front_door(index: Path, target: str = "leaderboard/index.html") -> None:
+    """Make asv's index.html open on ``target`` when no asv page is asked for."""
+    from attnbench.atomic import write_text
+
+    page = index.read_text(encoding="utf-8")
+    if 'data-attnbench="front-door"' in page:
+        return
+    head = page.lower().index("<head>") + len("<head>")
+    write_text(index, page[:head] + "\n    " + FRONT_DOOR.format(target=target) + page[head:])
+
+
+def write_leaderboard(project: Project) -> Path | None:
+    """The leaderboard page, where this attnbench has one (a file asv leaves out has already
+    been named, so it is not named again)."""
+    try:
+        from attnbench.leaderboard import LeaderboardError
+        from attnbench.leaderboard import write_leaderboard as write
+    except ImportError:
+        log("publish: no leaderboard in this attnbench: site without a leaderboard")
+        return None
+    try:
+        config = project.repo / "asv.conf.json"
+        files = write(project.results, project.html, config, on_skip=lambda _skipped: None)
+    except LeaderboardError as exc:
+        raise PipelineError(f"leaderboard: {exc}") from None
+    log(f"leaderboard: {files[0]} ({len(files) - 1} figures)")
+    return files[0]
+
+
+def check_offline(html: Path) -> None:
+    """Fail if a page of the site still loads a script or style sheet from another host."""
+    from attnbench.offline_site import external_assets
+
+    remote = {p.name: external_assets(p.read_text(encoding="utf-8")) for p in html.glob("*.html")}
+    remote = {name: urls for name, urls in remote.items() if urls}
+    if remote:
+        raise PipelineError(f"pages that would need the network: {remote}")
 
 
 def publish(project: Project, env: dict, leaderboard: bool = True) -> Path:
     """asv publish, then the leaderboard (if available); the site's index.html."""
+    from attnbench.offline_site import OfflineSiteError, make_offline
+
+    report_skipped(project)
     log(f"publish: {merge_params(project)} benchmark(s) gained parameters of other machines")
     sh(asv_executable(), "publish", cwd=project.repo, env=env)
     index = project.html / "index.html"
     if not index.exists():
         raise PipelineError(f"asv publish wrote no {index}")
-    if leaderboard and has_leaderboard(project):
-        sh(
-            sys.executable,
-            "-m",
-            "attnbench",
-            "leaderboard",
-            "--results",
-            project.results,
-            "--html",
-            project.html,
-            cwd=project.repo,
-            env=env,
-        )
-    elif leaderboard:
-        log("publish: no 'attnbench leaderboard' in this checkout: site without a leaderboard")
+    try:
+        make_offline(project.html)  # the asv plugin did it already; here for any other asv
+    except OfflineSiteError as exc:
+        raise PipelineError(str(exc)) from None
+    check_offline(project.html)
+    if leaderboard and write_leaderboard(project):
+        add_front_door(index)
     log(f"site: {index}")
     return index
 

@@ -110,7 +110,7 @@ def significant(base: Side, head: Side) -> bool | None:
 
 def judge_time(base: Side, head: Side, min_effect: float) -> Judgement:
     """A time's verdict (lower is better); ``regression``/``improvement`` are candidates the
-    gate confirms by re-measuring."""
+    gate confirms by re-measuring (also where samples are missing, as in older results)."""
     ratio = head.value / base.value  # type: ignore[operator]
     change = abs(math.log(ratio))
     if change <= math.log1p(min_effect):
@@ -128,8 +128,8 @@ def judge_time(base: Side, head: Side, min_effect: float) -> Judgement:
             "unsure", f"{said}, within twice the figure's drift while sampled ({noise:.1%}): re-run"
         )
     differ = significant(base, head)
-    if differ is None:
-        return Judgement("unsure", f"{said}, but no samples to test: re-run with the gate")
+    if differ is None:  # the re-measure decides
+        return Judgement(direction, f"{said}, no samples to test")
     if not differ:
         return Judgement("unsure", f"{said}, but the samples overlap (Mann-Whitney): re-run")
     return Judgement(direction, f"{said}, samples differ")

@@ -1,0 +1,38 @@
+"""The whole gate with real asv and git (tools/ci/gate_trial.py on attnbench itself, in a
+scratch clone): a docs-only commit passes, a planted 1.5x slowdown of chunked fails the gate
+naming only chunked's figures. Slow: two ``asv continuous`` runs of two commits each."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+ASV = Path(sys.executable).parent / "asv"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ASV.exists(), reason=f"no asv next to {sys.executable}")
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_gate_passes_a_docs_commit_and_catches_a_planted_slowdown(tmp_path):
+    out = tmp_path / "trial.json"
+    cmd = [
+        sys.executable, str(ROOT / "tools" / "ci" / "gate_trial.py"), "--machine", "trialbox",
+        "--trials", "1", "--plant", "chunked:1.5", "--json", str(out), "--keep",
+        str(tmp_path / "scratch"), "--impls", "eager,chunked", "--bench", r"^forward\.Forward",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    same, planted = json.loads(out.read_text())
+    logs = "\n".join(p.read_text()[-4000:] for p in (tmp_path / "scratch").glob("rows-*.log"))
+    assert same["kind"] == "A/A" and same["exit_code"] == 0, logs
+    assert planted["exit_code"] == 1, logs
+    assert planted["regressions"], logs
+    assert all("'chunked'" in name for name in planted["regressions"]), planted["regressions"]
+    assert any("track_seconds" in name for name in planted["regressions"])
