@@ -131,11 +131,6 @@ PATHS = {
     "general": FwdConfig(16, 16, 1, 1, dense=False),
     "general-tma": FwdConfig(16, 16, 1, 1, tma=True, dense=False),
     "split": FwdConfig(16, 16, 1, 1, num_splits=3, dense=False),
-    # v4 options of the dense path (configs.FWD_VARIANTS): QK^T one tile ahead, warp
-    # specialization (the interpreter runs the loop as written)
-    "dense-lookahead": FwdConfig(16, 16, 1, 1, lookahead=True),
-    "dense-lookahead-tma": FwdConfig(16, 16, 1, 1, tma=True, lookahead=True),
-    "dense-ws": FwdConfig(16, 16, 1, 1, tma=True, ws=True),
 }
 
 
@@ -299,8 +294,8 @@ def test_atomic_dq_backward_matches_float64_autograd(kernels, case, variant, see
 @pytest.mark.parametrize("atomic", [False, True])
 @pytest.mark.parametrize("keys_first", [True, False], ids=["keys-first", "v3-order"])
 def test_dkdv_launch_order(kernels, atomic, keys_first, seed, monkeypatch):
-    """``keys_first`` (the default since v5): the dK/dV grid is (key blocks, B * Hkv); without
-    it (variant "v3") (B * Hkv, key blocks); the gradients match float64 either way, and the
+    """``keys_first`` (the default): the dK/dV grid is (key blocks, B * Hkv); without it
+    (B * Hkv, key blocks); the gradients match float64 either way, and the
     deterministic kernels give bitwise the same gradients in both orders."""
     api, forward, _ = kernels
     backward = importlib.import_module("attnbench.kernels.flash.backward")
@@ -389,9 +384,7 @@ def _fp8(gen, *shape):
 
 
 @needs_interpreter
-@pytest.mark.parametrize(
-    "path", ["dense", "dense-tma", "general", "split", "dense-lookahead", "dense-lookahead-tma"]
-)
+@pytest.mark.parametrize("path", ["dense", "dense-tma", "general", "split"])
 @pytest.mark.parametrize("case", FP8_CASES, ids=lambda c: "-".join(map(str, c)))
 def test_fp8_forward_and_lse_match_reference(kernels, case, path, seed):
     """fp8 Q/K/V through every forward path: a bf16 output within fp8's tolerance of the
@@ -491,12 +484,11 @@ def test_gradients_through_attnbench(kernels, seed):
 
 
 @needs_interpreter
-def test_atomic_gradients_through_attnbench(kernels, seed, monkeypatch):
-    """``ATTNBENCH_TRITON_BWD_VARIANT=atomic``: triton-flash binds the atomic-dQ backward,
-    records it, and its gradients pass attnbench's own check."""
-    monkeypatch.setenv(configs.BWD_VARIANT_ENV, "atomic")
+def test_atomic_gradients_through_attnbench(kernels, seed):
+    """``triton-flash-atomic-dq`` binds the atomic-dQ backward, records it, and its gradients
+    pass attnbench's own check."""
     workload = W(1, 4, 2, 40, 64, 32, scenario="train", window=20)
-    case = prepare("triton-flash", workload, CPU, seed=seed, mode="forward_backward")
+    case = prepare("triton-flash-atomic-dq", workload, CPU, seed=seed, mode="forward_backward")
     assert case.config["bwd_atomic_dq"] is True
     bad = {n: e for n, e in case.gradient_errors().items() if not e.within("fp32")}
     assert not bad, bad
@@ -600,96 +592,48 @@ def test_fp8_decode_moves_the_bytes_of_bf16_per_tile_with_twice_the_programs():
         assert fp8.packed and not fp8.dense and fp8.num_stages == bf16.num_stages
 
 
-@needs_interpreter
-@pytest.mark.parametrize("causal", [True, False])
-@pytest.mark.parametrize("kv_len", [16, 32, 48, 80])  # 1, 2, 3 and 5 whole tiles of 16 keys
-def test_lookahead_matches_v3_for_any_tile_count(kernels, causal, kv_len, seed):
-    """The lookahead loop peels its first and last tiles: one, two and more unmasked tiles
-    per program (causal: every row block's own count) give v3's output and LSE."""
-    api, _, _ = kernels
-    gen = torch.Generator().manual_seed(seed)
-    q, k, v = (_randn(gen, 1, 2, n, 32) for n in (min(kv_len, 40), kv_len, kv_len))
-    outs = [
-        api.attention_with_lse(q, k, v, causal=causal, fwd_config=cfg, bwd_config=SMALL_BWD)
-        for cfg in (FwdConfig(16, 16, 1, 1), FwdConfig(16, 16, 1, 1, lookahead=True))
-    ]
-    ref = _reference(q, k, v, causal, 32**-0.5)
-    for out, lse in outs:
-        _assert_close("output", out, ref, "fp32")
-        _assert_close("lse", lse, _reference_lse(q, k, causal, 32**-0.5), "fp32")
-    assert torch.allclose(outs[0][0], outs[1][0], atol=1e-5)
-
-
-def test_forward_variants_leave_v3_unchanged(monkeypatch):
-    """v4 options are off unless named: the chooser's choice and its recorded dict are v3's;
-    a variant changes only dense configurations; the impl reads the environment variable."""
-    v3 = configs.choose_fwd_config(4, 32, 32, 4096, 4096, 128, 128)
-    assert configs.choose_fwd_config(4, 32, 32, 4096, 4096, 128, 128, variant="v3") == v3
-    assert not {"lookahead", "ws"} & set(v3.as_dict())
-    v4 = configs.choose_fwd_config(4, 32, 32, 4096, 4096, 128, 128, variant="v4")
-    assert v4 == FwdConfig(128, 64, 8, 3, tma=True, lookahead=True)
-    assert v4.as_dict()["lookahead"] is True and "ws" not in v4.as_dict()
-    assert configs.fwd_variant(FwdConfig(128, 128, 8, 3), "v4-ws").tma  # WS: descriptors only
-    general = configs.choose_fwd_config(4, 32, 32, 4096, 4096, 128, 128, dense_mask=False)
-    assert configs.fwd_variant(general, "v4") == general
-    decode = configs.choose_fwd_config(8, 32, 8, 1, 16384, 128, 128, variant="v4")
-    assert decode == configs.choose_fwd_config(8, 32, 8, 1, 16384, 128, 128)
-    with pytest.raises(ValueError, match="unknown forward variant"):
-        configs.fwd_variant(v3, "v5")
-    impl = get_impl("triton-flash")
-    w = Workload(4, 32, 32, 4096, 4096, 128, causal=True, dtype="fp16")
-    monkeypatch.delenv(configs.FWD_VARIANT_ENV, raising=False)
-    assert impl.config(w, CPU)["block_n"] == 128 and "lookahead" not in impl.config(w, CPU)
-    monkeypatch.setenv(configs.FWD_VARIANT_ENV, "v4")
-    assert impl.config(w, CPU)["lookahead"] is True and impl.config(w, CPU)["block_n"] == 64
-
-
-def test_backward_default_is_v5_keys_first(monkeypatch):
-    """v5: the chooser's backward is v3's deterministic kernels with a head's key blocks
-    launched first ("v5" = "v3-kf"), for every shape; "v3" names the old launch order and the
-    atomic variants stay opt-in; the recorded dict always carries both v5 booleans; the impl
-    reads ATTNBENCH_TRITON_BWD_VARIANT."""
-    v5 = configs.choose_bwd_config(128, 128)
-    assert v5 == BwdConfig(64, 128, 128, 64, 8, 3, atomic_dq=False, keys_first=True)
-    assert configs.BWD_DEFAULT == "v5" and configs.BWD_VARIANTS["v5"] == {}
-    for name in (None, "", "v5", "v3-kf"):
-        assert configs.choose_bwd_config(128, 128, variant=name) == v5, name
-    v3 = configs.choose_bwd_config(128, 128, variant="v3")
-    assert v3 == replace(v5, keys_first=False)
+def test_backward_default_is_deterministic_keys_first():
+    """The chooser's backward: no atomics, a head's key blocks launched first, for every
+    shape; the recorded dict always carries both booleans."""
+    default = configs.choose_bwd_config(128, 128)
+    assert default == BwdConfig(64, 128, 128, 64, 8, 3, atomic_dq=False, keys_first=True)
     fields = {"kernel", "block_m1", "block_n1", "block_m2", "block_n2", "num_warps",
               "num_stages", "atomic_dq", "keys_first"}  # fmt: skip
-    assert set(v5.as_dict()) == fields and set(v3.as_dict()) == fields
-    assert v5.as_dict()["keys_first"] is True and v5.as_dict()["atomic_dq"] is False
-    assert v3.as_dict()["keys_first"] is False and v3.as_dict()["atomic_dq"] is False
-    atomic = configs.choose_bwd_config(128, 128, variant="atomic")  # as measured: v3's order
-    assert atomic == replace(v5, atomic_dq=True, keys_first=False)
-    assert atomic.as_dict()["atomic_dq"] is True and atomic.as_dict()["keys_first"] is False
-    assert configs.choose_bwd_config(128, 128, variant="atomic-kf") == replace(v5, atomic_dq=True)
-    # each name but the two spellings of the default is a configuration of its own
-    chosen = {n: configs.choose_bwd_config(128, 128, variant=n) for n in configs.BWD_VARIANTS}
-    assert len(set(chosen.values())) == len(chosen) - 1
-    for d, size in ((64, 2), (128, 4), (256, 2), (256, 4), (56, 2)):  # keys first everywhere
-        base = configs.choose_bwd_config(d, d, size)
-        assert base.keys_first and not base.atomic_dq, (d, size)
-        for name in configs.BWD_VARIANTS:
-            got = configs.choose_bwd_config(d, d, size, variant=name)
-            assert got.keys_first == configs.BWD_VARIANTS[name].get("keys_first", True), name
-            if size > 2 or d > 128:  # float32 and D=256: the options, not the D=128 tiles
-                assert replace(got, atomic_dq=False, keys_first=True) == base, (name, d, size)
-    with pytest.raises(ValueError, match="unknown backward variant"):
-        configs.bwd_variant(v5, "v9")
+    assert set(default.as_dict()) == fields
+    for d, size in ((64, 2), (128, 4), (256, 2), (256, 4), (56, 2)):
+        chosen = configs.choose_bwd_config(d, d, size)
+        assert chosen.keys_first and not chosen.atomic_dq, (d, size)
+
+
+def test_each_variant_is_an_implementation_of_its_own():
+    """Each entry of ``configs.VARIANTS`` is registered as ``triton-flash-<name>``, listed but
+    not benchmarked by default, with the default's forward and the variant's backward."""
+    from attnbench import impl_names
+
+    assert "atomic-dq" in configs.VARIANTS
+    default = get_impl("triton-flash")
+    w = Workload(4, 32, 32, 4096, 4096, 128, causal=True, dtype="fp16", scenario="train")
+    for name, variant in configs.VARIANTS.items():
+        impl = get_impl(f"triton-flash-{name}")
+        assert impl.variant is variant and impl.description == variant.description
+        assert impl.name in impl_names() and impl.name not in impl_names(benchmarked_only=True)
+        fwd, bwd = impl.configs(w, CPU)
+        assert fwd == default.configs(w, CPU)[0]
+        assert bwd == variant.bwd_config(default.configs(w, CPU)[1]) != default.configs(w, CPU)[1]
+    cfg = get_impl("triton-flash-atomic-dq").config(w, CPU)
+    assert cfg["bwd_atomic_dq"] is True and cfg["bwd_keys_first"] is True
+    assert cfg["block_n"] == default.config(w, CPU)["block_n"]
+
+
+def test_no_environment_variable_changes_the_configuration(monkeypatch):
+    """Variants are chosen by name, never by the environment (the former variables are
+    ignored): the same workload records the same configuration whatever they say."""
     impl = get_impl("triton-flash")
     w = Workload(4, 32, 32, 4096, 4096, 128, causal=True, dtype="fp16", scenario="train")
-    monkeypatch.delenv(configs.BWD_VARIANT_ENV, raising=False)
-    cfg = impl.config(w, CPU)
-    assert cfg["bwd_keys_first"] is True and cfg["bwd_atomic_dq"] is False
-    monkeypatch.setenv(configs.BWD_VARIANT_ENV, "v3")
-    cfg = impl.config(w, CPU)
-    assert cfg["bwd_keys_first"] is False and cfg["bwd_atomic_dq"] is False
-    monkeypatch.setenv(configs.BWD_VARIANT_ENV, "atomic-kf")
-    cfg = impl.config(w, CPU)
-    assert cfg["bwd_atomic_dq"] is True and cfg["bwd_keys_first"] is True
-    assert cfg["block_n"] == 128  # the forward stays v3
+    before = impl.config(w, CPU)
+    monkeypatch.setenv("ATTNBENCH_TRITON_FWD_VARIANT", "v4")
+    monkeypatch.setenv("ATTNBENCH_TRITON_BWD_VARIANT", "atomic-kf")
+    assert impl.config(w, CPU) == before
 
 
 @pytest.mark.parametrize("kv_len", [1, 63, 256, 16384, 65536, 100003])

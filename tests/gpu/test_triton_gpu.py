@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -25,7 +26,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from attnbench import Workload, prepare, workload_set
 from attnbench.dtypes import to_torch
-from attnbench.kernels.flash.configs import BWD_VARIANT_ENV, BWD_VARIANTS, FwdConfig
+from attnbench.kernels.flash.configs import VARIANTS, FwdConfig
 from attnbench.measure.accuracy import TOLERANCES, ErrorStats, compare
 
 pytestmark = [
@@ -412,28 +413,6 @@ def test_forward_through_tensor_descriptors(kernels, shape, seed):
     _check("lse (descriptors)", lse, ref_lse, "fp32")
 
 
-@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
-@pytest.mark.parametrize("variant", ["v4", "v4-s4", "v4-128", "v4-ws"])
-@pytest.mark.parametrize(
-    "shape", [s for s in FWD if s[5] <= 128], ids=lambda s: "-".join(map(str, s))
-)
-def test_forward_variants(kernels, shape, variant, dtype, seed):
-    """The v4 options of the dense path (configs.FWD_VARIANTS: QK^T one tile ahead, warp
-    specialization) against the reference, causal and full, q_len != kv_len, ragged tiles."""
-    from attnbench.kernels.flash import forward
-    from attnbench.kernels.flash.configs import fwd_variant
-
-    flash, _ = kernels
-    b, hq, hkv, sq, skv, d, causal = shape
-    q, k, v = _inputs(seed, b, hq, hkv, sq, skv, d, DTYPES[dtype])
-    cfg = fwd_variant(FwdConfig(128, 128, 8, 3, tma=True), variant)
-    assert forward.dense_applies(cfg, forward.MaskArgs(causal), q, k, v, 1)
-    out, lse = flash.attention_with_lse(q, k, v, causal=causal, scale=d**-0.5, fwd_config=cfg)
-    ref, ref_lse = _reference(q, k, v, causal, d**-0.5)
-    _check(f"out ({variant})", out, ref, dtype, peer=_fa2(q, k, v, causal, d**-0.5))
-    _check(f"lse ({variant})", lse, ref_lse, "fp32")
-
-
 BWD = [
     (2, 8, 8, 1024, 1024, 64, True),
     (2, 8, 2, 1024, 1024, 128, True),  # GQA: dK/dV summed over 4 query heads
@@ -475,18 +454,17 @@ def test_backward(kernels, shape, dtype, seed):
     assert not failures, "\n".join(failures)
 
 
-#: every backward variant but the default (v5): v3's launch order, the atomic-dQ options
-BWD_VARIANT_NAMES = [n for n in BWD_VARIANTS if BWD_VARIANTS[n]]
+#: each named variant's backward options, and the other launch order (the fallback beyond
+#: 65535 KV heads in a batch): the default is every other test's
+BWD_OPTIONS = {**{n: v.bwd for n, v in VARIANTS.items()}, "keys-last": {"keys_first": False}}
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
-@pytest.mark.parametrize("variant", BWD_VARIANT_NAMES)
+@pytest.mark.parametrize("variant", list(BWD_OPTIONS))
 @pytest.mark.parametrize("shape", BWD, ids=lambda s: "-".join(map(str, s)))
 def test_backward_variants(kernels, shape, variant, dtype, seed):
-    """The backward variants (configs.BWD_VARIANTS: v3's launch order, dQ by float32 atomic
-    adds in the dK/dV kernel, their tiles; the default, v5, is every other test's) against
-    the reference: MHA/GQA/MQA, causal and full, q_len != kv_len, ragged tiles, head dims
-    64-256."""
+    """The backward options of :data:`BWD_OPTIONS` against the reference: MHA/GQA/MQA, causal
+    and full, q_len != kv_len, ragged tiles, head dims 64-256."""
     from attnbench.kernels.flash.configs import choose_bwd_config
 
     flash, _ = kernels
@@ -494,7 +472,7 @@ def test_backward_variants(kernels, shape, variant, dtype, seed):
     leaves = _inputs(seed, b, hq, hkv, sq, skv, d, DTYPES[dtype], grad=True)
     gen = torch.Generator("cuda").manual_seed(seed + 1)
     grad_out = torch.randn(b, hq, sq, d, generator=gen, device="cuda").to(DTYPES[dtype])
-    cfg = choose_bwd_config(d, d, 2, variant=variant)
+    cfg = replace(choose_bwd_config(d, d, 2), **BWD_OPTIONS[variant])
     out = flash.attention(*leaves, causal=causal, scale=d**-0.5, bwd_config=cfg)
     actual = torch.autograd.grad(out, leaves, grad_out)
     ref_leaves = [t.detach().float().requires_grad_() for t in leaves]
@@ -511,11 +489,10 @@ def test_backward_variants(kernels, shape, variant, dtype, seed):
 
 
 @pytest.mark.parametrize("workload", TRAIN, ids=lambda w: w.name)
-def test_atomic_backward_through_attnbench(workload, seed, monkeypatch):
-    """``ATTNBENCH_TRITON_BWD_VARIANT=atomic``: every mask (window, documents, ALiBi), fp32,
-    D=192/256 through attnbench's gradient check against float64, the option recorded."""
-    monkeypatch.setenv(BWD_VARIANT_ENV, "atomic")
-    case = prepare(IMPL, workload, _cuda(), seed=seed, mode="forward_backward")
+def test_atomic_backward_through_attnbench(workload, seed):
+    """``triton-flash-atomic-dq``: every mask (window, documents, ALiBi), fp32, D=192/256
+    through attnbench's gradient check against float64, the option recorded."""
+    case = prepare(f"{IMPL}-atomic-dq", workload, _cuda(), seed=seed, mode="forward_backward")
     assert case.config["bwd_atomic_dq"] is True
     for name, err in case.gradient_errors().items():
         _assert_within(case, err, workload.dtype, name)

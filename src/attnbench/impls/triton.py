@@ -4,13 +4,14 @@
   kernel (causal, sliding window, packed documents, ALiBi), any head_dim up to 256 (V's may
   differ), fp16/bf16/fp32 and fp8 (e4m3 in, bf16 out, forward: both products in fp8, P scaled
   into e4m3's range), GQA by index; dense causal/full shapes with power-of-two head dims
-  take the kernel's dense specialization; the backward is deterministic (no atomics; v5: a
-  head's key blocks launched first) unless ``ATTNBENCH_TRITON_BWD_VARIANT`` names an atomic-dQ
-  variant (``configs.BWD_VARIANTS``; "v3": the launch order before v5).
+  take the kernel's dense specialization; the backward is deterministic (no atomics).
+- ``triton-flash-<name>``: each experimental variant of :data:`~.configs.VARIANTS`, the same
+  kernels with an explicit change of configuration, registered (not benchmarked by default)
+  so that it can be measured and tracked beside the default by name.
 - ``triton-decode``: one query row against a long cache: the group's query heads packed into
   one tile, the keys split across the SMs, a combine kernel.
 
-Both run on CUDA; on the CPU only under Triton's interpreter (``TRITON_INTERPRET=1`` set before
+All run on CUDA; on the CPU only under Triton's interpreter (``TRITON_INTERPRET=1`` set before
 Triton is first imported), slowly, for tests. Triton is imported lazily. ``bind`` chooses the
 kernel configuration and builds the mask's small tables once per case, outside the timed call;
 ``config`` reports the choice, which is recorded with every result.
@@ -18,39 +19,34 @@ kernel configuration and builds the mask's small tables once per case, outside t
 
 from __future__ import annotations
 
-import os
 import sys
+from typing import ClassVar
 
 import torch
 
 from ..kernels.flash.configs import (
     MAX_HEAD_DIM,
+    VARIANTS,
+    BwdConfig,
+    FwdConfig,
+    Variant,
     choose_bwd_config,
     choose_fwd_config,
     decode_dict,
-    env_bwd_variant,
-    env_fwd_variant,
+    num_sms,
 )
-from ..masks import MaskSpec, alibi_slopes
+from ..masks import MaskSpec
+from ..settings import triton_interpret_requested
 from ..workload import Workload
 from .base import ALL_DTYPES, ALL_MASKS, Implementation
 from .registry import register
 
 
-def _interpret_requested() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
-
-
-def _num_sms(device: torch.device) -> int:
-    if device.type != "cuda":
-        return 132
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
-def _itemsize(workload: Workload, device: torch.device) -> int:
-    if device.type == "cpu" and workload.dtype == "bf16":
+def _itemsize(dtype: torch.dtype, device: torch.device) -> int:
+    """Bytes per element of what the kernels compute on."""
+    if device.type == "cpu" and dtype == torch.bfloat16:
         return 4  # the interpreter runs bf16 in float32
-    return workload.torch_dtype.itemsize
+    return dtype.itemsize
 
 
 class _Triton(Implementation):
@@ -67,7 +63,7 @@ class _Triton(Implementation):
         problem = super().device_problem(device)
         if problem or device.type != "cpu":
             return problem
-        if not _interpret_requested():
+        if not triton_interpret_requested():
             return "on the CPU only under Triton's interpreter: set TRITON_INTERPRET=1"
         common = sys.modules.get("attnbench.kernels.flash.common")
         if common is not None and not common.INTERPRETED:
@@ -86,27 +82,22 @@ class _Triton(Implementation):
         return kernel(q, k, v, **kwargs)
 
     @staticmethod
-    def _fwd_config(workload: Workload, device: torch.device):
+    def fwd_config(workload: Workload, device: torch.device) -> FwdConfig:
+        """The forward's configuration for ``workload`` on ``device`` (what ``bind`` uses)."""
         w = workload
-        itemsize = _itemsize(w, device)
         return choose_fwd_config(
             w.batch, w.q_heads, w.kv_heads, w.q_len, w.kv_len, w.head_dim, w.dv,
-            itemsize=itemsize, causal=w.mask.causal or bool(w.mask.features - {"alibi"}),
-            dense_mask=not w.mask.features, num_sms=_num_sms(device),
-            variant=env_fwd_variant(),  # ATTNBENCH_TRITON_FWD_VARIANT (default: none, v3)
+            itemsize=_itemsize(w.torch_dtype, device),
+            causal=w.mask.causal or bool(w.mask.features - {"alibi"}),
+            dense_mask=not w.mask.features, num_sms=num_sms(device),
         )  # fmt: skip
 
     @staticmethod
-    def _mask_args(mask: MaskSpec, heads: int, device: torch.device):
-        from ..kernels.flash.forward import mask_args
+    def mask_args(mask: MaskSpec, heads: int, device: torch.device):
+        """The kernels' form of ``mask`` (device tables, built once per case in ``bind``)."""
+        from ..kernels.flash.forward import spec_mask_args
 
-        return mask_args(
-            mask.causal,
-            window=mask.window,
-            doc_lens=mask.doc_lens,
-            alibi_slopes=alibi_slopes(heads) if mask.alibi else None,
-            device=device,
-        )
+        return spec_mask_args(mask, heads, device)
 
 
 @register
@@ -117,22 +108,30 @@ class TritonFlash(_Triton):
         "kernel, a dense specialization for causal/full, deterministic backward (no atomics)"
     )
 
-    @staticmethod
-    def _configs(workload: Workload, device: torch.device):
-        fwd = _Triton._fwd_config(workload, device)
-        bwd = None
-        if workload.has_backward:
-            bwd = choose_bwd_config(
-                workload.head_dim, workload.dv, _itemsize(workload, device),
-                variant=env_bwd_variant(),  # ATTNBENCH_TRITON_BWD_VARIANT (default: none, v5)
-            )  # fmt: skip
-        return fwd, bwd
+    #: the experimental variant this implementation runs (``None``: the default kernels)
+    variant: ClassVar[Variant | None] = None
+
+    def configs(
+        self, workload: Workload, device: torch.device
+    ) -> tuple[FwdConfig, BwdConfig | None]:
+        """The forward's and (for training workloads) the backward's configuration."""
+        fwd = self.fwd_config(workload, device)
+        if not workload.has_backward:
+            return fwd, None
+        return fwd, self.bwd_config(workload.head_dim, workload.dv, workload.torch_dtype, device)
+
+    def bwd_config(
+        self, head_dim: int, v_head_dim: int, dtype: torch.dtype, device: torch.device
+    ) -> BwdConfig:
+        """The backward's configuration: the chooser's, changed by this variant's."""
+        config = choose_bwd_config(head_dim, v_head_dim, _itemsize(dtype, device))
+        return self.variant.bwd_config(config) if self.variant else config
 
     def bind(self, workload: Workload, device: torch.device):
         from ..kernels.flash.api import attention
 
-        fwd, bwd = self._configs(workload, device)
-        mask = self._mask_args(workload.mask, workload.q_heads, device)
+        fwd, bwd = self.configs(workload, device)
+        mask = self.mask_args(workload.mask, workload.q_heads, device)
         scale, run = workload.scale, self._run
 
         def triton_flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -145,11 +144,12 @@ class TritonFlash(_Triton):
         from ..kernels.flash.api import attention
 
         spec = mask if mask is not None else MaskSpec(causal=causal)
-        args = self._mask_args(spec, q.shape[1], q.device)
-        return self._run(attention, q, k, v, scale=scale, mask=args)
+        args = self.mask_args(spec, q.shape[1], q.device)
+        bwd = self.bwd_config(q.shape[-1], v.shape[-1], q.dtype, q.device)
+        return self._run(attention, q, k, v, scale=scale, mask=args, bwd_config=bwd)
 
     def config(self, workload: Workload, device: torch.device) -> dict | None:
-        fwd, bwd = self._configs(workload, device)
+        fwd, bwd = self.configs(workload, device)
         out = fwd.as_dict()  # block_m, block_n, num_warps, num_stages, tma at the top (asv)
         if bwd is not None:
             out.update({f"bwd_{key}": value for key, value in bwd.as_dict().items()
@@ -174,8 +174,8 @@ class TritonDecode(_Triton):
     def bind(self, workload: Workload, device: torch.device):
         from ..kernels.flash.decode import decode
 
-        cfg = self._fwd_config(workload, device)
-        mask = self._mask_args(workload.mask, workload.q_heads, device)
+        cfg = self.fwd_config(workload, device)
+        mask = self.mask_args(workload.mask, workload.q_heads, device)
         scale, run = workload.scale, self._run
 
         def triton_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -188,10 +188,25 @@ class TritonDecode(_Triton):
         from ..kernels.flash.decode import decode
 
         spec = mask if mask is not None else MaskSpec(causal=causal)
-        args = self._mask_args(spec, q.shape[1], q.device)
+        args = self.mask_args(spec, q.shape[1], q.device)
         return self._run(decode, q, k, v, scale=scale, mask=args)
 
     def config(self, workload: Workload, device: torch.device) -> dict | None:
         if workload.q_len != 1:
             return None
-        return decode_dict(self._fwd_config(workload, device))
+        return decode_dict(self.fwd_config(workload, device))
+
+
+for _name, _variant in VARIANTS.items():  # one implementation per experimental variant
+    register(
+        type(
+            f"TritonFlash_{_name.replace('-', '_')}",
+            (TritonFlash,),
+            {
+                "name": f"triton-flash-{_name}",
+                "description": _variant.description,
+                "variant": _variant,
+                "benchmarked": False,  # measured on request (-i / ATTNBENCH_IMPLS), not by default
+            },
+        )
+    )

@@ -8,7 +8,7 @@ One job per module:
 - :mod:`.common`: what the kernels share (base-2 constants, the mask model, row loads);
 - :mod:`.forward`: the forward kernel (a dense specialization and the general one), the
   split-key combine kernel and their launcher;
-- :mod:`.backward`: the deterministic backward (no atomics);
+- :mod:`.backward`: the backward, deterministic unless a configuration asks for atomic dQ;
 - :mod:`.decode`: decode (packed GQA rows, split keys) on top of the forward;
 - :mod:`.api`: input checks, autograd, ``attention`` / ``attention_with_lse``.
 

@@ -3,18 +3,17 @@
 ``_bwd_delta_kernel`` computes ``delta = rowsum(O * dO)``; ``_bwd_dkdv_kernel`` runs a program
 per key block and KV head, looping over the group's query heads (GQA accumulates in registers:
 no atomics, the same result every run), a head's key blocks launched side by side
-(``BwdConfig.keys_first``, the default since v5: grid ``(Skv / block_n1, B * Hkv)``, so the
-programs in flight share that head's Q and dO in L2; ``keys_first=False``, variant "v3": grid
-``(B * Hkv, Skv / block_n1)``, one key block of every head); ``_bwd_dq_kernel`` a program per
-query block and head. P and dS are recomputed from the forward's base-2 log-sum-exp. Both
-skip the mask on the blocks every row sees whole (same interval mask model as the forward's
-general kernel).
+(``BwdConfig.keys_first``: grid ``(Skv / block_n1, B * Hkv)``, so the programs in flight
+share that head's Q and dO in L2; ``keys_first=False``: grid ``(B * Hkv, Skv / block_n1)``,
+one key block of every head); ``_bwd_dq_kernel`` a program per query block and head. P and dS
+are recomputed from the forward's base-2 log-sum-exp. Both skip the mask on the blocks every
+row sees whole (same interval mask model as the forward's general kernel).
 
-``BwdConfig.atomic_dq`` (off by default): the dK/dV kernel also computes ``dS K`` for its key
-block and adds it with float32 atomics into a zeroed float32 dQ buffer (FlashAttention-2's
-scheme: 5 matmuls per pair of blocks instead of 7, but the order of the additions, hence dQ's
-last bits, varies from run to run); one elementwise op scales and casts it, and
-``_bwd_dq_kernel`` does not run.
+``BwdConfig.atomic_dq`` (off by default; ``triton-flash-atomic-dq``): the dK/dV kernel also
+computes ``dS K`` for its key block and adds it with float32 atomics into a zeroed float32 dQ
+buffer (FlashAttention-2's scheme: 5 matmuls per pair of blocks instead of 7, but the order of
+the additions, hence dQ's last bits, varies from run to run); one elementwise op scales and
+casts it, and ``_bwd_dq_kernel`` does not run.
 """
 
 from __future__ import annotations
@@ -469,8 +468,8 @@ def attention_backward(
         num_warps=config.num_warps, num_stages=config.num_stages,
     )  # fmt: skip
     grid = (b * hkv, triton.cdiv(skv, config.block_n1))
-    # a head's key blocks first (v5 default) puts B * Hkv on the grid's second axis, which
-    # CUDA caps at 65535: beyond that, v3's order (the same results, bitwise)
+    # a head's key blocks first puts B * Hkv on the grid's second axis, which CUDA caps at
+    # 65535: beyond that, the other order (the same results, bitwise)
     keys_first = config.keys_first and b * hkv <= MAX_GRID_Y
     _bwd_dkdv_kernel[grid[::-1] if keys_first else grid](
         q, k, v, do, lse, delta, dk, dvt, acc, slopes, doc_start, doc_end,
@@ -504,4 +503,7 @@ def attention_backward(
     return dq, dk, dvt
 
 
-__all__ = ["attention_backward"]
+#: the compiled entry points, for tools that compile or profile them outside a launch
+KERNELS = {"delta": _bwd_delta_kernel, "dkdv": _bwd_dkdv_kernel, "dq": _bwd_dq_kernel}
+
+__all__ = ["KERNELS", "attention_backward"]

@@ -3,10 +3,10 @@ and row loads that handle head dims narrower than their tile."""
 
 from __future__ import annotations
 
-import os
-
 import triton
 import triton.language as tl
+
+from ...settings import triton_interpret_requested
 
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
@@ -18,7 +18,7 @@ _LOG2E: tl.constexpr = tl.constexpr(LOG2E)  # what the kernels may read
 FP8_P_SHIFT = 8.0
 _FP8_P_SHIFT: tl.constexpr = tl.constexpr(FP8_P_SHIFT)
 #: whether the kernels were built for the interpreter (Triton decides when it is imported)
-INTERPRETED = os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+INTERPRETED = triton_interpret_requested()
 _INTERPRETED: tl.constexpr = tl.constexpr(INTERPRETED)
 
 

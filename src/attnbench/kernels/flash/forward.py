@@ -10,7 +10,7 @@ the saved log-sum-exp is base 2.
 ``_fwd_kernel`` compiles one of two bodies, chosen by the constexpr ``DENSE``:
 
 - **dense** (causal or full, no window/documents/ALiBi, power-of-two head dims, one pass): the
-  FlashAttention-2 loop of the pre-merge ``triton-flash`` v2, kept as it was measured. Grid
+  FlashAttention-2 loop. Grid
   ``(Sq / block_m, B * Hq)``: the query blocks of one head run side by side (its K/V stay in
   L2), causal blocks longest first. Per program one pair of key ranges, no per-row bounds: the
   tiles left of the diagonal run with no mask at all; only the tiles the diagonal crosses (and
@@ -26,8 +26,7 @@ the saved log-sum-exp is base 2.
   ``_combine_kernel`` merges them. Grid ``(B * heads, blocks, splits)``.
 
 With the constexpr flags off, neither body contains code of the other or of a mask it does
-not use: the dense specialization compiles to the pre-merge kernel's registers and shared
-memory (``tools/triton_resources.py``, docs/triton-tuning.md v3).
+not use (``lab/triton_resources.py`` reports each one's registers and shared memory).
 """
 
 from __future__ import annotations
@@ -39,8 +38,9 @@ import triton
 import triton.language as tl
 
 from ...dtypes import DTYPES, output_torch_dtype
+from ...masks import MaskSpec, alibi_slopes
 from .common import _LOG2E, LOG2E, _load_rows, _lse, _p_to, _probs, _row_bounds
-from .configs import FwdConfig, choose_fwd_config, pow2
+from .configs import FwdConfig, choose_fwd_config, keys_per_split, num_sms, pow2, splits_for
 
 
 # -- dense specialization -----------------------------------------------------------------------
@@ -68,17 +68,14 @@ def _dense_tiles(
     BLOCK_N: tl.constexpr,
     USE_DESC: tl.constexpr,
     PREC: tl.constexpr,
-    WS: tl.constexpr = False,
     V_T: tl.constexpr = False,
 ):
     """Online softmax over the key tiles [start, stop); MASKED tiles check bounds/diagonal.
     USE_DESC: ``k_ptrs``/``v_ptrs`` are tensor descriptors (TMA) over (rows, dim), the head's
     keys starting at row ``kv_row0``; rows past ``seq_kv`` are masked out of the scores
-    (``V_T``: V's descriptor is over V transposed, see :func:`_v_tile`).
-    WS (v4 option): Triton's automatic warp specialization of the loop (a producer partition
-    issues the loads, the rest compute); False compiles to the v3 loop. fp8 inputs: P scaled
+    (``V_T``: V's descriptor is over V transposed, see :func:`_v_tile`). fp8 inputs: P scaled
     by 2^FP8_P_SHIFT (``common.FP8_P_SHIFT``)."""
-    for start_n in tl.range(start, stop, BLOCK_N, warp_specialize=WS):
+    for start_n in tl.range(start, stop, BLOCK_N):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         cols = start_n + offs_n
         if USE_DESC:
@@ -110,29 +107,6 @@ def _dense_tiles(
 
 
 @triton.jit
-def _dense_scores(q, k_ptrs, stride_kn, start_n, kv_row0, USE_DESC: tl.constexpr,
-                  PREC: tl.constexpr):  # fmt: skip
-    """Raw scores ``q @ k^T`` of the unmasked key tile at ``start_n``."""
-    if USE_DESC:
-        k = k_ptrs.load([kv_row0 + start_n, 0])
-    else:
-        k = tl.load(k_ptrs + start_n * stride_kn)
-    return tl.dot(q, tl.trans(k), input_precision=PREC)
-
-
-@triton.jit
-def _dense_softmax(acc, l_i, m_i, qk, qk_scale, DTYPE: tl.constexpr):
-    """Online-softmax step of one unmasked tile from its raw scores ``qk``: the rescaled
-    accumulator and sums, and P (in the dtype of V) for the PV product."""
-    m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-    p = _probs(qk * qk_scale - m_new[:, None], DTYPE)
-    alpha = tl.exp2(m_i - m_new)
-    l_i = l_i * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None]
-    return acc, l_i, m_new, _p_to(p, DTYPE)
-
-
-@triton.jit
 def _v_tile(v_desc, start_n, kv_row0, v_row0, V_T: tl.constexpr):
     """The value tile of keys [start_n, start_n + BLOCK_N) through V's tensor descriptor, as
     (keys, dim). ``V_T``: the descriptor is over V transposed, (B * kv_heads * dim, keys), the
@@ -149,71 +123,6 @@ def _v_tile(v_desc, start_n, kv_row0, v_row0, V_T: tl.constexpr):
 
 
 @triton.jit
-def _dense_pv(acc, p, v_ptrs, stride_vn, start_n, kv_row0, v_row0, USE_DESC: tl.constexpr,
-              PREC: tl.constexpr, V_T: tl.constexpr = False):  # fmt: skip
-    """``acc + P @ V`` for the unmasked value tile at ``start_n``."""
-    if USE_DESC:
-        v = _v_tile(v_ptrs, start_n, kv_row0, v_row0, V_T)
-    else:
-        v = tl.load(v_ptrs + start_n * stride_vn)
-    return tl.dot(p, v, acc, input_precision=PREC)
-
-
-@triton.jit
-def _dense_tiles_lookahead(
-    acc,
-    l_i,
-    m_i,
-    q,
-    k_ptrs,
-    v_ptrs,
-    stride_kn,
-    stride_vn,
-    start,
-    stop,
-    qk_scale,
-    kv_row0,
-    v_row0,
-    BLOCK_N: tl.constexpr,
-    USE_DESC: tl.constexpr,
-    PREC: tl.constexpr,
-    WS: tl.constexpr = False,
-    V_T: tl.constexpr = False,
-):
-    """v4 option (``FwdConfig.lookahead``): the unmasked whole tiles [start, stop) with
-    FlashAttention-3's intra-warpgroup overlap written out. Iteration j issues PV of tile j-1,
-    then QK^T of tile j+1, then the softmax of tile j (whose scores the previous iteration
-    issued). Triton's Hopper pipeliner (``asyncLaunchDots``) then waits (``wgmma.wait_group
-    0``) right after the PV product, which is used by the rescale below, and leaves the QK^T
-    product in flight ("properly async": its only use is the loop's yield and its previous
-    value is read after that wait): the softmax of tile j overlaps the wgmma of tile j+1.
-    In the v3 loop the wait follows QK^T, so the softmax waits for it. Costs one score tile
-    and one P tile more in registers. First and last tiles peeled."""
-    DTYPE: tl.constexpr = q.dtype
-    n_tiles = (stop - start) // BLOCK_N
-    if n_tiles > 0:
-        last = start + (n_tiles - 1) * BLOCK_N
-        qk = _dense_scores(q, k_ptrs, stride_kn, start, kv_row0, USE_DESC, PREC)
-        acc, l_i, m_i, p = _dense_softmax(acc, l_i, m_i, qk, qk_scale, DTYPE)
-        if n_tiles > 1:
-            qk = _dense_scores(q, k_ptrs, stride_kn, start + BLOCK_N, kv_row0, USE_DESC, PREC)
-        for start_n in tl.range(start + BLOCK_N, last, BLOCK_N, warp_specialize=WS):
-            start_n = tl.multiple_of(start_n, BLOCK_N)  # tile j; its scores are in qk
-            acc = _dense_pv(acc, p, v_ptrs, stride_vn, start_n - BLOCK_N, kv_row0, v_row0,
-                            USE_DESC, PREC, V_T)  # fmt: skip
-            qk_next = _dense_scores(q, k_ptrs, stride_kn, start_n + BLOCK_N, kv_row0,
-                                    USE_DESC, PREC)  # fmt: skip
-            acc, l_i, m_i, p = _dense_softmax(acc, l_i, m_i, qk, qk_scale, DTYPE)
-            qk = qk_next
-        if n_tiles > 1:
-            acc = _dense_pv(acc, p, v_ptrs, stride_vn, last - BLOCK_N, kv_row0, v_row0,
-                            USE_DESC, PREC, V_T)  # fmt: skip
-            acc, l_i, m_i, p = _dense_softmax(acc, l_i, m_i, qk, qk_scale, DTYPE)
-        acc = _dense_pv(acc, p, v_ptrs, stride_vn, last, kv_row0, v_row0, USE_DESC, PREC, V_T)
-    return acc, l_i, m_i
-
-
-@triton.jit
 def _dense_program(
     Q, K, V, Out, LSE,
     stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
@@ -221,11 +130,9 @@ def _dense_program(
     q_heads, kv_heads, seq_q, seq_kv, qk_scale,
     GROUP: tl.constexpr, CAUSAL: tl.constexpr, STORE_LSE: tl.constexpr,
     HEAD_DIM: tl.constexpr, V_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    USE_DESC: tl.constexpr, PREC: tl.constexpr, WS: tl.constexpr = False,
-    LOOKAHEAD: tl.constexpr = False, V_T: tl.constexpr = False,
+    USE_DESC: tl.constexpr, PREC: tl.constexpr, V_T: tl.constexpr = False,
 ):  # fmt: skip
-    """One program of the dense specialization: grid (query blocks, B * Hq). ``WS`` and
-    ``LOOKAHEAD``: the v4 options of the unmasked stage (off: the v3 loop). ``V_T``: V's
+    """One program of the dense specialization: grid (query blocks, B * Hq). ``V_T``: V's
     descriptor is over V transposed (fp8, :func:`_v_tile`)."""
     pid_m = tl.program_id(0)
     if CAUSAL:  # the longest blocks (bottom rows) first: better load balance at the end
@@ -266,21 +173,15 @@ def _dense_program(
         full_stop = seq_kv
         stop = seq_kv
     full_stop = (full_stop // BLOCK_N) * BLOCK_N
-    if LOOKAHEAD:
-        acc, l_i, m_i = _dense_tiles_lookahead(
-            acc, l_i, m_i, q, k_src, v_src, stride_kn, stride_vn, 0, full_stop, qk_scale,
-            kv_row0, v_row0, BLOCK_N, USE_DESC, PREC, WS, V_T,
-        )  # fmt: skip
-    else:
-        acc, l_i, m_i = _dense_tiles(
-            acc, l_i, m_i, q, k_src, v_src, stride_kn, stride_vn, 0, full_stop, offs_m,
-            offs_n, seq_kv, diag, qk_scale, kv_row0, v_row0, False, CAUSAL, BLOCK_N, USE_DESC,
-            PREC, WS, V_T,
-        )  # fmt: skip
+    acc, l_i, m_i = _dense_tiles(
+        acc, l_i, m_i, q, k_src, v_src, stride_kn, stride_vn, 0, full_stop, offs_m,
+        offs_n, seq_kv, diag, qk_scale, kv_row0, v_row0, False, CAUSAL, BLOCK_N, USE_DESC,
+        PREC, V_T,
+    )  # fmt: skip
     acc, l_i, m_i = _dense_tiles(
         acc, l_i, m_i, q, k_src, v_src, stride_kn, stride_vn, full_stop, stop,
         offs_m, offs_n, seq_kv, diag, qk_scale, kv_row0, v_row0, True, CAUSAL, BLOCK_N, USE_DESC,
-        PREC, False, V_T,
+        PREC, V_T,
     )  # fmt: skip
 
     acc = acc / l_i[:, None]
@@ -549,8 +450,6 @@ def _fwd_kernel(
     USE_DESC: tl.constexpr,
     DENSE: tl.constexpr,
     SA: tl.constexpr = 1,
-    WS: tl.constexpr = False,
-    LOOKAHEAD: tl.constexpr = False,
     V_T: tl.constexpr = False,
 ):
     # strides arrive divided by SA: multiplied back here, the compiler knows they are multiples
@@ -565,8 +464,7 @@ def _fwd_kernel(
             stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
             stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om,
             Hq, Hkv, Sq, Skv, qk_scale,
-            GROUP, CAUSAL, STORE_LSE, D, DV, BLOCK_M, BLOCK_N, USE_DESC, PREC, WS, LOOKAHEAD,
-            V_T,
+            GROUP, CAUSAL, STORE_LSE, D, DV, BLOCK_M, BLOCK_N, USE_DESC, PREC, V_T,
         )  # fmt: skip
     else:
         _general_program(
@@ -673,6 +571,18 @@ def mask_args(
     return MaskArgs(causal, window, doc_start, doc_end, slopes)
 
 
+def spec_mask_args(spec: MaskSpec, heads: int, device: torch.device | str) -> MaskArgs:
+    """attnbench's mask (a :class:`~attnbench.masks.MaskSpec`) as the kernels take it, for
+    ``heads`` query heads (ALiBi's slopes)."""
+    return mask_args(
+        spec.causal,
+        window=spec.window,
+        doc_lens=spec.doc_lens,
+        alibi_slopes=alibi_slopes(heads) if spec.alibi else None,
+        device=device,
+    )
+
+
 def last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
@@ -680,12 +590,6 @@ def last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
 def prec(dtype: torch.dtype) -> str:
     # float32 inputs: exact products (tf32 would miss attnbench's fp32 tolerance)
     return "ieee" if dtype == torch.float32 else "tf32"
-
-
-def num_sms(device: torch.device | str) -> int:
-    if torch.device(device).type != "cuda":  # Triton's interpreter (TRITON_INTERPRET=1)
-        return 132
-    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def default_fwd_config(q, k, v, mask: MaskArgs) -> FwdConfig:
@@ -727,19 +631,6 @@ def descriptors_apply(config: FwdConfig, q, k, v, splits: int = 1) -> bool:
     return rows + config.block_m < 2**31 and all(
         t.shape[-1] * t.element_size() % 16 == 0 for t in (q, v)
     )
-
-
-def variant_kwargs(config: FwdConfig, dense: bool) -> dict:
-    """The v4 options' constexprs, passed only when set (so that the v3 launch, and its
-    compiled kernel, stay as they were); the general kernel takes none of them."""
-    if not dense:
-        return {}
-    out = {}
-    if config.ws:
-        out["WS"] = True
-    if config.lookahead:
-        out["LOOKAHEAD"] = True
-    return out
 
 
 def v_transposed_applies(q, k, use_desc: bool, dense: bool) -> bool:
@@ -791,9 +682,8 @@ def attention_forward(
     rows_total = group * sq if packed else sq
     programs = b * (hkv if packed else hq)
     num_m = triton.cdiv(rows_total, config.block_m)
-    splits = max(1, config.num_splits)
-    kv_per_split = triton.cdiv(triton.cdiv(skv, splits), config.block_n) * config.block_n
-    splits = triton.cdiv(skv, kv_per_split)
+    kv_per_split = keys_per_split(skv, config.block_n, config.num_splits)
+    splits = splits_for(skv, config.block_n, config.num_splits)
     dense = dense_applies(config, mask, q, k, v, splits)
     if splits > 1:
         opart = torch.empty(programs * splits * rows_total, block_dv, device=q.device,
@@ -821,7 +711,7 @@ def attention_forward(
         PACKED=packed, SPLIT=splits > 1, STORE_LSE=need_lse,
         BLOCK_M=config.block_m, BLOCK_N=config.block_n, D=d, DV=dv,
         BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=prec(q.dtype), USE_DESC=use_desc,
-        DENSE=dense, SA=sa, **variant_kwargs(config, dense), **({"V_T": True} if v_t else {}),
+        DENSE=dense, SA=sa, V_T=v_t,
         num_warps=config.num_warps, num_stages=config.num_stages,
     )  # fmt: skip
     if splits > 1:
@@ -836,11 +726,16 @@ def attention_forward(
     return o, lse
 
 
+#: the compiled entry points, for tools that compile or profile them outside a launch
+KERNELS = {"forward": _fwd_kernel, "combine": _combine_kernel}
+
 __all__ = [
+    "KERNELS",
     "MaskArgs",
     "attention_forward",
     "default_fwd_config",
     "dense_applies",
     "descriptors_apply",
     "mask_args",
+    "spec_mask_args",
 ]
