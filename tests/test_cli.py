@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -73,8 +74,6 @@ def test_run_prints_both_and_a_winner_and_writes_json_csv(capsys, tmp_path):
 def test_run_marks_times_a_reader_should_not_trust_blindly(capsys, monkeypatch):
     """A record whose samples never settled or taken beside another program on the GPU is
     starred in the table, with the reason under it."""
-    from dataclasses import replace
-
     real_sweep = cli.sweep
 
     def sweep(*args, **kwargs):
@@ -94,13 +93,15 @@ def test_run_marks_times_a_reader_should_not_trust_blindly(capsys, monkeypatch):
     assert " *" not in capsys.readouterr().out
 
 
-def test_run_flag_built_workload_and_skip_rows(capsys):
-    argv = ["run", "-i", "eager", "-i", "sdpa-efficient", *TINY_FLAGS, "--dtype", "fp32"]
-    assert cli.main(argv) == 0
+def test_run_flag_built_workload_and_its_skips_on_one_line(capsys):
+    argv = ["run", "-i", "eager", "-i", "sdpa-efficient", "-i", "sdpa-cudnn", *TINY_FLAGS]
+    assert cli.main([*argv, "--dtype", "fp32"]) == 0
     out = capsys.readouterr().out
     assert "h4kv2d32/prefill/s64/b1/causal/fp32" in out
+    _assert_fits(out)
     if not CUDA:
-        assert "skipped: sdpa-efficient: needs a CUDA device" in out
+        assert "\nskipped: sdpa-efficient, sdpa-cudnn (needs a CUDA device)\n" in out
+        assert "sdpa-efficient:" not in out  # the name is not repeated inside its reason
 
 
 def test_check_passes_on_honest_implementations(capsys):
@@ -128,6 +129,111 @@ def test_check_fails_on_a_wrong_implementation(capsys, monkeypatch):
     assert "1 of 2 supported pairs pass, 1 fail" in out
 
 
+def _assert_fits(out: str, width: int = 120) -> None:
+    wide = [line for line in out.splitlines() if len(line) > width]
+    assert not wide, f"{len(wide)} lines wider than {width}: {wide[0]!r}"
+    assert not [line for line in out.splitlines() if line != line.rstrip()], "trailing spaces"
+
+
+def test_list_fits_120_columns(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    _assert_fits(out)
+    for name in attnbench.impl_names():  # each name whole, not folded over two lines
+        assert any(line.startswith(name + " ") for line in out.splitlines()), name
+
+
+def _fake_sweep(impls, workloads, mode, device, *, baseline=None, on_record=None, **_):
+    """Records as a sweep writes them, without measuring: unsupported pairs skipped with the
+    implementation's own reasons, the others timed at 123 us (the widest cells: 3 digits)."""
+    from attnbench.measure.timing import TimingStats
+    from attnbench.sweep import Record
+
+    records = []
+    for w in workloads:
+        for impl in impls:
+            why = impl.unsupported_reasons(w, device)
+            rec = Record(impl.name, w.name, mode, device.type)
+            if why:
+                rec.reason = f"{impl.name}: {'; '.join(why)}"
+            else:
+                rec.time = TimingStats.from_samples([123.4e-6, 125.6e-6, 121.9e-6], "perf_counter")
+                rec.tflops, rec.gbps, rec.tokens_per_s = 123.4, 1234.5, 1.234e7
+                rec.host_peak_rss, rec.speedup, rec.max_abs_error = 987 << 20, 12.34, 1.2e-7
+            records.append(rec)
+    records[0].time = replace(records[0].time, note=NOT_STEADY)
+    for rec in records:
+        on_record(rec)
+    return records
+
+
+def test_run_of_every_implementation_fits_120_columns_skips_collapsed(capsys, monkeypatch):
+    """Every implementation on the quick set (sweep faked: the text is the point): tables fit
+    120 columns; an implementation skipped everywhere for one reason is named once, grouped
+    with the others of that reason; a skip of one workload only is one line under its table."""
+    monkeypatch.setattr(cli, "sweep", _fake_sweep)
+    assert cli.main(["run", "--quick", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    _assert_fits(out)
+    impls = attnbench.impl_names(benchmarked_only=True)
+    quick = attnbench.workload_set("quick")
+    assert all(w.name in out for w in quick)
+    everywhere = out.split("skipped on every workload:\n")[1].split("\n\n")[0].splitlines()
+    assert "  sdpa-efficient, sdpa-cudnn: needs a CUDA device" in everywhere
+    for name in impls:  # measured in the tables, or named exactly once as skipped
+        in_tables = sum(line.startswith(name + " ") for line in out.splitlines())
+        skips = sum(name in line.strip().split(": ")[0].split(", ") for line in everywhere)
+        assert (in_tables > 0) != (skips == 1), name
+    skip_lines = [line for line in out.splitlines() if line.startswith("skipped: ")]
+    assert len(skip_lines) <= len(quick) + 1  # one per table at most (train: two tables)
+    assert "* eager: not steady" in out
+
+
+def test_check_matrix_too_wide_is_split_to_fit_120_columns(capsys, monkeypatch):
+    """Every implementation on the GPU set (check_pair faked): the matrix is cut into tables
+    that fit 120 columns, each naming the workloads; every implementation appears once."""
+    monkeypatch.setattr(cli, "check_pair", lambda impl, w, device: ("ok", []))
+    argv = ["check", "-w", "gpu", "--device", "cpu"]
+    for name in attnbench.impl_names(benchmarked_only=True):
+        argv += ["-i", name]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    _assert_fits(out)
+    headers = [line.split() for line in out.splitlines() if line.startswith("workload ")]
+    assert len(headers) >= 2
+    assert sorted(h for hs in headers for h in hs[1:]) == sorted(
+        attnbench.impl_names(benchmarked_only=True)
+    )
+    for w in attnbench.workload_set("gpu"):
+        assert sum(line.startswith(w.name + " ") for line in out.splitlines()) == len(headers)
+
+
+def test_check_names_implementations_that_cannot_run_anything_once(capsys):
+    argv = ["check", "-i", "eager", "-i", "sdpa-efficient", "-i", "sdpa-cudnn", *TINY_FLAGS]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    _assert_fits(out)
+    if not CUDA:
+        header = next(line for line in out.splitlines() if line.startswith("workload"))
+        assert header.split() == ["workload", "eager"]
+        assert "n/a on every workload:\n  sdpa-efficient, sdpa-cudnn: needs a CUDA device" in out
+
+
+SIZE_FLAGS = ("--batch", "--heads", "--kv-heads", "--seq-len", "--kv-len", "--head-dim")
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+@pytest.mark.parametrize("flag", SIZE_FLAGS)
+def test_a_size_must_be_positive(flag, value, capsys):
+    """0 once fell back to the flag's default and ran; now it is an error naming the flag."""
+    for scenario in ("prefill", "decode"):
+        argv = ["run", "-i", "eager", "--scenario", scenario, flag, value]
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        why = f"argument {flag}: must be a positive integer, got {value}"
+        assert err == [f"attnbench: error: {why}"]
+
+
 @pytest.mark.parametrize(
     "argv, words",
     [
@@ -138,7 +244,7 @@ def test_check_fails_on_a_wrong_implementation(capsys, monkeypatch):
         (["run", "--device", "tpu" if CUDA else "cuda:0"], "device"),
         (["list", "--workloads", "nope"], "unknown workload set 'nope'"),
         (["frobnicate"], "invalid choice"),
-        (["run", "--seq-len", "many"], "invalid int value"),
+        (["run", "--seq-len", "many"], "argument --seq-len: not an integer: 'many'"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, words, capsys):

@@ -1,6 +1,7 @@
 """The ``attnbench`` command: ``list``, ``run`` (measure through :func:`attnbench.sweep.sweep`),
 ``check`` (a correctness matrix against the float64 reference), ``plot`` (figures of a run's
-JSON) and ``leaderboard`` (an HTML page from asv's results). Standard library only here.
+JSON) and ``leaderboard`` (an HTML page from asv's results). Text goes through
+:mod:`attnbench.textout` (rich tables that fit the width).
 
 Exit codes: 0 success, 1 ``check`` found a failing pair, 2 bad arguments (one line on stderr).
 """
@@ -23,6 +24,7 @@ from .errors import AttnbenchError
 from .impls import get_impl, impl_names, select_impls
 from .measure.correctness import MAGNITUDES, check_pair
 from .sweep import Record, cautions, sweep
+from .textout import by_reason, console, grouped_reasons, show, split_table, table, wrapped
 from .workload import SCENARIOS, Workload
 
 PROG = "attnbench"
@@ -40,32 +42,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 # -- formatting ---------------------------------------------------------------------------
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
-    """A plain text table: numeric columns right-aligned, text columns left-aligned."""
-    full = [r for r in rows if len(r) == len(headers)]
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *full, strict=False)]
-    widths[0] = max([widths[0]] + [len(str(r[0])) for r in rows])
-    numeric = [
-        i > 0 and bool(full) and all(str(r[i])[:1] in "0123456789-." for r in full)
-        for i in range(len(headers))
-    ]
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [
-            str(c).rjust(w) if numeric[i] else str(c).ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=False))
-        ]
-        return "  ".join(parts).rstrip()
-
-    print(line(headers), file=out)
-    print("  ".join("-" * w for w in widths), file=out)
-    for row in rows:
-        if len(row) < len(headers):  # a skipped row: its text runs across the columns
-            print(line(row[:1]).ljust(widths[0]) + "  " + "  ".join(row[1:]), file=out)
-        else:
-            print(line(row), file=out)
-
-
 def _seconds(s: float) -> str:
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
         if s >= scale:
@@ -89,6 +65,17 @@ def _num(x: float | None, fmt: str = ".3g") -> str:
 
 
 # -- arguments ----------------------------------------------------------------------------
+def _size(text: str) -> int:
+    """argparse type of a size flag: a positive integer (0 is no size, not "the default")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def _add_selection(p: argparse.ArgumentParser, *, default_set: str | None) -> None:
     p.add_argument(
         "-i",
@@ -110,14 +97,14 @@ def _add_selection(p: argparse.ArgumentParser, *, default_set: str | None) -> No
     g = p.add_argument_group(
         "one workload from flags (any of these builds it; the others take defaults)"
     )
-    g.add_argument("--batch", type=int, help="batch size (default 1)")
-    g.add_argument("--heads", type=int, help="query heads (default 8)")
-    g.add_argument("--kv-heads", type=int, help="KV heads, dividing --heads (default: --heads)")
+    g.add_argument("--batch", type=_size, help="batch size (default 1)")
+    g.add_argument("--heads", type=_size, help="query heads (default 8)")
+    g.add_argument("--kv-heads", type=_size, help="KV heads, dividing --heads (default: --heads)")
     g.add_argument(
-        "--seq-len", type=int, help="query length (default 512; decode: 1 query, this many keys)"
+        "--seq-len", type=_size, help="query length (default 512; decode: 1 query, this many keys)"
     )
-    g.add_argument("--kv-len", type=int, help="key/value length (default: --seq-len)")
-    g.add_argument("--head-dim", type=int, help="head dimension (default 64)")
+    g.add_argument("--kv-len", type=_size, help="key/value length (default: --seq-len)")
+    g.add_argument("--head-dim", type=_size, help="head dimension (default 64)")
     g.add_argument(
         "--causal", action=argparse.BooleanOptionalAction, default=None, help="(default causal)"
     )
@@ -161,12 +148,13 @@ def _flag_workload(args: argparse.Namespace, device) -> Workload | None:
     if all(getattr(args, f) is None for f in _SHAPE_FLAGS):
         return None
     scenario = args.scenario or "prefill"
-    heads = args.heads or 8
+    heads = 8 if args.heads is None else args.heads
     if scenario == "decode":
-        q_len, kv_len = 1, args.kv_len or args.seq_len or 2048
+        q_len = 1
+        kv_len = next((n for n in (args.kv_len, args.seq_len) if n is not None), 2048)
     else:
-        q_len = args.seq_len or 512
-        kv_len = args.kv_len or q_len
+        q_len = 512 if args.seq_len is None else args.seq_len
+        kv_len = q_len if args.kv_len is None else args.kv_len
     return Workload(
         batch=1 if args.batch is None else args.batch,
         q_heads=heads,
@@ -203,31 +191,30 @@ def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
         for w in catalogue.workload_set(args.workloads):
             print(w.name, file=out)
         return 0
+    con = console(out)
     device = default_device()
-    print(f"Implementations (default device: {device.type})", file=out)
+    con.out(f"Implementations (default device: {device.type})")
     rows = []
     for name in impl_names():
         impl = get_impl(name)
         why = impl.availability()
         if why is None and device.type not in impl.dtypes:
             why = f"not on {device.type}"
-        devices = "; ".join(f"{d}: {','.join(sorted(ds))}" for d, ds in impl.dtypes.items())
+        devices = "\n".join(f"{d}: {','.join(sorted(ds))}" for d, ds in impl.dtypes.items())
         note = "" if impl.benchmarked else " (not benchmarked)"
-        rows.append((name, impl.family + note, why or "available", devices))
-    table(("name", "family", "availability", "devices: dtypes"), rows, out)
-    print("\nWorkload sets (attnbench list --workloads SET names them)", file=out)
+        rows.append((name, impl.family, (why or "available") + note, devices))
+    show(con, table(("name", "family", "availability", "devices: dtypes"), rows))
+    con.out("\nWorkload sets (attnbench list --workloads SET names them)")
     rows = [
-        (s, str(len(catalogue.workload_set(s))), catalogue.describe_set(s))
+        (s, str(len(catalogue.workload_set(s))), " ".join(catalogue.describe_set(s).split()))
         for s in catalogue.set_names()
     ]
-    table(("set", "size", "description"), rows, out)
+    show(con, table(("set", "size", "description"), rows, right=[1]))
     return 0
 
 
 # -- run ----------------------------------------------------------------------------------
 def _record_row(rec: Record) -> list[str]:
-    if not rec.ok:
-        return [rec.impl, f"skipped: {rec.reason}"]
     t = rec.time
     peak = rec.gpu_peak_allocated if rec.gpu_peak_allocated is not None else rec.host_peak_rss
     return [
@@ -270,6 +257,62 @@ def _progress(total: int):
         yield advance
 
 
+def _skipped_everywhere(records: Sequence[Record]) -> dict[str, str]:
+    """{impl: reason} for implementations skipped on every table of a run of more than one,
+    always for the same reason (not installed, no CUDA): said once, not under each table."""
+    tables = {(r.workload, r.mode) for r in records}
+    if len(tables) < 2:
+        return {}
+    reasons: dict[str, set[str | None]] = {}
+    for r in records:
+        reasons.setdefault(r.impl, set()).add(r.reason)
+    return {
+        impl: next(iter(rs))
+        for impl, rs in reasons.items()
+        if len(rs) == 1 and None not in rs and sum(r.impl == impl for r in records) == len(tables)
+    }
+
+
+def _print_grouped(con, title: str, reasons: dict[str, str]) -> None:
+    """``title``, then one line per reason naming the implementations it stops."""
+    con.out(f"\n{title}")
+    for why, names in by_reason(reasons.items()).items():
+        wrapped(con, f"  {', '.join(names)}: {why}")
+
+
+def _print_records(
+    con, workloads: Sequence[Workload], records: Sequence[Record], baseline, device: str
+) -> dict[tuple[str, str], dict[str, int]]:
+    """One table per workload and mode, its skips on one line under it; returns the tally of
+    winners {(scenario, mode): {impl: workloads won}}."""
+    headers = ("impl", "median ± IQR", "TFLOP/s", "tokens/s", "GB/s", "peak mem")
+    headers += (f"vs {baseline or '-'}", "max abs err")
+    everywhere = _skipped_everywhere(records)
+    wins: dict[tuple[str, str], dict[str, int]] = {}
+    for w in workloads:
+        for mode in ("forward", "forward_backward"):
+            recs = [r for r in records if r.workload == w.name and r.mode == mode]
+            if not recs:
+                continue
+            con.out(f"\n{w.name}  [{mode}, {device}]")
+            ok = [r for r in recs if r.ok]
+            if ok:
+                show(con, table(headers, [_record_row(r) for r in ok], right=range(1, 8)))
+            skipped = [(r.impl, r.reason) for r in recs if not r.ok and r.impl not in everywhere]
+            if skipped:
+                wrapped(con, f"skipped: {grouped_reasons(skipped)}")
+            for r in ok:
+                for caution in cautions(r):
+                    wrapped(con, f"* {r.impl}: {caution}")
+            if ok:
+                best = min(ok, key=lambda r: r.time.median)
+                tally = wins.setdefault((w.scenario, mode), {})
+                tally[best.impl] = tally.get(best.impl, 0) + 1
+    if everywhere:
+        _print_grouped(con, "skipped on every workload:", everywhere)
+    return wins
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     impls, workloads, device = _selection(args, None)
     baseline = None if args.baseline.lower() in ("", "none") else get_impl(args.baseline).name
@@ -280,32 +323,15 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             records += sweep(
                 impls, train, "forward_backward", device, baseline=baseline, on_record=advance
             )
-    by_name = {w.name: w for w in workloads}
-    headers = ("impl", "median ± IQR", "TFLOP/s", "tokens/s", "GB/s", "peak mem")
-    headers += (f"vs {baseline or '-'}", "max abs err")
-    wins: dict[tuple[str, str], dict[str, int]] = {}
-    for w in workloads:
-        for mode in ("forward", "forward_backward"):
-            recs = [r for r in records if r.workload == w.name and r.mode == mode]
-            if not recs:
-                continue
-            print(f"\n{w.name}  [{mode}, {device.type}]", file=out)
-            table(headers, [_record_row(r) for r in recs], out)
-            for r in recs:
-                for caution in cautions(r):
-                    print(f"* {r.impl}: {caution}", file=out)
-            ok = [r for r in recs if r.ok]
-            if ok:
-                best = min(ok, key=lambda r: r.time.median)
-                tally = wins.setdefault((by_name[w.name].scenario, mode), {})
-                tally[best.impl] = tally.get(best.impl, 0) + 1
-    print("\nWinner per scenario (lowest median, counted per workload)", file=out)
+    con = console(out)
+    wins = _print_records(con, workloads, records, baseline, device.type)
+    con.out("\nWinner per scenario (lowest median, counted per workload)")
     rows = []
     for (scenario, mode), tally in wins.items():
         winner = max(tally, key=tally.get)
         total = sum(tally.values())
         rows.append((f"{scenario} [{mode}]", winner, f"fastest on {tally[winner]} of {total}"))
-    table(("scenario", "winner", "workloads"), rows, out)
+    show(con, table(("scenario", "winner", "workloads"), rows))
     if args.json:
         info = system.machine_info()
         if args.ceilings:
@@ -370,21 +396,32 @@ def cmd_leaderboard(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     impls, workloads, device = _selection(args, "quick")
     results = {(i.name, w.name): check_pair(i, w, device) for w in workloads for i in impls}
-    print(
+    con = console(out)
+    wrapped(
+        con,
         f"Correctness on {device.type} against the float64 reference: input magnitudes "
         f"{', '.join(f'{m:g}' for m in MAGNITUDES)}; gradients for train workloads",
-        file=out,
     )
-    rows = [[w.name] + [results[i.name, w.name][0] for i in impls] for w in workloads]
-    table(["workload"] + [i.name for i in impls], rows, out)
+    # an implementation n/a on every workload is a column of n/a: named once, below instead
+    never = {
+        i.name: "; ".join(dict.fromkeys(results[i.name, w.name][1][0] for w in workloads))
+        for i in impls
+        if workloads and all(results[i.name, w.name][0] == "n/a" for w in workloads)
+    }
+    shown = [i.name for i in impls if i.name not in never]
+    columns = [(n, [results[n, w.name][0] for w in workloads]) for n in shown]
+    for part in split_table(con, "workload", [w.name for w in workloads], columns):
+        show(con, part)
+    if never:
+        _print_grouped(con, "n/a on every workload:", never)
     notes = [(k, v) for k, v in results.items() if v[1] and v[0] != "n/a"]
     if notes:
-        print("", file=out)
+        con.out("")
     for (iname, wname), (status, lines) in notes:
-        print(f"{status}  {iname} on {wname}: {'; '.join(lines)}", file=out)
+        wrapped(con, f"{status}  {iname} on {wname}: {'; '.join(lines)}")
     failed = sum(status == "FAIL" for status, _ in results.values())
     checked = sum(status in ("ok", "FAIL") for status, _ in results.values())
-    print(f"\n{checked - failed} of {checked} supported pairs pass, {failed} fail", file=out)
+    con.out(f"\n{checked - failed} of {checked} supported pairs pass, {failed} fail")
     return 1 if failed else 0
 
 
