@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             for kind, head in heads:
                 o = run_gate(repo, args.machine, base, head, gate_args, kind, scratch)
                 outcomes.append(o)
+                if args.json:  # after each run: a trial cut short keeps what it measured
+                    args.json.write_text(json.dumps([asdict(x) for x in outcomes], indent=1))
                 said = f"named {len(o.regressions)}, unsure {o.unsure}"
                 log(f"trial {trial + 1}/{args.trials} {kind}: exit {o.exit_code}, {said}")
     except (PipelineError, subprocess.CalledProcessError) as exc:
