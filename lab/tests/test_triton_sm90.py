@@ -1,20 +1,14 @@
 """The in-house kernels compiled for sm_90 (the H100) on this CPU machine, with Triton's own
-ptxas (``tools/triton_resources.py``): what the GPU will run, checked without one."""
+ptxas (``lab/triton_resources.py``): what the GPU will run, checked without one."""
 
 from __future__ import annotations
-
-import sys
 
 import pytest
 
 pytest.importorskip("triton")
 
 from attnbench.kernels.flash.configs import DENSE_FWD
-
-from .conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "tools"))
-import triton_resources as tr
+from lab import triton_resources as tr
 
 
 @pytest.mark.parametrize(("inputs", "mma"), [("fp8e4nv", "e4m3.e4m3"), ("bf16", "bf16.bf16")])

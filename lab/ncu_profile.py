@@ -1,12 +1,12 @@
 """Why one attention implementation is slower than another: Nsight Compute counters of one
 steady-state call of each, side by side (H100; needs ``ncu`` and a CUDA device).
 
-    python tools/ncu_profile.py                      # triton-flash, fa4, sdpa-cudnn; S=4096 forward
-    python tools/ncu_profile.py --mode forward --mode forward_backward --json out.json
-    python tools/ncu_profile.py --mode forward --mode forward_backward --with-timing --json out.json
-    python tools/ncu_profile.py -i triton-flash -w h32d128/train/s4096/b4/causal/bf16 \\
+    python lab/ncu_profile.py                      # triton-flash, fa4, sdpa-cudnn; S=4096 forward
+    python lab/ncu_profile.py --mode forward --mode forward_backward --json out.json
+    python lab/ncu_profile.py --mode forward --mode forward_backward --with-timing --json out.json
+    python lab/ncu_profile.py -i triton-flash -w h32d128/train/s4096/b4/causal/bf16 \\
         -m forward_backward
-    python tools/ncu_profile.py --ncu /opt/nvidia/nsight-compute/2025.3.1/ncu --dry-run
+    python lab/ncu_profile.py --ncu /opt/nvidia/nsight-compute/2025.3.1/ncu --dry-run
 
 For each ``--impl`` x ``--workload`` x ``--mode`` the script runs ``ncu`` on a child process of
 itself (``--child``): the child prepares the case on CUDA (``attnbench.prepare``: inputs, JIT,
@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
-import importlib.util
 import itertools
 import json
 import os
@@ -917,8 +916,6 @@ def requested_metrics(args) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if importlib.util.find_spec("attnbench") is None:  # not installed: this checkout's
-        sys.path.insert(0, str(ROOT / "src"))
     if args.child:
         return child_main(args)
     if args.time_child:
@@ -950,7 +947,7 @@ def main(argv: list[str] | None = None) -> int:
         if dropped:
             print(f"ncu_profile: not on this GPU/ncu, left out: {', '.join(dropped)}")
     result: dict = {
-        "tool": "tools/ncu_profile.py",
+        "tool": "lab/ncu_profile.py",
         "argv": sys.argv if argv is None else argv,
         "ncu": {"path": ncu, "version": None if args.dry_run else ncu_version(ncu)},
         "sections": list(SECTIONS),

@@ -1,4 +1,4 @@
-"""tools/ncu_profile.py without a GPU: ncu's CSV parsed into per-kernel figures, the tables and
+"""lab/ncu_profile.py without a GPU: ncu's CSV parsed into per-kernel figures, the tables and
 the JSON, finding ncu, and the whole parent/child path against a fake ncu on the CPU."""
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
-
-TOOL = ROOT / "tools" / "ncu_profile.py"
+ROOT = Path(__file__).resolve().parents[2]
+TOOL = ROOT / "lab" / "ncu_profile.py"
 HEADER = (
     '"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream",'
     '"Block Size","Grid Size","Device","CC","Section Name","Metric Name","Metric Unit",'
@@ -528,7 +527,7 @@ def test_real_ncu_output_rows_end_after_the_value(tool):
     """ncu 2025.3.1's own CSV (captured on the H100, a cuBLAS GEMM, thousands separators):
     a metric's row stops after its value, 16 cells under a 20-column header; a rule's row
     fills them. Both kinds are kept, and the kernel gets its figures."""
-    text = (ROOT / "tests" / "data" / "ncu-2025.3.1-h100-cublas.csv").read_text()
+    text = (ROOT / "lab" / "tests" / "data" / "ncu-2025.3.1-h100-cublas.csv").read_text()
     rows = tool.parse_ncu_csv(text)
     assert len(rows) == 59
     assert rows[0]["Metric Name"] == "DRAM Frequency" and rows[0]["Rule Name"] == ""

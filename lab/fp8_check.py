@@ -1,27 +1,24 @@
 """The in-house kernels' fp8 options side by side with bf16 on one GPU (needs CUDA, sm_89+).
 
-    python tools/fp8_check.py            # JSON to $OUT/fp8_check.json (or /tmp)
+    python lab/fp8_check.py            # JSON to $OUT/fp8_check.json (or /tmp)
 
 - Decode (B=8, 32 query / 8 KV heads, D=128, KV 16k and 64k): the general kernel's key tile
   and key splits, through CUDA-graph replay (``triton.testing.do_bench_cudagraph``), in GB/s
   of K and V read; bf16 and fp8 on the same grid of options.
 - Dense forward (B=4, H=32, D=128, S=4096/8192, causal and not): the chooser's configuration,
-  and for fp8 also with V *not* transposed (``forward.v_transposed_applies`` forced off), in
-  TFLOP/s (``triton.testing.do_bench``, L2 flushed).
+  in TFLOP/s (``triton.testing.do_bench``, L2 flushed).
 - The card's ceilings (``attnbench.measure.ceilings``): matmul and device-copy rates.
 
 What it printed on an H200 is in records/h200-x1/checks/fp8_check-*.json; the
-choices it informed are in ``configs.choose_fwd_config`` and docs/triton-tuning.md (v6).
+choices it informed are in ``configs.choose_fwd_config`` and lab/NOTEBOOK.md (v6).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
 import sys
-from unittest import mock
 
 import torch
 from triton.testing import do_bench, do_bench_cudagraph
@@ -70,18 +67,12 @@ def prefill_rows(gen: torch.Generator) -> list[dict]:
                 q, k, v = (_randn(gen, 4, 32, s, 128, dtype=dt) for _ in range(3))
                 mask = ff.MaskArgs(causal)
                 cfg = ff.default_fwd_config(q, k, v, mask)
-                paths = ("chosen", "v not transposed") if name == "fp8" else ("chosen",)
-                for path in paths:
-                    plain = mock.patch.object(ff, "v_transposed_applies", return_value=False)
-                    with plain if path != "chosen" else contextlib.nullcontext():
-                        call = functools.partial(
-                            ff.attention_forward, q, k, v, 128**-0.5, mask, cfg
-                        )
-                        call()
-                        ms = do_bench(call, rep=200)
-                    rows.append({"kind": "prefill", "s": s, "causal": causal, "dtype": name,
-                                 "path": path, "ms": ms, "tflops": flops / ms / 1e9})  # fmt: skip
-                    print(rows[-1], flush=True)
+                call = functools.partial(ff.attention_forward, q, k, v, 128**-0.5, mask, cfg)
+                call()
+                ms = do_bench(call, rep=200)
+                rows.append({"kind": "prefill", "s": s, "causal": causal, "dtype": name,
+                             "path": "chosen", "ms": ms, "tflops": flops / ms / 1e9})  # fmt: skip
+                print(rows[-1], flush=True)
     return rows
 
 

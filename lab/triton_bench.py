@@ -1,12 +1,11 @@
 """The in-house Triton kernels against their peers on one GPU, in one run, with the floors.
 
-    python tools/triton_bench.py            # about 5 minutes on an H100
-    python tools/triton_bench.py --no-tune  # skip the configuration search
-    python tools/triton_bench.py -w gpu -w gpu-masks -i 'triton*' -i 'sdpa*'  # catalogue sets
-    python tools/triton_bench.py --tune -w gpu-inhouse  # per-workload configuration search
-    python tools/triton_bench.py --tune -w gpu-inhouse --fwd-configs "128,128,8,3,tma;..."
-    python tools/triton_bench.py --no-tune --variants v4,v4-128  # forward variants beside v3
-    python tools/triton_bench.py --no-tune --bwd-variants atomic,atomic-kf  # backward variants
+    python lab/triton_bench.py            # about 5 minutes on an H100
+    python lab/triton_bench.py --no-tune  # skip the configuration search
+    python lab/triton_bench.py -w gpu -w gpu-masks -i 'triton*' -i 'sdpa*'  # catalogue sets
+    python lab/triton_bench.py --tune -w gpu-inhouse  # per-workload configuration search
+    python lab/triton_bench.py --tune -w gpu-inhouse --fwd-configs "128,128,8,3,tma;..."
+    python lab/triton_bench.py --no-tune --variants all  # the named variants beside the default
 
 Measures, through attnbench's own path (``attnbench.sweep.sweep``: CUDA events, L2 flushed):
 
@@ -19,14 +18,9 @@ Measures, through attnbench's own path (``attnbench.sweep.sweep``: CUDA events, 
   both timed with ``attnbench.measure.timing.time_call``; each workload's FLOPs / matmul rate
   and bytes / copy bandwidth;
 - peak GPU memory of ``triton-flash``'s forward against inputs + output + LSE;
-- (with ``--variants``) ``triton-flash``'s forward once more per named variant of
-  ``configs.FWD_VARIANTS`` (the dense path's v4 options), recorded as ``triton-flash[NAME]``,
-  with a table of each against ``triton-flash`` (v3) and ``fa4``;
-- (with ``--bwd-variants``) ``triton-flash``'s forward+backward once more per named variant of
-  ``configs.BWD_VARIANTS`` (v5: dQ by atomic adds, launch order; "v3": the launch order
-  before v5) on the six train workloads, recorded as ``triton-flash[bwd:NAME]``, with a table
-  of backward TFLOP/s against the default backward (v5) and ``fa4`` (each backward time:
-  t(fwd+bwd) - t(fwd) of the same forward);
+- (with ``--variants``) each named variant's implementation ``triton-flash-<name>``
+  (``configs.VARIANTS``) on the six train workloads, with a table of backward TFLOP/s against
+  ``triton-flash`` and ``fa4`` (each backward time: t(fwd+bwd) - t(fwd) of triton-flash);
 - (unless ``--no-tune``) a few alternative tile configurations of the forward (dense
   specialization), the backward and the decode split count, to choose the entries of
   ``attnbench/kernels/flash/configs.py``.
@@ -39,7 +33,7 @@ over this one's. With ``--tune`` it searches each ``-w`` workload's kernel confi
 prints the best next to the chooser's choice.
 
 Prints one table per part and writes everything as JSON to ``$OUT/triton_bench.json`` (or
-``--json PATH``). Numbers go to ``docs/triton-tuning.md`` with the machine and this command.
+``--json PATH``). Numbers go to ``lab/NOTEBOOK.md`` with the machine and this command.
 """
 
 from __future__ import annotations
@@ -50,7 +44,6 @@ import json
 import os
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -168,162 +161,50 @@ def measure(impls: list[str], workloads: list[Workload], mode: str, device) -> l
     return records
 
 
-# -- forward variants (--variants) ------------------------------------------------------------
-@contextmanager
-def variant_env(var: str, name: str):
-    """``os.environ[var] = name`` while inside: ``triton-flash`` reads its forward and backward
-    variants (``ATTNBENCH_TRITON_FWD_VARIANT``, ``..._BWD_VARIANT``) in ``bind``."""
-    old = os.environ.get(var)
-    os.environ[var] = name
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(var, None)
-        else:
-            os.environ[var] = old
-
-
-def fwd_variant_env(name: str):
-    """``triton-flash`` binds with the forward variant ``name`` while inside."""
-    from attnbench.kernels.flash.configs import FWD_VARIANT_ENV
-
-    return variant_env(FWD_VARIANT_ENV, name)
+# -- named variants (--variants) ----------------------------------------------------------------
+VARIANT_PREFIX = "triton-flash-"
 
 
 def parse_variants(text: str | None) -> list[str]:
-    from attnbench.kernels.flash.configs import FWD_VARIANTS
+    """The implementations of the named variants in ``text`` (names of ``configs.VARIANTS``,
+    comma-separated, or ``all``): ``triton-flash-<name>`` each."""
+    from attnbench.kernels.flash.configs import VARIANTS
 
     names = [x.strip() for x in (text or "").split(",") if x.strip()]
-    unknown = [n for n in names if n not in FWD_VARIANTS]
+    if names == ["all"]:
+        names = list(VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
     if unknown:
-        raise SystemExit(f"--variants: unknown {unknown}; known: {', '.join(FWD_VARIANTS)}")
-    return [n for n in names if n != "v3"]  # v3 is triton-flash itself, measured anyway
+        raise SystemExit(f"--variants: unknown {unknown}; known: {', '.join(VARIANTS)}")
+    return [VARIANT_PREFIX + n for n in names]
 
 
-def measure_variants(names: list[str], workloads, device) -> list[Record]:
-    """``triton-flash``'s forward with each variant, recorded as ``triton-flash[NAME]``.
-    Without attnbench's float64 error (one more reference per workload and variant): each
-    record's ``max_abs_error`` is instead the largest difference from v3's output on the same
-    inputs (S=4096, causal and full, seed 0), checked once per variant."""
+def measure_variants(impls: list[str], workloads, device) -> list[Record]:
+    """Each variant's forward+backward, beside ``triton-flash``'s; ``max_abs_error`` is the
+    largest |variant - triton-flash| over dQ, dK, dV at S=4096 (same causality)."""
     out = []
-    for name in names:
-        diffs = variant_diffs(name, device)
-        with fwd_variant_env(name):
-            recs = sweep(["triton-flash"], workloads, "forward", device, baseline=None,
-                         errors=False)  # fmt: skip
-        for r in recs:
-            r = replace(r, impl=f"triton-flash[{name}]")
-            r.max_abs_error = diffs.get(r.workload.replace("/s8192/", "/s4096/")
-                                        .replace("/s16384/", "/s4096/"))  # fmt: skip
-            r.extra["max_abs_error_is"] = "max |variant - v3| at s4096, same causality"
-            out.append(r)
-    return out
-
-
-def variant_diffs(name: str, device) -> dict[str, float]:
-    """Largest |variant - v3| of the forward output, S=4096 B=4 H=32 D=128 bf16."""
-    from attnbench.kernels.flash import configs, forward
-
-    out = {}
-    for causal in (False, True):
-        w = prefill(4096, causal)
-        q, k, v = _s4096_inputs(device)
-        mask = forward.MaskArgs(causal)
-        v3 = configs.choose_fwd_config(4, 32, 32, 4096, 4096, 128, 128, causal=causal)
-        try:
-            ref = forward.attention_forward(q, k, v, 128**-0.5, mask, v3)[0]
-            got = forward.attention_forward(q, k, v, 128**-0.5, mask,
-                                            configs.fwd_variant(v3, name))[0]  # fmt: skip
-            out[w.name] = float((got.float() - ref.float()).abs().max())
-        except Exception as exc:  # a compile failure shows in the timed records too
-            print(f"variant {name}: {type(exc).__name__}: {str(exc)[:200]}", file=sys.stderr)
-        del q, k, v
-    return out
-
-
-def variant_rows(result: dict) -> list[dict]:
-    """Each variant's forward TFLOP/s beside v3's (``triton-flash``) and fa4's."""
-    by = {(r["impl"], r["workload"]): r for r in result["records"] if r["mode"] == "forward"}
-    rows = []
-    for r in result["records"]:
-        if not r["impl"].startswith("triton-flash[") or r["mode"] != "forward":
-            continue
-        v3, fa4 = by.get(("triton-flash", r["workload"])), by.get(("fa4", r["workload"]))
-
-        def rate(x):
-            return x["tflops"] if x and not x["reason"] and x["tflops"] else None
-
-        t, t3, t4 = rate(r), rate(v3), rate(fa4)
-        rows.append({
-            "workload": r["workload"], "variant": r["impl"][len("triton-flash["):-1],
-            "tflops": t, "v3_tflops": t3, "fa4_tflops": t4,
-            "vs_v3": t / t3 if t and t3 else None, "vs_fa4": t / t4 if t and t4 else None,
-            "v3_vs_fa4": t3 / t4 if t3 and t4 else None, "max_abs_error": r["max_abs_error"],
-            "config": (r.get("extra") or {}).get("config"), "reason": r["reason"],
-        })  # fmt: skip
-    return rows
-
-
-# -- backward variants (--bwd-variants) ------------------------------------------------------
-BWD_TAG = "[bwd:"  # triton-flash[bwd:NAME]
-
-
-def parse_bwd_variants(text: str | None) -> list[str]:
-    from attnbench.kernels.flash.configs import BWD_VARIANTS
-
-    names = [x.strip() for x in (text or "").split(",") if x.strip()]
-    unknown = [n for n in names if n not in BWD_VARIANTS]
-    if unknown:
-        raise SystemExit(f"--bwd-variants: unknown {unknown}; known: {', '.join(BWD_VARIANTS)}")
-    # the default ("v5") is triton-flash itself, measured anyway; "v3" (the launch order
-    # before v5) and "v3-kf" (the default's configuration under another name: a drift check)
-    # are measured as variants
-    return [n for n in names if BWD_VARIANTS[n]]
-
-
-def measure_bwd_variants(names: list[str], workloads, device) -> list[Record]:
-    """``triton-flash``'s forward+backward with each backward variant, recorded as
-    ``triton-flash[bwd:NAME]``; ``max_abs_error`` is the largest |variant - default| over dQ,
-    dK, dV at S=4096 (same causality), checked once per variant."""
-    from attnbench.kernels.flash.configs import BWD_VARIANT_ENV
-
-    out = []
-    for name in names:
-        diffs = bwd_variant_diffs(name, device)
-        with variant_env(BWD_VARIANT_ENV, name):
-            recs = sweep(["triton-flash"], workloads, "forward_backward", device, baseline=None,
-                         errors=False)  # fmt: skip
-        for r in recs:
-            r = replace(r, impl=f"triton-flash{BWD_TAG}{name}]")
+    for impl in impls:
+        diffs = gradient_diffs(impl, device)
+        for r in sweep([impl], workloads, "forward_backward", device, baseline=None, errors=False):
             r.max_abs_error = diffs.get("causal" if "/causal" in r.workload else "full")
-            r.extra["max_abs_error_is"] = "max |variant - default| of dQ/dK/dV at s4096"
+            r.extra["max_abs_error_is"] = "max |variant - triton-flash| of dQ/dK/dV at s4096"
             out.append(r)
     return out
 
 
-def bwd_variant_diffs(name: str, device) -> dict[str, float]:
-    """Largest |variant - default| of dQ, dK, dV, S=4096 B=4 H=32 D=128 bf16, by mask."""
-    from attnbench.kernels.flash import backward, configs, forward
-
+def gradient_diffs(impl: str, device) -> dict[str, float]:
+    """Largest |``impl`` - ``triton-flash``| of dQ, dK, dV (same seeded inputs), by mask."""
     out = {}
     for causal in (False, True):
-        q, k, v = _s4096_inputs(device)
-        do = torch.randn_like(q)
-        mask, scale = forward.MaskArgs(causal), 128**-0.5
+        w = prefill(4096, causal, "train")
         try:
-            o, lse = forward.attention_forward(q, k, v, scale, mask, need_lse=True)
-            args = (do, q, k, v, o, lse, scale, mask)
-            ref = backward.attention_backward(*args, configs.choose_bwd_config(128, 128))
-            got = backward.attention_backward(
-                *args, configs.choose_bwd_config(128, 128, variant=name)
-            )
+            got, ref = (ab.prepare(name, w, device, mode="forward_backward").forward_backward()
+                        for name in (impl, "triton-flash"))  # fmt: skip
             out["causal" if causal else "full"] = max(
                 float((a.float() - b.float()).abs().max()) for a, b in zip(got, ref, strict=True)
             )
         except Exception as exc:  # a compile failure shows in the timed records too
-            print(f"bwd variant {name}: {type(exc).__name__}: {str(exc)[:200]}", file=sys.stderr)
-        del q, k, v, do
+            print(f"{impl}: {type(exc).__name__}: {str(exc)[:200]}", file=sys.stderr)
     return out
 
 
@@ -333,8 +214,9 @@ def _fwd_seconds(result: dict) -> dict[tuple[str, str], float]:
             for r in result["records"] if r["mode"] == "forward" and r["time"]}  # fmt: skip
 
 
-def bwd_variant_rows(result: dict) -> list[dict]:
-    """Each backward variant's TFLOP/s beside the default's (``triton-flash``) and fa4's."""
+def variant_rows(result: dict) -> list[dict]:
+    """Each variant's backward TFLOP/s beside the default's (``triton-flash``) and fa4's; a
+    variant's backward time is t(fwd+bwd) of it minus t(fwd) of ``triton-flash``."""
     workloads = {w.name: w for w in _all_workloads()}
     fwd = _fwd_seconds(result)
     fb = {(r["impl"], r["workload"]): r for r in result["records"]
@@ -350,14 +232,13 @@ def bwd_variant_rows(result: dict) -> list[dict]:
 
     rows = []
     for (impl, name), r in fb.items():
-        if not impl.startswith("triton-flash" + BWD_TAG):
+        if not impl.startswith(VARIANT_PREFIX):
             continue
-        # the variants run triton-flash's own (default) forward
         t = bwd_rate(r, "triton-flash")
         t3 = bwd_rate(fb.get(("triton-flash", name)), "triton-flash")
         t4 = bwd_rate(fb.get(("fa4", name)), "fa4")
         rows.append({
-            "workload": name, "variant": impl[len("triton-flash" + BWD_TAG):-1],
+            "workload": name, "variant": impl[len(VARIANT_PREFIX):],
             "bwd_tflops": t, "default_bwd_tflops": t3, "fa4_bwd_tflops": t4,
             "vs_default": t / t3 if t and t3 else None, "vs_fa4": t / t4 if t and t4 else None,
             "default_vs_fa4": t3 / t4 if t3 and t4 else None,
@@ -570,8 +451,8 @@ def search(workloads, budget: float, out: list[dict], fwd_configs: str | None = 
             continue
         inputs = make_inputs(w, dev)
         q, k, v = (t.detach() for t in inputs.leaves())
-        mask = impl._mask_args(w.mask, w.q_heads, dev)
-        fwd0, bwd0 = impl._configs(w, dev)
+        mask = impl.mask_args(w.mask, w.q_heads, dev)
+        fwd0, bwd0 = impl.configs(w, dev)
         tol = TOLERANCES[w.dtype][1]
         cands = parse_fwd_configs(fwd_configs, fwd0) if fwd_configs else fwd_candidates(w, fwd0)
         passes = [("forward", fwd0, cands)]
@@ -664,7 +545,8 @@ def report(result: dict) -> str:
         flops = w.forward_flops if r["mode"] == "forward" else w.flops
         floor_t = max(flops / (mm * 1e12), (w.kv_bytes if w.q_len == 1 else w.bytes) / (bw * 1e12))
         bwd = "-"
-        fwd_impl = r["impl"].split(BWD_TAG)[0]  # a backward variant runs the default forward
+        # a variant runs triton-flash's forward
+        fwd_impl = "triton-flash" if r["impl"].startswith(VARIANT_PREFIX) else r["impl"]
         t_fwd = fwd_time.get((fwd_impl, r["workload"].replace("/train/", "/prefill/")))
         if r["mode"] == "forward_backward" and t_fwd and t > t_fwd:
             bwd = f"{w.backward_flops / (t - t_fwd) / 1e12:.0f}"
@@ -683,21 +565,13 @@ def report(result: dict) -> str:
         return "-" if x is None else format(x, spec)
 
     if result.get("variants"):
-        vrows = [[v["workload"], v["variant"], f(v["tflops"], ".0f"), f(v["v3_tflops"], ".0f"),
-                  f(v["fa4_tflops"], ".0f"), f(v["vs_v3"], ".3f"), f(v["vs_fa4"], ".2f"),
-                  f(v["v3_vs_fa4"], ".2f"), f(v["max_abs_error"], ".1e"),
-                  (v["reason"] or "")[:50]] for v in result["variants"]]  # fmt: skip
-        out.append("\nforward variants (triton-flash[NAME] against triton-flash = v3, and fa4)")
-        out.append(_table(vrows, ["workload", "variant", "TFLOP/s", "v3", "fa4", "vs v3",
-                                  "vs fa4", "v3 vs fa4", "max |v4-v3|", "note"]))  # fmt: skip
-    if result.get("bwd_variants"):
         brows = [[v["workload"], v["variant"], f(v["bwd_tflops"], ".0f"),
                   f(v["default_bwd_tflops"], ".0f"), f(v["fa4_bwd_tflops"], ".0f"),
                   f(v["vs_default"], ".3f"), f(v["vs_fa4"], ".2f"), f(v["default_vs_fa4"], ".2f"),
                   f(v["max_abs_diff"], ".1e"), (v["reason"] or "")[:50]]
-                 for v in result["bwd_variants"]]  # fmt: skip
-        out.append("\nbackward variants (bwd TFLOP/s of triton-flash[bwd:NAME] against the "
-                   "default backward, and fa4)")  # fmt: skip
+                 for v in result["variants"]]  # fmt: skip
+        out.append("\nvariants (bwd TFLOP/s of triton-flash-NAME against triton-flash's, "
+                   "and fa4's)")  # fmt: skip
         out.append(_table(brows, ["workload", "variant", "bwd TFLOP/s", "default", "fa4",
                                   "vs default", "vs fa4", "default vs fa4", "max |diff|",
                                   "note"]))  # fmt: skip
@@ -761,16 +635,11 @@ def main(argv: list[str] | None = None) -> int:
         help='--tune: only these forward configurations, "bm,bn,warps,stages[,tma];..."',
     )
     parser.add_argument(
-        "--variants", help="forward variants of configs.FWD_VARIANTS to measure beside v3, "
-        "e.g. v4,v4-128 (the whole-run comparison only)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--bwd-variants", help="backward variants of configs.BWD_VARIANTS to measure beside "
-        "the default on the train workloads, e.g. atomic,atomic-kf (the whole-run comparison)",
+        "--variants", help="named variants (configs.VARIANTS, or all) to measure beside "
+        "triton-flash on the train workloads (the whole-run comparison only)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     variants = parse_variants(args.variants)
-    bwd_variants = parse_bwd_variants(args.bwd_variants)
     if not torch.cuda.is_available():
         print("triton_bench: needs a CUDA device", file=sys.stderr)
         return 2
@@ -795,17 +664,13 @@ def main(argv: list[str] | None = None) -> int:
     fwd = [prefill(s, c) for s in SEQS for c in (False, True)]
     records += measure(["triton-flash", *others], fwd, "forward", device)
     print(f"forward done ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
-    if variants:
-        records += measure_variants(variants, fwd, device)
-        print(f"forward variants {','.join(variants)} done ({time.perf_counter() - start:.0f} s)",
-              file=sys.stderr)  # fmt: skip
     train = [prefill(s, c, "train") for s in SEQS for c in (False, True)]
     records += measure(["triton-flash", *others], train, "forward_backward", device)
     print(f"forward+backward done ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
-    if bwd_variants:
-        records += measure_bwd_variants(bwd_variants, train, device)
-        print(f"backward variants {','.join(bwd_variants)} done "
-              f"({time.perf_counter() - start:.0f} s)", file=sys.stderr)  # fmt: skip
+    if variants:
+        records += measure_variants(variants, train, device)
+        print(f"variants {','.join(variants)} done ({time.perf_counter() - start:.0f} s)",
+              file=sys.stderr)  # fmt: skip
     dec = [decode_workload(kv) for kv in DECODE_KV]
     kvcache = ["fa2-kvcache"] if "fa2-kvcache" in impl_names() else []
     records += measure(["triton-decode", *others, *kvcache], dec, "forward", device)
@@ -813,8 +678,6 @@ def main(argv: list[str] | None = None) -> int:
     result["records"] = [r.as_dict() for r in records]
     if variants:
         result["variants"] = variant_rows(result)
-    if bwd_variants:
-        result["bwd_variants"] = bwd_variant_rows(result)
     if not args.no_tune:
         torch.cuda.empty_cache()
         deadline = min(time.perf_counter() + TUNE_BUDGET_S, start + TOTAL_BUDGET_S)

@@ -2,7 +2,7 @@
 """Does attnbench's suite time agree with an independent ``triton.testing.do_bench``? Run once on
 a GPU (a few minutes at most):
 
-    python tools/do_bench_agreement.py            # prints a markdown table; JSON to $OUT if set
+    python lab/do_bench_agreement.py            # prints a markdown table; JSON to $OUT if set
 
 For each backend x workload pair it measures, in this order:
 
@@ -26,21 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-try:
-    import attnbench  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(ROOT / "src"))
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
-
-from attnbench import Workload  # noqa: E402
-from attnbench.catalogue import model_workload  # noqa: E402
-from attnbench.measure.timing import SETTLE_MS  # noqa: E402
-from attnbench.sweep import sweep  # noqa: E402
-from attnbench.system import machine_info  # noqa: E402
+from attnbench import Workload
+from attnbench.catalogue import model_workload
+from attnbench.measure.timing import SETTLE_MS
+from attnbench.sweep import sweep
+from attnbench.system import machine_info
 
 AGREE = 0.03  # suite vs independent do_bench
 SPREAD = 0.02  # pass 1 vs pass 2, for calls >= SPREAD_MIN_S

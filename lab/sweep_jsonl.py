@@ -2,8 +2,8 @@
 """Sweep a workload set (forward, then train) over every registered implementation, one JSON
 line per record, written as each record is made: a run cut short keeps what it measured.
 
-    python tools/sweep_jsonl.py gpu records/h100-x1/sweep/COMMIT-gpu.jsonl
-    python tools/sweep_jsonl.py --table records/h100-x1/sweep/COMMIT-gpu.jsonl   # Markdown
+    python lab/sweep_jsonl.py gpu records/h100-x1/sweep/COMMIT-gpu.jsonl
+    python lab/sweep_jsonl.py --table records/h100-x1/sweep/COMMIT-gpu.jsonl   # Markdown
 
 Measures through attnbench.sweep.sweep (the asv suite's path): CUDA events with the L2 cache
 flushed, speedup against eager timed in the same process, error against the float64 reference.

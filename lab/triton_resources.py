@@ -1,26 +1,24 @@
 """What the Triton kernels cost in registers, spills and shared memory, compiled for a GPU
 that need not be here (default sm_90, the H100), for each configuration of a list.
 
-    python tools/triton_resources.py            # forward (dense, general), backward, decode
-    python tools/triton_resources.py --arch 100 # another architecture
-    python tools/triton_resources.py --head-dims 128 --only fwd
-    python tools/triton_resources.py --head-dims 128 --only variants  # v3 against the v4 options
-    python tools/triton_resources.py --head-dims 128 --only bwd-variants  # atomic dQ (v5)
-    python tools/triton_resources.py --head-dims 128 --only fwd --dtype fp8  # fp8 e4m3 inputs
+    python lab/triton_resources.py            # forward (dense, general), backward, decode
+    python lab/triton_resources.py --arch 100 # another architecture
+    python lab/triton_resources.py --head-dims 128 --only fwd
+    python lab/triton_resources.py --head-dims 128 --only variants  # the named variants' backward
+    python lab/triton_resources.py --head-dims 128 --only fwd --dtype fp8  # fp8 e4m3 inputs
 
 Compiles ``attnbench.kernels.flash`` with ``triton.compile`` (no device needed: Triton ships
 ptxas) and reads the cubin's resource usage with the bundled ``cuobjdump``. Pointer and integer
 arguments get the 16-divisibility hint a launch on 16-aligned, 16-multiple shapes gets (head
 counts, the window and the split length excepted). A spill (``stack`` > 0) or shared memory
 beyond the card's limit (227 KiB on the H100: the launch fails) rules a configuration out
-before any timing; the rest is for ``tools/triton_bench.py`` to measure. The Triton here may
+before any timing; the rest is for ``lab/triton_bench.py`` to measure. The Triton here may
 differ from the GPU machine's: say which when quoting the figures.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import re
 import subprocess
@@ -31,18 +29,15 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from attnbench.kernels.flash import backward as fb
-from attnbench.kernels.flash import forward as ff
+from attnbench.kernels.flash.backward import KERNELS as BWD_KERNELS
 from attnbench.kernels.flash.configs import (
-    BWD_VARIANTS,
-    DENSE_FWD,
-    FWD_VARIANTS,
+    VARIANTS,
     BwdConfig,
     FwdConfig,
     choose_bwd_config,
     choose_fwd_config,
-    fwd_variant,
 )
+from attnbench.kernels.flash.forward import KERNELS as FWD_KERNELS
 
 SMEM_LIMIT = 227 * 1024
 POINTERS = {
@@ -106,10 +101,8 @@ def resources(
         "smem": kernel.metadata.shared,
         "pipelined": "async_copy_global_to_local" in ttgir or "async_tma_copy" in ttgir,
         "atomics": _atomics(kernel.asm["ptx"]),
-        "warp_specialized": "ttg.warp_specialize" in ttgir,
         # tiles copied from shared memory to registers (and back: fp8 V without V_T)
         "local_loads": ttgir.count("ttg.local_load "),
-        "qk_in_flight": _qk_left_in_flight(ttgir),
         "mma": _mma(kernel.asm["ptx"]),
     }
 
@@ -154,21 +147,6 @@ def bwd_consts(
     return consts
 
 
-def _qk_left_in_flight(ttgir: str) -> int:
-    """QK^T products (``warp_group_dot %q...``: Triton names values after the source's
-    variables) that the Hopper pipeliner leaves running past the next op, i.e. not followed at
-    once by a ``warp_group_dot_wait``: none in v3 (its softmax waits for QK^T); one in the
-    lookahead loop (the next tile's QK^T runs during this tile's softmax)."""
-    lines = [x.strip() for x in ttgir.splitlines() if x.strip() and not x.strip().startswith("}")]
-    return sum(
-        1
-        for a, b in itertools.pairwise(lines)
-        if re.search(r"ttng\.warp_group_dot %q[_\d]*, ", a)
-        and "isAsync = true" in a
-        and "warp_group_dot_wait" not in b
-    )
-
-
 def fwd_consts(
     c: FwdConfig,
     d: int,
@@ -176,8 +154,6 @@ def fwd_consts(
     causal: bool,
     dense: bool,
     tma: bool,
-    ws: bool = False,
-    lookahead: bool = False,
     group: int = 1,
     packed: bool = False,
     split: bool = False,
@@ -190,8 +166,7 @@ def fwd_consts(
         "ALIBI": False, "PACKED": packed, "SPLIT": split, "STORE_LSE": True,
         "BLOCK_M": c.block_m, "BLOCK_N": c.block_n, "D": d, "DV": dv,
         "BLOCK_D": triton.next_power_of_2(d), "BLOCK_DV": triton.next_power_of_2(dv),
-        "PREC": "tf32", "USE_DESC": tma, "DENSE": dense, "SA": 1, "WS": ws,
-        "LOOKAHEAD": lookahead, "V_T": v_t,
+        "PREC": "tf32", "USE_DESC": tma, "DENSE": dense, "SA": 1, "V_T": v_t,
     }  # fmt: skip
 
 
@@ -208,10 +183,9 @@ def forward_row(
     c: FwdConfig, d: int, arch: int, *, causal: bool, dense: bool, tma: bool, inputs: str = "bf16"
 ):
     v_t = tma and dense and inputs == INPUTS["fp8"]  # as forward.v_transposed_applies
-    consts = fwd_consts(c, d, causal=causal, dense=dense, tma=tma, ws=c.ws and dense,
-                        lookahead=c.lookahead and dense, v_t=v_t)  # fmt: skip
+    consts = fwd_consts(c, d, causal=causal, dense=dense, tma=tma, v_t=v_t)
     desc = fwd_descriptors(c, d, inputs, v_t) if tma else None
-    return resources(ff._fwd_kernel, consts, c.num_warps, c.num_stages, arch, desc, inputs)
+    return resources(FWD_KERNELS["forward"], consts, c.num_warps, c.num_stages, arch, desc, inputs)
 
 
 def rows(arch: int, head_dims: tuple[int, ...], only: str | None, inputs: str = "bf16"):
@@ -234,39 +208,29 @@ def rows(arch: int, head_dims: tuple[int, ...], only: str | None, inputs: str = 
         if only in (None, "bwd") and inputs == "bf16":  # fp8 is forward-only
             for c in bwd:
                 for name, fn, m, n, atomic in (
-                    ("bwd dK/dV", fb._bwd_dkdv_kernel, c.block_m1, c.block_n1, False),
-                    ("bwd dQ", fb._bwd_dq_kernel, c.block_m2, c.block_n2, None),
+                    ("bwd dK/dV", BWD_KERNELS["dkdv"], c.block_m1, c.block_n1, False),
+                    ("bwd dQ", BWD_KERNELS["dq"], c.block_m2, c.block_n2, None),
                 ):
-                    consts = bwd_consts(m, n, d, atomic=atomic, kf=c.keys_first)  # v5 order
+                    consts = bwd_consts(m, n, d, atomic=atomic, kf=c.keys_first)
                     r = resources(fn, consts, c.num_warps, c.num_stages, arch)
                     yield name, d, f"{m}x{n} w{c.num_warps} s{c.num_stages}", "causal", r
-    if only in (None, "bwd-variants") and inputs == "bf16":  # the backward and BWD_VARIANTS
+    if only in (None, "variants") and inputs == "bf16":  # the default backward and VARIANTS'
         for d in head_dims:
-            for name in BWD_VARIANTS:
-                c = choose_bwd_config(d, d, variant=name)
+            default = choose_bwd_config(d, d)
+            named = {"default": default, **{n: v.bwd_config(default) for n, v in VARIANTS.items()}}
+            for name, c in named.items():
                 label = f"{name} {c.block_m1}x{c.block_n1} w{c.num_warps} s{c.num_stages}"
                 for causal in (True, False):
                     mask = "causal" if causal else "full"
                     consts = bwd_consts(c.block_m1, c.block_n1, d, causal=causal,
                                         atomic=c.atomic_dq, kf=c.keys_first)  # fmt: skip
-                    r = resources(fb._bwd_dkdv_kernel, consts, c.num_warps, c.num_stages, arch)
+                    r = resources(BWD_KERNELS["dkdv"], consts, c.num_warps, c.num_stages, arch)
                     yield "bwd dK/dV" + ("+dQ" if c.atomic_dq else ""), d, label, mask, r
                     if not c.atomic_dq:  # the default's second kernel
                         consts = bwd_consts(c.block_m2, c.block_n2, d, causal=causal)
-                        r = resources(fb._bwd_dq_kernel, consts, c.num_warps, c.num_stages, arch)
+                        r = resources(BWD_KERNELS["dq"], consts, c.num_warps, c.num_stages, arch)
                         label2 = f"{name} {c.block_m2}x{c.block_n2} w{c.num_warps} s{c.num_stages}"
                         yield "bwd dQ", d, label2, mask, r
-    if only in (None, "variants"):  # the dense D=128 entry and its variants (FWD_VARIANTS)
-        for d in head_dims:
-            base = DENSE_FWD.get(d, FwdConfig(128, 128, 8, 3, tma=True))
-            for name in FWD_VARIANTS:
-                c = fwd_variant(base, name)
-                for causal in (True, False):
-                    r = forward_row(c, d, arch, causal=causal, dense=True, tma=c.tma,
-                                    inputs=inputs)  # fmt: skip
-                    label = f"{name} {c.block_m}x{c.block_n} w{c.num_warps} s{c.num_stages}"
-                    label += " tma" if c.tma else ""
-                    yield "fwd variant", d, label, "causal" if causal else "full", r
     if only in (None, "decode"):
         # the decode workload of the bench: B=8, 32 query / 8 KV heads, D=128, KV 16k
         c = choose_fwd_config(
@@ -274,7 +238,9 @@ def rows(arch: int, head_dims: tuple[int, ...], only: str | None, inputs: str = 
         )
         consts = fwd_consts(c, 128, causal=False, dense=False, tma=False, group=4, packed=True,
                             split=c.num_splits > 1)  # fmt: skip
-        r = resources(ff._fwd_kernel, consts, c.num_warps, c.num_stages, arch, inputs=inputs)
+        r = resources(
+            FWD_KERNELS["forward"], consts, c.num_warps, c.num_stages, arch, inputs=inputs
+        )
         label = f"{c.block_m}x{c.block_n} w{c.num_warps} s{c.num_stages} {c.num_splits} splits"
         yield "decode", 128, label, "packed", r
 
@@ -285,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head-dims", default="64,128,256")
     parser.add_argument(
         "--only",
-        choices=("fwd", "bwd", "decode", "variants", "bwd-variants"),
+        choices=("fwd", "bwd", "decode", "variants"),
         help="one kernel family",
     )
     parser.add_argument(
@@ -308,10 +274,6 @@ def main(argv: list[str] | None = None) -> int:
             notes.append("smem over the H100 limit")
         if not r["pipelined"]:
             notes.append("loads not pipelined")
-        if r["warp_specialized"]:
-            notes.append("warp-specialized")
-        if r["qk_in_flight"]:
-            notes.append("QK^T in flight during the softmax")
         if r["atomics"]:
             notes.append(f"atomics: {r['atomics']}")
         if args.dtype != "bf16":

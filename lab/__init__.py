@@ -1,0 +1,1 @@
+"""The kernel lab: tools that measure, profile and inspect the in-house kernels (README.md)."""
