@@ -7,7 +7,9 @@ import random
 from dataclasses import asdict
 
 import pytest
+from matplotlib.colors import to_hex
 
+import attnbench
 from attnbench import cli, plot
 from attnbench.measure import ceilings
 from attnbench.workload import Workload
@@ -201,13 +203,67 @@ def test_cli_plot_errors_exit_2_with_one_line(tmp_path, run_json, capsys):
     assert "unknown format gif" in capsys.readouterr().err
 
 
-def test_every_implementation_of_a_chart_gets_its_own_colour(tmp_path):
-    """13 implementations (the GPU suite's) on one chart: 13 colours, none repeated; the
-    line plots map each implementation to the same colour in every panel."""
-    names = [f"impl{i}" for i in range(13)]
-    color = plot.colors(plot._pyplot(), names)
-    assert len(set(color.values())) == 13
-    assert len(set(plot.colors(plot._pyplot(), names[:4]).values())) == 4
-    data = {"w1": {n: 1.0 + i for i, n in enumerate(names)}, "w2": {"impl3": 2.0}}
+def test_every_registered_implementation_has_its_own_colour():
+    names = attnbench.impl_names()
+    colours = [plot.impl_colour(n) for n in names]
+    assert len(set(colours)) == len(names)
+    assert all(c.startswith("#") and len(c) == 7 for c in colours)
+    assert plot.impl_colour("no-longer-registered") == plot.impl_colour("no-longer-registered")
+
+
+def _line_colours(fig) -> dict[str, str]:
+    return {
+        line.get_label().split(" (")[0]: to_hex(line.get_color())
+        for ax in fig.axes
+        for line in ax.get_lines()
+    }
+
+
+def _doc_of(impls: list[str], lengths=LENGTHS) -> dict:
+    workloads, records = {}, []
+    for n in lengths:
+        w = Workload(1, 4, 4, n, n, 32)
+        workloads[w.name] = asdict(w)
+        records += [_record(impl, w, 1e-6 * n * (i + 1), 1000 * n) for i, impl in enumerate(impls)]
+    return {
+        "system": {"cpu": "Test CPU"},
+        "device": "cpu",
+        "workloads": workloads,
+        "records": records,
+    }
+
+
+def test_an_implementation_keeps_its_colour_whatever_else_a_figure_shows(tmp_path):
+    """chunked drawn beside different others, in a different order, in line plots, the
+    roofline and bar charts (the leaderboard's): always chunked's colour."""
+    plt = plot._pyplot()
+    chunked = plot.impl_colour("chunked")
+    seen = []
+    for impls in (["eager", "chunked"], ["sdpa-flash", "triton-flash", "fa2", "chunked"]):
+        path = tmp_path / f"{len(impls)}.json"
+        path.write_text(json.dumps(_doc_of(impls)))
+        run = plot.load_run(path)
+        fig = plot._length_figure(plt, plot.groups(run.points), "seconds", "s", "t")
+        seen.append(_line_colours(fig)["chunked"])
+        plt.close(fig)
+        fig = plot._roofline_figure(plt, run)
+        (scatter,) = [c for c in fig.axes[0].collections if c.get_label() == "chunked"]
+        seen.append(to_hex(scatter.get_facecolor()[0]))
+        plt.close(fig)
+    assert seen == [chunked] * 4
+    assert chunked != plot.impl_colour("eager")
+
+
+def test_bar_chart_colours_by_implementation(tmp_path):
+    """The leaderboard's bars: the 13 implementations of the GPU suite, each its own colour,
+    the same as in the line plots."""
+    names = attnbench.impl_names(benchmarked_only=True)[:13]
+    data = {"w1": {n: 1.0 + i for i, n in enumerate(names)}, "w2": {names[3]: 2.0}}
+    plt = plot._pyplot()
+    fig = plot._bar_figure(plt, data, "t", "x")
+    drawn = {c.get_label(): to_hex(c.patches[0].get_facecolor()) for c in fig.axes[0].containers}
+    plt.close(fig)
+    assert drawn == {n: plot.impl_colour(n) for n in names}
+    assert len(set(drawn.values())) == 13
     (png,) = plot.bar_chart(data, "t", "x", tmp_path, "bars", formats=("png",))
     assert png.stat().st_size > 0

@@ -7,8 +7,10 @@ panel per group of workloads that differ only in length (:func:`group_key`).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import AttnbenchError
+from .impls import impl_names
 from .workload import Workload
 
 FORMATS = ("png", "svg")
@@ -183,11 +186,35 @@ def _pyplot():
     return plt
 
 
-def colors(plt, names: Sequence[str]) -> dict[str, tuple]:
-    """One distinct colour per name, in order: tab10 up to 10 names, tab20 up to 20 (a suite's
-    13 implementations would repeat tab10's colours), then tab20 again."""
-    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
-    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+@functools.cache
+def _palettes() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(colours of registered implementations, colours of other names): tab10, tab20's light
+    halves and tab20b, then tab20c; all distinct."""
+    _pyplot()
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    def hexes(name: str) -> list[str]:
+        return [to_hex(c) for c in colormaps[name].colors]
+
+    registered = hexes("tab10") + hexes("tab20")[1::2] + hexes("tab20b")
+    return tuple(registered), tuple(hexes("tab20c"))
+
+
+def impl_colour(name: str) -> str:
+    """The colour (``#rrggbb``) of an implementation in every figure and page: set by its
+    place in the registry, never by which others a figure shows. A name not registered (say,
+    results of a removed implementation) takes one of a separate set by a stable hash."""
+    registered, others = _palettes()
+    names = impl_names()
+    if name in names:
+        return registered[names.index(name) % len(registered)]
+    return others[zlib.crc32(name.encode()) % len(others)]
+
+
+def colors(names: Iterable[str]) -> dict[str, str]:
+    """{name: :func:`impl_colour`} for the series of one figure."""
+    return {name: impl_colour(name) for name in names}
 
 
 def _panels(plt, n: int, title: str):
@@ -213,7 +240,7 @@ def _save(plt, fig, out: Path, stem: str, formats: Sequence[str]) -> list[Path]:
 
 def _length_figure(plt, grouped, metric: str, ylabel: str, title: str):
     fig, axes = _panels(plt, len(grouped), title)
-    color = colors(plt, list(dict.fromkeys(i for series in grouped.values() for i in series)))
+    color = colors({i for series in grouped.values() for i in series})
     for ax, (key, series) in zip(axes, grouped.items(), strict=False):
         for impl, pts in series.items():
             xs = [p.length for p in pts]
@@ -239,7 +266,8 @@ def _roofline_figure(plt, run: Run):
     dtypes = sorted({p.workload.dtype for p in pts})
     for impl in sorted({p.impl for p in pts}):
         mine = [p for p in pts if p.impl == impl]
-        ax.scatter([p.intensity for p in mine], [p.tflops for p in mine], label=impl, s=22)
+        xs, ys = [p.intensity for p in mine], [p.tflops for p in mine]
+        ax.scatter(xs, ys, label=impl, s=22, color=impl_colour(impl))
     xs = [p.intensity for p in pts]
     lo, hi = min(xs) / 4, max(xs) * 4
     roofs, missing = [], []
@@ -320,8 +348,12 @@ def bar_chart(
 ) -> list[Path]:
     """Horizontal bars, one block per category (``data``'s keys), one bar per series, log x."""
     plt = _pyplot()
+    return _save(plt, _bar_figure(plt, data, title, xlabel), Path(out), stem, formats)
+
+
+def _bar_figure(plt, data: dict[str, dict[str, float]], title: str, xlabel: str):
     series = list(dict.fromkeys(s for values in data.values() for s in values))
-    color = colors(plt, series)
+    color = colors(series)
     height = 0.8 / max(1, len(series))
     fig, ax = plt.subplots(figsize=(10.0, 0.9 + 0.22 * len(data) * max(1, len(series))))
     for j, name in enumerate(series):
@@ -335,4 +367,4 @@ def bar_chart(
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: no bar hidden
-    return _save(plt, fig, Path(out), stem, formats)
+    return fig
