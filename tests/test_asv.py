@@ -1,14 +1,14 @@
-"""The asv suite for real (``slow``: it runs asv, about a minute) and the regression plugin.
+"""The asv suite for real (``slow``: it runs asv, minutes) and the regression plugin.
 
-The end-to-end test clones the repository into a temporary directory, adds a commit, and runs
-``asv run`` on both commits the way ``tools/dev.py bench`` does (same environment variables,
-forkserver), on one small workload and two implementations, then ``asv publish`` and
-``asv compare``. ``HOME`` is the temporary directory, so ``~/.asv-machine.json`` is isolated.
+The end-to-end tests clone the repository into a temporary directory, add a commit, and run
+asv as a user types it: a clean environment (``PATH`` and ``HOME`` only, no variable a
+wrapper would set), ``asv run`` on both commits on one small workload and two implementations,
+then a plain ``asv run --quick`` with no selection variable, ``asv compare`` and
+``asv publish``. ``HOME`` is the temporary directory, so ``~/.asv-machine.json`` is isolated.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -46,12 +46,9 @@ def _run(cmd, *, cwd, env, timeout=600) -> subprocess.CompletedProcess:
     return proc
 
 
-def _dev_module():
-    spec = importlib.util.spec_from_file_location("attnbench_tools_dev", ROOT / "tools" / "dev.py")
-    dev = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(dev)
-    dev.PY = Path(sys.executable)  # probe the Python running the tests (normally .venv's)
-    return dev
+def _clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """What a user's shell gives asv at least: PATH and HOME, nothing set by a wrapper."""
+    return {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(home), **extra}
 
 
 # -- asv check ------------------------------------------------------------------------------
@@ -119,14 +116,7 @@ def asv_project(tmp_path_factory):
     hashfile = tmp / "commits.txt"
     hashfile.write_text(f"{second}\n{first}\n")
 
-    env = _dev_module().asv_env()
-    env.update(
-        HOME=str(home),
-        ATTNBENCH_SET=WORKLOAD,
-        ATTNBENCH_IMPLS=",".join(IMPLS),
-    )
-    assert env["VIRTUALENV_SYSTEM_SITE_PACKAGES"] == "1"
-    assert env["ATTNBENCH_HOST_SITE"]
+    env = _clean_env(home, ATTNBENCH_SET=WORKLOAD, ATTNBENCH_IMPLS=",".join(IMPLS))
     register = f"from attnbench.system import register_asv_machine as r; r({MACHINE!r})"
     _run([sys.executable, "-c", register], cwd=repo, env=env, timeout=120)
     machines = json.loads((home / ".asv-machine.json").read_text())
@@ -206,6 +196,77 @@ def test_asv_compare(asv_project):
     assert p.first[:8] in proc.stdout and p.second[:8] in proc.stdout
 
 
+PLAIN_MACHINE = "plainbox"
+PLAIN_BENCH = rf"^forward\.Forward\.time_forward\('eager', '{WORKLOAD}'\)"
+
+
+@pytest.fixture(scope="module")
+def plain_run(asv_project):
+    """``asv run --quick`` as typed (after ``asv machine --yes``), with only PATH and HOME."""
+    p = asv_project
+    env = _clean_env(Path(p.env["HOME"]))
+    _run([ASV, "machine", "--yes", "--machine", PLAIN_MACHINE], cwd=p.repo, env=env, timeout=120)
+    cmd = [ASV, "run", "--quick", "--machine", PLAIN_MACHINE, "--bench", PLAIN_BENCH, "HEAD^!"]
+    return _run(cmd, cwd=p.repo, env=env, timeout=900)
+
+
+@pytest.mark.slow
+@needs_asv
+@needs_git
+def test_plain_asv_run_needs_no_environment_variable(asv_project, plain_run):
+    """The asv environments find PyTorch by the repository's configuration alone, and the run
+    leaves the clone as it was (its results are a local machine's, benchmarks.json unchanged)."""
+    p = asv_project
+    data = _results(p.repo / "results" / PLAIN_MACHINE, p.second)
+    (value,) = _values(data)["forward.Forward.time_forward"].values()
+    assert isinstance(value, float) and value > 0, value
+    # the environment sees torch, yet imports the commit's own attnbench, not the editable one
+    (env_python,) = (p.repo / ".asv" / "env").glob("*/bin/python")
+    probe = "import attnbench, torch; print(attnbench.__file__)"
+    where = _run([env_python, "-c", probe], cwd=p.repo.parent, env=_clean_env(p.repo)).stdout
+    assert Path(where.strip()).is_relative_to(env_python.parent.parent), where
+    status = subprocess.check_output(["git", "-C", str(p.repo), "status", "--porcelain"], text=True)
+    assert status == "", (
+        f"{status}\nresults/benchmarks.json must already list what a CPU run discovers: "
+        "run `asv run --bench just-discover` (it merges) and commit the file"
+    )
+
+
+def _benchmark_names(results_dir: Path, listed: dict) -> set[str]:
+    """Benchmarks of a machine's committed results that asv can draw (same version as listed)."""
+    names = set()
+    for path in results_dir.glob("*-*.json"):
+        data = json.loads(path.read_text())
+        iv = data["result_columns"].index("version")
+        for name, row in data["results"].items():
+            if name in listed and row[iv] == listed[name]["version"]:
+                names.add(name)
+    return names
+
+
+@pytest.mark.slow
+@needs_asv
+@needs_git
+def test_publish_after_a_cpu_run_keeps_every_gpu_benchmark(asv_project, plain_run):
+    """A CPU machine discovers no GPU-only benchmark (MaskedMetrics, track_gpu_peak_memory):
+    after its runs, the site still draws every benchmark of the committed GPU results."""
+    p = asv_project
+    env = _clean_env(Path(p.env["HOME"]))
+    publish = _run([ASV, "publish"], cwd=p.repo, env=env, timeout=600)
+    assert "Skipping results" not in publish.stdout + publish.stderr  # results/: asv's files
+    listed = json.loads((p.repo / "results" / "benchmarks.json").read_text())
+    on_site = json.loads((p.repo / "html" / "index.json").read_text())["benchmarks"]
+    graphs = list((p.repo / "html" / "graphs").rglob("*.json"))
+    for machine in ("h100-x1", "h200-x1"):
+        names = _benchmark_names(ROOT / "results" / machine, listed)
+        assert any(".MaskedMetrics." in n for n in names), machine  # GPU-only classes exist
+        assert any(n.endswith(".track_gpu_peak_memory") for n in names), machine
+        missing_index = sorted(names - set(on_site))
+        assert not missing_index, (machine, missing_index)
+        drawn = {g.stem for g in graphs if f"machine-{machine}" in g.parts}
+        assert not sorted(names - drawn), (machine, sorted(names - drawn))
+
+
 def _regressions(repo: Path) -> list:
     data = json.loads((repo / "html" / "regressions.json").read_text())
     return data["regressions"]
@@ -253,6 +314,96 @@ def test_asv_publish_with_the_direction_aware_plugin(asv_project):
     assert found[tflops_eager][5] == pytest.approx(0.02)
     (jump,) = found[tflops_eager][6]
     assert jump[2:] == pytest.approx([0.02, 0.01])  # before, after: in TFLOP/s again
+
+
+# -- where asv's environments find torch (attnbench.asv_host) -------------------------------
+def test_host_site_names_the_directory_holding_torch():
+    import torch
+
+    from attnbench import asv_host
+
+    dirs = asv_host.host_site_dirs()
+    assert str(Path(torch.__file__).resolve().parent.parent) in [
+        str(Path(d).resolve()) for d in dirs
+    ]
+    assert all(Path(d).is_dir() for d in dirs) and len(set(dirs)) == len(dirs)
+    env = {}
+    assert asv_host.export_host_site(env) == os.pathsep.join(dirs) == env[asv_host.VARIABLE]
+    kept = {asv_host.VARIABLE: "/somewhere"}
+    assert asv_host.export_host_site(kept) == "/somewhere"  # a value given is kept
+
+
+def test_asv_conf_loads_the_plugins_and_writes_the_host_site():
+    from asv import util
+
+    conf = util.load_json(str(ROOT / "asv.conf.json"), js_comments=True)
+    assert conf["plugins"][:2] == [".attnbench.asv_host", ".attnbench.asv_definitions"]
+    assert any("ATTNBENCH_HOST_SITE" in c for c in conf["install_command"])
+
+
+# -- results/benchmarks.json: a run adds, never drops (attnbench.asv_definitions) -----------
+def _definition(params, version="v1", code="x = 1"):
+    return {
+        "name": "m.C.track_x",
+        "params": params,
+        "param_names": ["implementation", "workload"],
+        "version": version,
+        "code": code,
+    }
+
+
+def test_merge_keeps_what_a_machine_did_not_discover():
+    from attnbench.asv_definitions import merge
+
+    gpu = {"m.G.track_gpu_peak_memory": _definition([["'fa3'"], ["'w-gpu'"]])}
+    listed = {**gpu, "m.C.track_x": _definition([["'eager'"], ["'w-gpu'"]])}
+    cpu = {"m.C.track_x": _definition([["'eager'", "'chunked'"], ["'w-cpu'"]], code="x = 2")}
+    merged = merge(listed, {**cpu, "version": 2})
+    assert merged["m.G.track_gpu_peak_memory"] == gpu["m.G.track_gpu_peak_memory"]
+    mine = merged["m.C.track_x"]
+    assert mine["params"] == [["'eager'", "'chunked'"], ["'w-gpu'", "'w-cpu'"]]
+    assert mine["code"] == "x = 1"  # same version: the listed description stays
+    assert "version" not in merged
+    assert merge(merged, cpu) == merged  # nothing new the second time
+
+
+def test_merge_takes_a_new_version_or_shape():
+    from attnbench.asv_definitions import merge
+
+    listed = {"m.C.track_x": _definition([["'eager'"], ["'w-gpu'"]])}
+    bumped = merge(listed, {"m.C.track_x": _definition([["'eager'"], ["'w-cpu'"]], "v2")})
+    assert bumped["m.C.track_x"]["version"] == "v2"
+    assert bumped["m.C.track_x"]["params"] == [["'eager'"], ["'w-cpu'", "'w-gpu'"]]
+    reshaped = {**_definition([["'eager'"]]), "param_names": ["implementation"]}
+    assert merge(listed, {"m.C.track_x": reshaped})["m.C.track_x"] == reshaped
+
+
+def test_asv_save_merges_into_benchmarks_json(tmp_path, monkeypatch):
+    """asv's own Benchmarks.save, with the plugin installed: a run that discovers less
+    keeps the rest, and a run that discovers nothing new leaves the file's bytes alone."""
+    from asv.benchmarks import Benchmarks
+
+    from attnbench import asv_definitions
+
+    monkeypatch.setattr(Benchmarks, "save", Benchmarks.save)  # restored after the test
+    conf = SimpleNamespace(results_dir=str(tmp_path), benchmark_dir=str(tmp_path))
+    both = [_definition([["'eager'"], ["'w'"]]), {**_definition([["'fa3'"], ["'w'"]])}]
+    both[1]["name"] = "m.G.track_gpu_peak_memory"
+    Benchmarks(conf, both).save()  # asv alone: what this run discovered
+    path = tmp_path / "benchmarks.json"
+    Benchmarks(conf, both[:1]).save()
+    assert "m.G.track_gpu_peak_memory" not in json.loads(path.read_text())  # asv drops it
+
+    Benchmarks(conf, both).save()
+    asv_definitions.setup()
+    Benchmarks(conf, both[:1]).save()
+    assert "m.G.track_gpu_peak_memory" in json.loads(path.read_text())
+    path.write_text(path.read_text() + "\n")  # as committed: a run with nothing new keeps it
+    Benchmarks(conf, both[:1]).save()
+    assert path.read_text().endswith("}\n")
+    Benchmarks(conf, [_definition([["'eager'", "'chunked'"], ["'w'"]])]).save()
+    data = json.loads(path.read_text())
+    assert data["m.C.track_x"]["params"][0] == ["'eager'", "'chunked'"] and data["version"] == 2
 
 
 # -- the plugin alone -----------------------------------------------------------------------

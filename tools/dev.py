@@ -56,11 +56,6 @@ def ensure_venv() -> None:
     STAMP.touch()
 
 
-def asv_env() -> dict:
-    """asv's environments reuse this machine's PyTorch (see tools/ci/pipeline.py)."""
-    return pipeline.asv_env(PY)
-
-
 def recent_commits(count: int = 2) -> str:
     """HEAD and the commit before it (HEAD alone in a one-commit history), for bench.py."""
     hashes = subprocess.check_output(
