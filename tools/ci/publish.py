@@ -3,10 +3,10 @@
 leaderboard page (``attnbench leaderboard``) where this checkout has that command; the site
 opens on the leaderboard and needs no network.
 
-asv publish shows a result only for parameters that results/benchmarks.json lists, and each
-``asv run`` rewrites that file with what it discovered on its machine (the CPU's workload set,
-or the GPU's). So the parameters of every result file are merged into it first: every
-machine's figures reach the site.
+asv publish shows a result only for benchmarks and parameters that results/benchmarks.json
+lists. ``asv run`` only adds to that file (the plugin attnbench.asv_definitions), so it holds
+every machine's benchmarks; the parameter values of every result file are merged into it
+first too (results copied in from another checkout), so every machine's figures reach the site.
 
 Every file asv leaves out (a result file cut short or empty, a folder without machine.json, a
 commit on none of asv.conf.json's branches) is listed, one line each; the rest is published.
