@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import textwrap
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 from typing import TextIO
 
 from rich import box
@@ -68,11 +69,10 @@ def split_table(
             end += 1
         greedy.append(columns[start:end])
         start = end
-    size = max(1, -(-len(columns) // len(greedy)))
-    even = [columns[i : i + size] for i in range(0, len(columns), size)] or greedy
-    chunks = (
-        even if len(even) == len(greedy) and all(_fits(con, key, keys, c) for c in even) else greedy
-    )
+    size, extra = divmod(len(columns), len(greedy))  # the first `extra` shares one larger
+    bounds = [i * size + min(i, extra) for i in range(len(greedy) + 1)]
+    even = [columns[a:b] for a, b in pairwise(bounds)]
+    chunks = even if all(_fits(con, key, keys, c) for c in even) else greedy
     return [_matrix(key, keys, chunk) for chunk in chunks]
 
 
