@@ -1,5 +1,6 @@
-"""``attnbench leaderboard``: asv results read, latest commit ranked, links, escaping, errors;
-on a tiny fake results directory and on the repository's committed results/."""
+"""``attnbench leaderboard``: asv results read (asv's API), latest commit on asv's branches
+ranked, change since the commit before, links, escaping, a corrupt file skipped, errors; on a
+tiny fake results directory and on the repository's committed results/."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import itertools
 import json
 import math
 import random
+import subprocess
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -33,7 +35,23 @@ def _values(rng: random.Random, metric: str) -> list:
     return out
 
 
-def _fake_results(root: Path, seed: int = 0) -> dict:
+def _result_doc(commit: str, date: int, results: dict) -> dict:
+    """An asv results file (version 2) as asv 0.6 writes it."""
+    return {
+        "commit_hash": commit,
+        "date": date,
+        "env_name": "virtualenv-py3.11",
+        "params": {"machine": MACHINE, "python": "3.11"},
+        "python": "3.11",
+        "requirements": {},
+        "env_vars": {},
+        "result_columns": ["result", "params", "version"],
+        "results": results,
+        "version": 2,
+    }
+
+
+def _fake_results(root: Path, seed: int = 0, commits=(("a" * 40, 1000), ("b" * 40, 2000))) -> dict:
     """benchmarks.json, one machine, an older and a newer commit; returns the newer values."""
     rng = random.Random(seed)
     benchmarks = {"version": 2}
@@ -49,9 +67,10 @@ def _fake_results(root: Path, seed: int = 0) -> dict:
     (root / "benchmarks.json").write_text(json.dumps(benchmarks))
     mdir = root / MACHINE
     mdir.mkdir()
-    (mdir / "machine.json").write_text(json.dumps({"machine": MACHINE, "cpu": "Test <CPU>"}))
+    machine = {"machine": MACHINE, "cpu": "Test <CPU>", "version": 1}
+    (mdir / "machine.json").write_text(json.dumps(machine))
     newest = {}
-    for commit, date in (("a" * 40, 1000), ("b" * 40, 2000)):
+    for commit, date in commits:
         results = {}
         for key, method in leaderboard.METRICS.items():
             values = _values(rng, key)
@@ -59,14 +78,7 @@ def _fake_results(root: Path, seed: int = 0) -> dict:
             newest[key] = values
         # a result of a benchmark version benchmarks.json no longer has: ignored
         results[f"{SUITE}.track_gone"] = [[1.0] * 10, [IMPLS, WORKLOADS], "old"]
-        doc = {
-            "commit_hash": commit,
-            "date": date,
-            "env_name": "virtualenv-py3.11",
-            "result_columns": ["result", "params", "version"],
-            "results": results,
-            "version": 2,
-        }
+        doc = _result_doc(commit, date, results)
         (mdir / f"{commit[:8]}-virtualenv-py3.11.json").write_text(json.dumps(doc))
     return newest
 
@@ -86,6 +98,7 @@ def test_fake_results_ranked_from_the_latest_commit(tmp_path, seed):
     newest = _fake_results(tmp_path / "results", seed)
     (machine,) = leaderboard.read_results(tmp_path / "results")
     assert machine.name == MACHINE and machine.commit == "b" * 40
+    assert machine.previous == "a" * 40
     boards = {b.scenario: b for b in machine.boards}
     assert set(boards) == {"prefill", "decode"}
     assert boards["prefill"].rank_by == "tflops" and boards["decode"].rank_by == "gbps"
@@ -108,7 +121,7 @@ def test_page_links_escapes_and_lists_skips(tmp_path):
     assert "<b>bold</b>" not in text and "&lt;b&gt;bold&lt;/b&gt;" in text
     assert "lab&amp;&lt;box&gt;" in text and "Test &lt;CPU&gt;" in text
     assert "skipped: never" in text and "failed: broken" in text
-    assert 'href="../index.html"' in text
+    assert 'href="../index.html#/"' in text and 'href="../index.html#/regressions"' in text
     assert "http://" not in text and "https://" not in text  # no external resources
     link = leaderboard.graph_link(f"{SUITE}.track_tflops", MACHINE, {"implementation": "'fast'"})
     assert (
@@ -129,6 +142,81 @@ def test_graph_links_decode_to_asv_params(tmp_path):
     assert unquote(params["p-implementation"]) == entry.impl_param
     assert unquote(params["p-workload"]) == WORKLOADS[0]
     assert "%2F" in params["p-workload"]  # '/' encoded, as encodeURIComponent does
+
+
+def test_workload_link_selects_one_machine_and_the_implementations_that_ran(tmp_path):
+    _fake_results(tmp_path / "results")
+    (machine,) = leaderboard.read_results(tmp_path / "results")
+    board = next(b for b in machine.boards if b.scenario == "decode")
+    query = board.graph_link().split("?", 1)[1]
+    pairs = [part.split("=") for part in query.split("&")]
+    assert [unquote(v) for k, v in pairs if k == "machine"] == [MACHINE]
+    assert [unquote(v) for k, v in pairs if k == "p-workload"] == [WORKLOADS[1]]
+    selected = [unquote(v) for k, v in pairs if k == "p-implementation"]
+    assert selected == [e.impl_param for e in board.entries if e.status == "ok"]
+    assert "'never'" not in selected and "'broken'" not in selected
+
+
+def test_graph_selection_keeps_eager_among_many():
+    entries = [
+        leaderboard.Entry(f"impl{i}", f"'impl{i}'", "ok", {"tflops": 100.0 - i}) for i in range(12)
+    ]
+    entries.append(leaderboard.Entry("eager", "'eager'", "ok", {"tflops": 0.5}))
+    board = leaderboard.Board("m", SUITE, "prefill", "w", "'w'", "tflops", entries)
+    chosen = board.graph_selection()
+    assert len(chosen) == leaderboard.GRAPH_SERIES and chosen[-1] == "'eager'"
+    assert chosen[:-1] == [f"'impl{i}'" for i in range(leaderboard.GRAPH_SERIES - 1)]
+
+
+def test_change_against_the_previous_commit(tmp_path):
+    _fake_results(tmp_path / "results")
+    (machine,) = leaderboard.read_results(tmp_path / "results")
+    docs = {
+        p.name[:8]: json.loads(p.read_text())
+        for p in (tmp_path / "results" / MACHINE).glob("*-virtualenv-py3.11.json")
+    }
+    name = f"{SUITE}.track_tflops"
+    pairs = list(itertools.product(IMPLS, WORKLOADS))
+    before = dict(zip(pairs, docs["a" * 8]["results"][name][0], strict=True))
+    now = dict(zip(pairs, docs["b" * 8]["results"][name][0], strict=True))
+    board = next(b for b in machine.boards if b.scenario == "prefill")
+    for e in board.entries:
+        key = (e.impl_param, board.workload_param)
+        if e.status == "ok":
+            assert e.change("tflops") == pytest.approx(now[key] / before[key] - 1)
+        else:
+            assert e.change("tflops") is None
+    page = leaderboard.render_page([machine], {})
+    assert f"Change against {'a' * 8}" in page
+
+
+def _git(repo: Path, *args: str) -> str:
+    cmd = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_latest_commit_is_on_asv_branches(tmp_path, capsys):
+    """A newer commit measured off asv.conf.json's branches is left out, as asv publish does."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "commit", "-q", "--allow-empty", "-m", "one")
+    _git(repo, "commit", "-q", "--allow-empty", "-m", "two")
+    older, on_main = _git(repo, "rev-parse", "HEAD~1"), _git(repo, "rev-parse", "HEAD")
+    _git(repo, "checkout", "-q", "-b", "topic")
+    _git(repo, "commit", "-q", "--allow-empty", "-m", "off main")
+    off_main = _git(repo, "rev-parse", "HEAD")
+    conf = {"version": 1, "project": "p", "repo": ".", "branches": ["main"]}
+    (repo / "asv.conf.json").write_text(json.dumps(conf))
+    commits = ((older, 1000), (on_main, 2000), (off_main, 3000))
+    _fake_results(repo / "results", commits=commits)
+
+    (machine,) = leaderboard.read_results(repo / "results")
+    assert (machine.commit, machine.previous) == (on_main, older)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and off_main[:8] in err[0] and "branches" in err[0]
+    (unfiltered,) = leaderboard.read_results(repo / "results", config=None)
+    assert unfiltered.commit == off_main
 
 
 def _raw(machine_dir: Path) -> tuple[dict, dict]:
@@ -180,17 +268,34 @@ def test_cli_leaderboard_on_repository_results(tmp_path, capsys):
             assert f'id="{machine_dir.name}"' in text
 
 
+@pytest.mark.parametrize("damage", ["cut", "empty"])
+def test_corrupt_results_file_is_one_line_and_the_page_is_written(tmp_path, capsys, damage):
+    results = tmp_path / "results"
+    _fake_results(results)
+    newest = next((results / MACHINE).glob("bbbbbbbb-*.json"))
+    text = newest.read_text()
+    newest.write_text(text[: len(text) // 2] if damage == "cut" else "")
+    argv = ["leaderboard", "--results", str(results), "--html", str(tmp_path / "h")]
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert str(newest) in err[0] and f"machine {MACHINE}" in err[0]
+    assert ("empty file" if damage == "empty" else "not a readable asv results file") in err[0]
+    (machine,) = leaderboard.read_results(results, on_skip=lambda _: None)
+    assert machine.commit == "a" * 40  # the older commit's results still make the page
+
+
 def test_cli_leaderboard_errors_exit_2(tmp_path, capsys):
-    broken = tmp_path / "broken"
-    _fake_results(broken)
-    (broken / MACHINE / "cccccccc-virtualenv-py3.11.json").write_text("{oops")
     empty = tmp_path / "empty"
     empty.mkdir()
-    (empty / "benchmarks.json").write_text("{}")
+    (empty / "benchmarks.json").write_text('{"version": 2}')
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "benchmarks.json").write_text('{"version": 2, "x":')
     cases = [
         (tmp_path / "absent", "no such directory"),
-        (broken, "cannot read it as JSON"),
         (empty, "no machine with results"),
+        (broken, "cannot read it as asv's benchmark list"),
     ]
     for results, words in cases:
         argv = ["leaderboard", "--results", str(results), "--html", str(tmp_path / "h")]

@@ -1,24 +1,29 @@
-"""A leaderboard page beside asv's site: per machine and scenario, the latest commit's results
-ranked, with links into asv's graphs.
+"""A leaderboard page, the door of the published site: per machine and scenario, the latest
+commit's results ranked, the change since the commit measured before it, and links into asv's
+graphs with one machine, one workload (so one dtype) and the implementations that ran.
 
-asv's JSON is read directly (``results/benchmarks.json``, ``results/<machine>/machine.json``,
-``results/<machine>/<commit>-<env>.json``, version 2): no asv import, so the page can be written
-wherever attnbench is installed. A result row is ``[result, params, version, ...]`` as named by
-the file's ``result_columns``; ``result`` runs over the product of ``params`` in order; NaN
-means skipped (asv's ``SkipNotImplemented``), ``null`` means failed.
+asv's results are read through asv's own API (:mod:`attnbench.asv_results`); the commits that
+count are those ``asv publish`` draws (asv.conf.json's branches), so this page and asv's graphs
+agree on what a machine's latest commit is. A result file that does not load is named on stderr
+and left out; the rest of the page is written. The page is a jinja2 template
+(``templates/leaderboard.html.j2``); it needs no network.
 """
 
 from __future__ import annotations
 
-import html
+import datetime
 import itertools
-import json
 import math
 import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
+from . import asv_results
+from .atomic import write_text
 from .errors import AttnbenchError
 
 #: figure -> the track_* method that records it
@@ -31,8 +36,14 @@ METRICS = {
 }
 PARAM_NAMES = ["implementation", "workload"]
 SCENARIO_ORDER = ("prefill", "decode", "train")
+#: the most series a workload's graph link selects (asv draws 8 by default)
+GRAPH_SERIES = 8
+BASELINE = "eager"
+#: a change smaller than this is drawn plain (asv.conf.json's regressions_thresholds)
+CHANGE_THRESHOLD = 0.05
 #: what encodeURIComponent leaves alone (asv builds and parses its hash with it)
 _URI_SAFE = "-_.!~*'()"
+AUTO = "auto"
 
 
 class LeaderboardError(AttnbenchError):
@@ -47,6 +58,12 @@ class Entry:
     impl_param: str  # as asv stores it: repr of the string, quotes included
     status: str  # "ok" | "skipped" | "failed"
     values: dict[str, float | None] = field(default_factory=dict)
+    previous: float | None = None  # the ranking figure at the machine's previous commit
+
+    def change(self, rank_by: str) -> float | None:
+        """Ranking figure now / at the previous commit - 1 (None if either is missing)."""
+        now = self.values.get(rank_by)
+        return now / self.previous - 1.0 if now and self.previous else None
 
 
 @dataclass
@@ -65,12 +82,29 @@ class Board:
     def mode(self) -> str:
         return "forward+backward" if "Backward" in self.suite else "forward"
 
+    @property
+    def ranked(self) -> list[Entry]:
+        return [e for e in self.entries if e.status == "ok"]
+
+    def graph_selection(self) -> list[str]:
+        """The implementations a workload's graph shows: the best ranked, eager kept."""
+        params = [e.impl_param for e in self.ranked]
+        if len(params) <= GRAPH_SERIES:
+            return params
+        chosen = params[:GRAPH_SERIES]
+        baseline = next((e.impl_param for e in self.ranked if e.impl == BASELINE), None)
+        if baseline and baseline not in chosen:
+            chosen[-1] = baseline
+        return chosen
+
     def graph_link(self, impl_param: str | None = None) -> str:
-        """asv's graph page of the ranking figure, this machine and workload (one impl or all)."""
+        """asv's graph of the ranking figure on this machine and workload: of one
+        implementation, or of :meth:`graph_selection`."""
+        impls = [impl_param] if impl_param else self.graph_selection()
         return graph_link(
             f"{self.suite}.{METRICS[self.rank_by]}",
             self.machine,
-            {"implementation": impl_param, "workload": self.workload_param},
+            {"implementation": impls, "workload": [self.workload_param]},
         )
 
 
@@ -81,18 +115,10 @@ class MachineResults:
     commit: str
     date: int | None
     boards: list[Board]
+    previous: str | None = None  # the commit measured before ``commit`` on this machine
 
 
 # -- reading ---------------------------------------------------------------------------------
-def _load(path: Path) -> object:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise LeaderboardError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LeaderboardError(f"{path}: cannot read it as JSON ({exc})") from None
-
-
 def _unquote(param: str) -> str:
     """asv stores string parameters as their repr: ``'eager'`` -> ``eager``."""
     if len(param) >= 2 and param[0] == param[-1] and param[0] in "'\"":
@@ -100,63 +126,54 @@ def _unquote(param: str) -> str:
     return param
 
 
-def graph_link(benchmark: str, machine: str, params: dict[str, str | None]) -> str:
+def graph_link(benchmark: str, machine: str, params: dict[str, list[str] | str | None]) -> str:
     """``../index.html#<benchmark>?machine=..&p-<name>=..``: asv 0.6's hash route to a graph,
-    relative to html/leaderboard/; values encoded as encodeURIComponent does."""
+    relative to html/leaderboard/; a parameter may repeat (several values selected); values
+    encoded as encodeURIComponent does."""
     parts = [f"machine={quote(machine, safe=_URI_SAFE)}"]
-    for name, value in params.items():
-        if value is not None:
+    for name, values in params.items():
+        for value in [values] if isinstance(values, str) else values or []:
             parts.append(f"p-{quote(name, safe=_URI_SAFE)}={quote(value, safe=_URI_SAFE)}")
     return f"../index.html#{benchmark}?{'&'.join(parts)}"
 
 
-def _rows(doc: dict, path: Path) -> dict[str, dict[tuple[str, str], float | None]]:
-    """{benchmark: {(impl_param, workload_param): value}} of one result file."""
-    columns = doc.get("result_columns") or ["result", "params", "version"]
-    try:
-        i_res, i_par = columns.index("result"), columns.index("params")
-    except ValueError:
-        raise LeaderboardError(f"{path}: result_columns lacks result/params") from None
-    out: dict[str, dict[tuple[str, str], float | None]] = {}
-    for name, row in (doc.get("results") or {}).items():
-        if not isinstance(row, list) or len(row) <= max(i_res, i_par):
-            continue
-        values, params = row[i_res], row[i_par]
-        if not isinstance(values, list) or not isinstance(params, list) or len(params) != 2:
-            continue
-        keys = list(itertools.product(*params))
-        if len(keys) != len(values):
-            raise LeaderboardError(
-                f"{path}: {name} has {len(values)} results for {len(keys)} parameter pairs"
-            )
-        out[name] = dict(zip(keys, values, strict=True))
+Rows = dict[str, dict[tuple[str, str], Any]]
+
+
+def _rows(results: list[Any], benchmarks: dict) -> Rows:
+    """{benchmark: {(impl_param, workload_param): value}} of one commit's result files, for
+    the benchmark versions benchmarks.json has (as asv publish keeps them)."""
+    out: Rows = {}
+    for result in results:
+        for name in sorted(result.get_result_keys(benchmarks)):
+            if benchmarks[name].get("param_names") != PARAM_NAMES or name in out:
+                continue
+            params = result.get_result_params(name)
+            values = result.get_result_value(name, params)
+            keys = list(itertools.product(*params))
+            if not isinstance(values, list) or len(keys) != len(values):
+                continue
+            out[name] = dict(zip(keys, values, strict=True))
     return out
 
 
-def _current(rows: dict, benchmarks: dict, doc: dict) -> dict:
-    """Drop results of benchmark versions that benchmarks.json no longer has (as asv does)."""
-    columns = doc.get("result_columns") or []
-    i_ver = columns.index("version") if "version" in columns else None
-    kept = {}
-    for name, values in rows.items():
-        bench = benchmarks.get(name)
-        if not bench or bench.get("param_names") != PARAM_NAMES:
-            continue
-        version = doc["results"][name][i_ver] if i_ver is not None else None
-        if version is not None and bench.get("version") not in (None, version):
-            continue
-        kept[name] = values
-    return kept
-
-
-def _status(values: dict[str, float | None]) -> str:
+def _status(values: dict[str, Any]) -> str:
     present = [v for v in values.values() if v is not None]
     if any(not (isinstance(v, float) and math.isnan(v)) for v in present):
         return "ok"
     return "skipped" if present else "failed"
 
 
-def _boards(machine: str, rows: dict) -> list[Board]:
+def _number(v: object) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not math.isnan(v) else None
+
+
+def _rank_key(e: Entry, rank_by: str) -> tuple:
+    value = e.values.get(rank_by)
+    return (e.status != "ok", value is None, -(value or 0.0), e.impl)
+
+
+def _boards(machine: str, rows: Rows, before: Rows) -> list[Board]:
     suites = sorted({name.rsplit(".", 1)[0] for name in rows})
     boards = []
     for suite in suites:
@@ -169,11 +186,15 @@ def _boards(machine: str, rows: dict) -> list[Board]:
             parts = workload.split("/")
             scenario = parts[1] if len(parts) > 1 else "?"
             rank_by = "gbps" if scenario == "decode" else "tflops"
+            earlier = before.get(f"{suite}.{METRICS[rank_by]}", {})
             entries = []
             for impl_param in dict.fromkeys(i for i, w in pairs if w == wl_param):
-                values = {k: _number(r.get((impl_param, wl_param))) for k, r in metric_rows.items()}
-                raw = {k: r.get((impl_param, wl_param)) for k, r in metric_rows.items()}
-                entries.append(Entry(_unquote(impl_param), impl_param, _status(raw), values))
+                pair = (impl_param, wl_param)
+                raw = {k: r.get(pair) for k, r in metric_rows.items()}
+                values = {k: _number(v) for k, v in raw.items()}
+                entry = Entry(_unquote(impl_param), impl_param, _status(raw), values)
+                entry.previous = _number(earlier.get(pair))
+                entries.append(entry)
             entries.sort(key=lambda e: _rank_key(e, rank_by))
             boards.append(Board(machine, suite, scenario, workload, wl_param, rank_by, entries))
     order = {s: i for i, s in enumerate(SCENARIO_ORDER)}
@@ -181,45 +202,63 @@ def _boards(machine: str, rows: dict) -> list[Board]:
     return boards
 
 
-def _number(v: object) -> float | None:
-    return v if isinstance(v, (int, float)) and not math.isnan(v) else None
+def _benchmarks(root: Path) -> dict:
+    from asv import util
+
+    path = root / "benchmarks.json"
+    try:
+        benchmarks = util.load_json(str(path), api_version=2)
+    except FileNotFoundError:
+        raise LeaderboardError(f"{path}: no such file") from None
+    except (OSError, ValueError, util.UserError) as exc:
+        raise LeaderboardError(f"{path}: cannot read it as asv's benchmark list ({exc})") from None
+    if not isinstance(benchmarks, dict):
+        raise LeaderboardError(f"{path}: not asv's benchmark list")
+    return benchmarks
 
 
-def _rank_key(e: Entry, rank_by: str) -> tuple:
-    value = e.values.get(rank_by)
-    return (e.status != "ok", value is None, -(value or 0.0), e.impl)
+def _warn(skipped: asv_results.Skipped) -> None:
+    print(f"attnbench leaderboard: skipped {skipped}", file=sys.stderr)
 
 
-def read_results(results: str | Path) -> list[MachineResults]:
-    """Each machine's latest commit (by commit date), ranked; machines sorted by name."""
+def read_results(
+    results: str | Path,
+    config: str | Path | None = AUTO,
+    on_skip: Callable[[asv_results.Skipped], None] = _warn,
+) -> list[MachineResults]:
+    """Each machine's latest commit (by commit date) ranked, against the commit before it;
+    machines sorted by name. ``config``: the asv.conf.json whose branches decide which
+    commits count (``"auto"``: the one beside ``results``; None: every commit). ``on_skip``
+    is told of each file asv would leave out (default: one line on stderr)."""
     root = Path(results)
     if not root.is_dir():
         raise LeaderboardError(f"{root}: no such directory (asv's results_dir)")
-    benchmarks = _load(root / "benchmarks.json")
-    if not isinstance(benchmarks, dict):
-        raise LeaderboardError(f"{root / 'benchmarks.json'}: not asv's benchmark list")
+    try:
+        import asv  # noqa: F401
+    except ImportError:
+        raise LeaderboardError("reading asv's results needs asv (pip install asv)") from None
+    benchmarks = _benchmarks(root)
+    if config == AUTO:
+        config = asv_results.find_config(root)
+    counted = asv_results.counted_commits(config) if config else None
+    found = asv_results.scan(root, counted)
+    for skipped in found.skipped:
+        on_skip(skipped)
     machines = []
-    for mdir in sorted(p for p in root.iterdir() if (p / "machine.json").is_file()):
-        info = _load(mdir / "machine.json")
-        docs = []
-        for path in sorted(mdir.glob("*.json")):
-            if path.name == "machine.json":
-                continue
-            doc = _load(path)
-            if isinstance(doc, dict) and doc.get("commit_hash"):
-                docs.append((path, doc))
-        if not docs:
-            continue
-        latest = max(docs, key=lambda d: d[1].get("date") or 0)[1]
-        rows: dict = {}
-        for path, doc in docs:
-            if doc["commit_hash"] == latest["commit_hash"]:
-                for name, values in _current(_rows(doc, path), benchmarks, doc).items():
-                    rows.setdefault(name, values)
-        info = info if isinstance(info, dict) else {}
-        boards = _boards(mdir.name, rows)
+    for name in sorted(found.results):
+        by_commit: dict[str, list[Any]] = {}
+        for result in found.results[name]:
+            by_commit.setdefault(result.commit_hash, []).append(result)
+        dates = {c: max(r.date or 0 for r in rs) for c, rs in by_commit.items()}
+        order = sorted(by_commit, key=lambda c: dates[c], reverse=True)
+        latest, previous = order[0], (order[1] if len(order) > 1 else None)
+        rows = _rows(by_commit[latest], benchmarks)
+        before = _rows(by_commit[previous], benchmarks) if previous else {}
+        info = found.machines.get(name, {})
         machines.append(
-            MachineResults(mdir.name, info, latest["commit_hash"], latest.get("date"), boards)
+            MachineResults(
+                name, info, latest, dates[latest] or None, _boards(name, rows, before), previous
+            )
         )
     if not machines:
         raise LeaderboardError(f"{root}: no machine with results (results/<machine>/*.json)")
@@ -227,23 +266,6 @@ def read_results(results: str | Path) -> list[MachineResults]:
 
 
 # -- rendering -------------------------------------------------------------------------------
-_CSS = """
-body { font-family: sans-serif; margin: 1.5em auto; max-width: 72em; color: #222; }
-table { border-collapse: collapse; margin: 0.3em 0 1em; }
-th, td { padding: 0.2em 0.7em; border-bottom: 1px solid #ddd; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.first td { font-weight: bold; }
-p.note, p.skipped { color: #666; font-size: 0.9em; }
-img { max-width: 100%; }
-h4 { margin-bottom: 0.2em; }
-"""
-_RANK_LABEL = {"tflops": "TFLOP/s", "gbps": "GB/s"}
-
-
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
-
-
 def _fmt(value: float | None, kind: str) -> str:
     if value is None:
         return "-"
@@ -256,12 +278,19 @@ def _fmt(value: float | None, kind: str) -> str:
         return f"{value:.2f}x"
     if kind == "max_error":
         return f"{value:.2e}"
+    if kind == "change":
+        return f"{value * 100:+.1f} %"
     return f"{value:.3g}"
 
 
-def _date(ms: int | None) -> str:
-    import datetime
+def _change_class(change: float | None) -> str:
+    """CSS class of a change in a higher-is-better figure: better, worse or within noise."""
+    if change is None or abs(change) < CHANGE_THRESHOLD:
+        return ""
+    return "better" if change > 0 else "worse"
 
+
+def _date(ms: int | None) -> str:
     if not ms:
         return "date unknown"
     return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime(
@@ -271,34 +300,6 @@ def _date(ms: int | None) -> str:
 
 def _slug(*parts: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(parts)).strip("-")
-
-
-def render_board(board: Board) -> str:
-    """One workload's table: ranked measured entries, then the skipped and failed ones."""
-    rank = _RANK_LABEL[board.rank_by]
-    out = [
-        f'<h4><a href="{_e(board.graph_link())}">{_e(board.workload)}</a></h4>',
-        "<table><tr><th>#</th><th>implementation</th>"
-        f'<th class="num">{rank}</th><th class="num">median time</th>'
-        '<th class="num">speedup vs eager</th><th class="num">max abs error</th></tr>',
-    ]
-    ok = [e for e in board.entries if e.status == "ok"]
-    for n, e in enumerate(ok, 1):
-        v = e.values
-        out.append(
-            f"<tr{' class=first' if n == 1 else ''}><td>{n}</td>"
-            f'<td><a href="{_e(board.graph_link(e.impl_param))}">{_e(e.impl)}</a></td>'
-            f'<td class="num">{_fmt(v.get(board.rank_by), board.rank_by)}</td>'
-            f'<td class="num">{_fmt(v.get("seconds"), "seconds")}</td>'
-            f'<td class="num">{_fmt(v.get("speedup"), "speedup")}</td>'
-            f'<td class="num">{_fmt(v.get("max_error"), "max_error")}</td></tr>'
-        )
-    out.append("</table>")
-    for status in ("skipped", "failed"):
-        names = [e.impl for e in board.entries if e.status == status]
-        if names:
-            out.append(f'<p class="skipped">{status}: {_e(", ".join(names))}</p>')
-    return "\n".join(out)
 
 
 def _machine_line(m: MachineResults) -> str:
@@ -311,46 +312,35 @@ def _machine_line(m: MachineResults) -> str:
     return f"{'; '.join(bits)}. Commit {m.commit[:8]}, {_date(m.date)}."
 
 
-def render_page(machines: list[MachineResults], figures: dict[str, list[str]]) -> str:
-    """The whole page; ``figures`` maps a section id to figure file names beside the page."""
-    out = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        "<title>attnbench leaderboard</title>",
-        f"<style>{_CSS}</style></head><body>",
-        '<p><a href="../index.html">&larr; asv overview (all benchmarks, history)</a></p>',
-        "<h1>attnbench leaderboard</h1>",
-        '<p class="note">Each machine\'s latest measured commit. Ranked by TFLOP/s (prefill, '
-        "train) or GB/s over the fewest bytes (decode); speedup is against eager timed in the "
-        "same process; max abs error is against the float64 reference. A workload's name links "
-        "to asv's graph of every implementation on it, an implementation's name to its own "
-        "history. docs/reading-the-numbers.md explains each figure.</p>",
-        "<ul>",
-    ]
-    out += [f'<li><a href="#{_e(_slug(m.name))}">{_e(m.name)}</a></li>' for m in machines]
-    out.append("</ul>")
-    for m in machines:
-        out.append(f'<h2 id="{_e(_slug(m.name))}">{_e(m.name)}</h2>')
-        out.append(f'<p class="note">{_e(_machine_line(m))}</p>')
-        if not m.boards:
-            out.append('<p class="note">no attnbench track_* results at this commit</p>')
-        for (scenario, suite), boards in _sections(m.boards).items():
-            sid = _slug(m.name, scenario, suite)
-            out.append(f'<h3 id="{_e(sid)}">{_e(scenario)} [{_e(boards[0].mode)}]</h3>')
-            for name in figures.get(sid, []):
-                if name.endswith(".svg"):
-                    alt = f"speedup vs eager, {m.name}, {scenario}"
-                    out.append(f'<p><img src="{_e(name)}" alt="{_e(alt)}"></p>')
-            out += [render_board(b) for b in boards]
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
-
-
 def _sections(boards: list[Board]) -> dict[tuple[str, str], list[Board]]:
     sections: dict[tuple[str, str], list[Board]] = {}
     for b in boards:
         sections.setdefault((b.scenario, b.suite), []).append(b)
     return sections
+
+
+def _environment():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("attnbench", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters.update(fmt=_fmt, change_class=_change_class, slug=_slug)
+    env.globals.update(machine_line=_machine_line, sections=_sections, rank_label=_RANK_LABEL)
+    return env
+
+
+_RANK_LABEL = {"tflops": "TFLOP/s", "gbps": "GB/s"}
+
+
+def render_page(machines: list[MachineResults], figures: dict[str, list[str]]) -> str:
+    """The whole page; ``figures`` maps a section id to figure file names beside the page."""
+    template = _environment().get_template("leaderboard.html.j2")
+    return template.render(machines=machines, figures=figures)
 
 
 def _figures(machines: list[MachineResults], out: Path) -> dict[str, list[str]]:
@@ -362,9 +352,7 @@ def _figures(machines: list[MachineResults], out: Path) -> dict[str, list[str]]:
         for (scenario, suite), boards in _sections(m.boards).items():
             data = {
                 b.workload: {
-                    e.impl: e.values["speedup"]
-                    for e in b.entries
-                    if e.status == "ok" and e.values.get("speedup")
+                    e.impl: e.values["speedup"] for e in b.ranked if e.values.get("speedup")
                 }
                 for b in boards
             }
@@ -378,15 +366,20 @@ def _figures(machines: list[MachineResults], out: Path) -> dict[str, list[str]]:
     return figures
 
 
-def write_leaderboard(results: str | Path, html_dir: str | Path) -> list[Path]:
-    """Write ``<html_dir>/leaderboard/index.html`` and its figures; return the files."""
-    machines = read_results(results)
+def write_leaderboard(
+    results: str | Path,
+    html_dir: str | Path,
+    config: str | Path | None = AUTO,
+    on_skip: Callable[[asv_results.Skipped], None] = _warn,
+) -> list[Path]:
+    """Write ``<html_dir>/leaderboard/index.html`` and its figures; return the files.
+    ``config`` and ``on_skip``: as for :func:`read_results`."""
+    machines = read_results(results, config, on_skip)
     out = Path(html_dir) / "leaderboard"
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LeaderboardError(f"cannot create {out}: {exc.strerror}") from None
     figures = _figures(machines, out)
-    page = out / "index.html"
-    page.write_text(render_page(machines, figures), encoding="utf-8")
+    page = write_text(out / "index.html", render_page(machines, figures))
     return [page] + [out / name for names in figures.values() for name in names]
