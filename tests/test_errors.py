@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 
@@ -18,6 +20,7 @@ from attnbench.catalogue import model_workload
 from attnbench.devices import resolve_device
 from attnbench.impls.base import Implementation
 from attnbench.impls.eager import Eager
+from attnbench.masks import MaskSpec
 
 from .conftest import CPU
 
@@ -263,3 +266,127 @@ def test_prepare_reports_warnings_with_the_error():
         prepare(_WarnsThenRaises(), SMALL, CPU)
     msg = str(info.value)
     assert "No available kernel" in msg and "head_dim is odd" in msg
+
+
+# -- Workload fields are type-checked ---------------------------------------------------------
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("causal", "no"),
+        ("causal", 1),
+        ("alibi", "yes"),
+        ("documents", True),
+        ("documents", 2.0),
+        ("window", 4.0),
+        ("dtype", torch.float16),
+        ("scenario", 3),
+        ("model", 7),
+    ],
+)
+def test_workload_fields_have_their_types(field, value):
+    with pytest.raises(InvalidWorkloadError, match=field):
+        Workload(**VALID, **{field: value})
+
+
+# -- one input contract for every implementation's direct call --------------------------------
+def _tensors(q=(1, 4, 8, 16), k=(1, 2, 8, 16), v=(1, 2, 8, 16), dtypes=(torch.float32,) * 3):
+    return [torch.randn(s).to(d) for s, d in zip((q, k, v), dtypes, strict=True)]
+
+
+BAD_INPUTS = {  # what is wrong: (tensors, causal, words the error must say)
+    "3-D": (_tensors(q=(4, 8, 16)), False, "4-D"),
+    "batch": (_tensors(q=(2, 4, 8, 16)), False, "batch"),
+    "k and v lengths": (_tensors(v=(1, 2, 9, 16)), False, "lengths"),
+    "k and v heads": (_tensors(v=(1, 1, 8, 16)), False, "heads"),
+    "gqa": (_tensors(k=(1, 3, 8, 16), v=(1, 3, 8, 16)), False, "divide"),
+    "head dims": (_tensors(k=(1, 2, 8, 32), v=(1, 2, 8, 32)), False, "head_dim"),
+    "dtypes": (_tensors(dtypes=(torch.float32, torch.float16, torch.float32)), False, "dtype"),
+    "empty": (_tensors(q=(1, 4, 0, 16)), False, "empty"),
+    "no key": (_tensors(q=(1, 4, 9, 16)), True, "no key"),
+}
+
+
+@pytest.mark.parametrize("what", BAD_INPUTS)
+@pytest.mark.parametrize("impl", attnbench.impl_names())
+def test_direct_calls_share_one_input_contract(impl, what):
+    """Every implementation refuses the same inputs with the same message, before its backend
+    runs (so GPU-only backends too): no NaN, no zeros, no batch of 2 from a query of 1."""
+    (q, k, v), causal, words = BAD_INPUTS[what]
+    with pytest.raises(InvalidWorkloadError, match=words):
+        attnbench.get_impl(impl).forward(q, k, v, causal=causal, scale=0.25)
+
+
+def test_rows_that_see_no_key_are_refused_as_workloads_are():
+    q, k, v = _tensors(q=(1, 4, 10, 16))
+    with pytest.raises(InvalidWorkloadError, match=r"q_len 10 > kv_len 8.*2 query rows"):
+        attnbench.get_impl("reference").forward(q, k, v, causal=True, scale=0.25)
+    out = attnbench.get_impl("eager").forward(q, k, v, causal=False, scale=0.25)
+    assert out.shape == (1, 4, 10, 16)  # without the causal mask every row sees every key
+
+
+def test_a_mask_that_contradicts_causal_is_refused():
+    q, k, v = _tensors()
+    with pytest.raises(InvalidWorkloadError, match="causal"):
+        attnbench.get_impl("eager").forward(
+            q, k, v, causal=False, scale=0.25, mask=MaskSpec(causal=True, window=2)
+        )
+
+
+@pytest.mark.parametrize(
+    ("impl", "mask", "feature"),
+    [
+        ("chunked", MaskSpec(causal=True, window=3), "sliding-window"),
+        ("chunked", MaskSpec(causal=True, doc_lens=(3, 5)), "documents"),
+        ("chunked", MaskSpec(causal=True, alibi=True), "ALiBi"),
+        ("sdpa-flash", MaskSpec(causal=True, window=3), "sliding-window"),
+    ],
+)
+def test_unsupported_mask_features_are_refused_never_ignored(impl, mask, feature):
+    """chunked ignored a window (error 2.89 against the reference): refused now, in forward and
+    in bind alike."""
+    q, k, v = _tensors()
+    with pytest.raises(UnsupportedError, match=f"{impl}: no support for .*{feature}"):
+        attnbench.get_impl(impl).forward(q, k, v, causal=True, scale=0.25, mask=mask)
+    workload = Workload(1, 4, 2, 8, 8, 16, dtype="fp32", window=mask.window, alibi=mask.alibi,
+                        documents=len(mask.doc_lens or (1,)))  # fmt: skip
+    with pytest.raises(UnsupportedError, match=f"{impl}: no support for .*{feature}"):
+        attnbench.get_impl(impl).bind(workload, CPU)
+
+
+@pytest.mark.parametrize("impl", ["chunked", "eager", "sdpa", "reference"])
+def test_the_contract_is_checked_once_in_bind_not_per_timed_call(impl, monkeypatch):
+    calls = []
+    original = Implementation.check_call
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Implementation, "check_call", counted)
+    w = Workload(1, 4, 2, 8, 8, 16, dtype="fp32")
+    fn = attnbench.get_impl(impl).bind(w, CPU)
+    q, k, v = _tensors()
+    for _ in range(3):
+        fn(q, k, v)
+    assert calls == []
+    attnbench.get_impl(impl).forward(q, k, v, causal=True, scale=0.25)
+    assert calls == [1]
+
+
+# -- the kernels' own API ---------------------------------------------------------------------
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+@pytest.mark.parametrize(
+    ("tensors", "words"),
+    [
+        (_tensors(dtypes=(torch.float64,) * 3), "float64"),
+        ([t.to(torch.int32) for t in _tensors()], "int32"),
+        (_tensors(q=(1, 4, 0, 16)), "empty"),
+        (_tensors(k=(1, 2, 0, 16), v=(1, 2, 0, 16)), "empty"),
+    ],
+)
+def test_kernel_api_refuses_dtypes_and_empty_sizes_clearly(tensors, words):
+    """An interpreter assertion and a ZeroDivisionError before: a message naming the problem."""
+    from attnbench.kernels.flash.api import attention
+
+    with pytest.raises(ValueError, match=words):
+        attention(*tensors, causal=False)

@@ -105,3 +105,35 @@ def test_sdpa_builds_its_mask_once_per_case(monkeypatch):
     for _ in range(3):
         case.forward()
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        (dict(causal="yes"), "causal"),
+        (dict(causal=True, window=0), "window"),
+        (dict(causal=True, window=2.5), "window"),
+        (dict(causal=False, window=4), "window needs causal"),
+        (dict(doc_lens=(3, 0, 5)), "doc_lens"),
+        (dict(doc_lens=[3, 5]), "doc_lens"),
+        (dict(alibi=1), "alibi"),
+    ],
+)
+def test_mask_spec_fields_are_checked(kwargs, words):
+    """A window without causal meant different keys to eager (both sides) and to flash-attn
+    (left only): refused, as Workload refuses it."""
+    with pytest.raises(InvalidWorkloadError, match=words):
+        MaskSpec(**kwargs)
+
+
+def test_documents_must_tile_the_sequence_in_a_direct_call():
+    q = k = v = torch.randn(1, 2, 8, 16)
+    for bad in ((3, 4), (3, 6)):  # sums 7 and 9, not kv_len 8
+        with pytest.raises(InvalidWorkloadError, match="document lengths"):
+            get_impl("eager").forward(
+                q, k, v, causal=True, scale=0.25, mask=MaskSpec(True, None, bad)
+            )
+    with pytest.raises(InvalidWorkloadError, match="q_len == kv_len"):
+        get_impl("eager").forward(
+            q[:, :, :4], k, v, causal=True, scale=0.25, mask=MaskSpec(True, None, (3, 5))
+        )

@@ -12,11 +12,18 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import InvalidWorkloadError
+
 FEATURE_NAMES = {
     "window": "sliding-window masks",
     "documents": "packed variable-length documents",
     "alibi": "an ALiBi bias",
 }
+
+
+def positive_int(value: object) -> bool:
+    """An ``int`` above zero (``True`` is not a size)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def causal_mask(
@@ -73,6 +80,35 @@ class MaskSpec:
     window: int | None = None
     doc_lens: tuple[int, ...] | None = None
     alibi: bool = False
+
+    def __post_init__(self) -> None:
+        for key in ("causal", "alibi"):
+            if not isinstance(getattr(self, key), bool):
+                raise InvalidWorkloadError(
+                    f"{key} must be True or False, got {getattr(self, key)!r}"
+                )
+        if self.window is not None:
+            if not positive_int(self.window):
+                raise InvalidWorkloadError(
+                    f"window must be a positive integer, got {self.window!r}"
+                )
+            if not self.causal:  # eager would see keys on both sides, flash-attn on the left
+                raise InvalidWorkloadError("a sliding window needs causal attention")
+        lens = self.doc_lens
+        if lens is not None and not (isinstance(lens, tuple) and all(map(positive_int, lens))):
+            raise InvalidWorkloadError(
+                f"doc_lens must be a tuple of positive integers, got {lens!r}"
+            )
+
+    def problem(self, q_len: int, kv_len: int) -> str | None:
+        """Why this mask cannot apply to ``q_len`` queries against ``kv_len`` keys, or ``None``."""
+        if not self.doc_lens:
+            return None
+        if q_len != kv_len:
+            return f"packed documents need q_len == kv_len (got {q_len} and {kv_len})"
+        if sum(self.doc_lens) != kv_len:
+            return f"document lengths sum to {sum(self.doc_lens)}, not kv_len {kv_len}"
+        return None
 
     @property
     def features(self) -> frozenset[str]:

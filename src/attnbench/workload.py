@@ -21,9 +21,11 @@ from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import Literal
 
+import torch
+
 from .dtypes import FORWARD_ONLY, itemsize, output_dtype, to_torch
 from .errors import InvalidWorkloadError
-from .masks import MaskSpec
+from .masks import MaskSpec, positive_int
 
 Scenario = Literal["prefill", "decode", "train"]
 SCENARIOS: tuple[str, ...] = ("prefill", "decode", "train")
@@ -52,20 +54,15 @@ class Workload:
     def __post_init__(self) -> None:
         for key in ("batch", "q_heads", "kv_heads", "q_len", "kv_len", "head_dim"):
             value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if not positive_int(value):
                 raise InvalidWorkloadError(f"{key} must be a positive integer, got {value!r}")
-        if self.v_head_dim is not None and (
-            not isinstance(self.v_head_dim, int)
-            or isinstance(self.v_head_dim, bool)
-            or self.v_head_dim <= 0
-        ):
+        if self.v_head_dim is not None and not positive_int(self.v_head_dim):
             raise InvalidWorkloadError(
                 f"v_head_dim must be a positive integer, got {self.v_head_dim!r}"
             )
-        if self.q_heads % self.kv_heads:
-            raise InvalidWorkloadError(
-                f"kv_heads ({self.kv_heads}) must divide q_heads ({self.q_heads})"
-            )
+        for key in ("dtype", "scenario", "model"):
+            if not isinstance(getattr(self, key), str):
+                raise InvalidWorkloadError(f"{key} must be a string, got {getattr(self, key)!r}")
         if self.scenario not in SCENARIOS:
             raise InvalidWorkloadError(
                 f"unknown scenario {self.scenario!r} (known: {', '.join(SCENARIOS)})"
@@ -76,25 +73,19 @@ class Workload:
                 f"dtype {self.dtype} is forward-only: no attention backward takes it (train "
                 "workloads: fp16, bf16 or fp32)"
             )
-        if self.causal and self.q_len > self.kv_len:
-            raise InvalidWorkloadError(
-                f"causal attention needs q_len <= kv_len (got q_len {self.q_len} > kv_len "
-                f"{self.kv_len}): the first query rows would see no key"
-            )
-        self._check_mask()
+        MaskSpec(self.causal, self.window, None, self.alibi)  # causal, window, alibi: checked
+        problem = layout_problem(self.q_heads, self.kv_heads, self.q_len, self.kv_len, self.causal)
+        if problem:
+            raise InvalidWorkloadError(problem)
+        self._check_documents()
         if not self.model:
             object.__setattr__(self, "model", self.default_model_label())
 
-    def _check_mask(self) -> None:
-        if self.window is not None:
-            if not isinstance(self.window, int) or isinstance(self.window, bool) or self.window < 1:
-                raise InvalidWorkloadError(
-                    f"window must be a positive integer, got {self.window!r}"
-                )
-            if not self.causal:
-                raise InvalidWorkloadError("a sliding window needs causal attention")
-        if not isinstance(self.documents, int) or self.documents < 1:
-            raise InvalidWorkloadError(f"documents must be >= 1, got {self.documents!r}")
+    def _check_documents(self) -> None:
+        if not positive_int(self.documents):
+            raise InvalidWorkloadError(
+                f"documents must be a positive integer, got {self.documents!r}"
+            )
         if self.documents > 1:
             if self.q_len != self.kv_len:
                 raise InvalidWorkloadError(
@@ -272,3 +263,49 @@ def _pairs(q_len: int, kv_len: int, causal: bool, window: int | None) -> int:
     if window is None or window >= hi:
         return _span(lo, hi)
     return _span(lo, min(hi, window)) + max(0, hi - max(lo - 1, window)) * window
+
+
+def layout_problem(
+    q_heads: int, kv_heads: int, q_len: int, kv_len: int, causal: bool
+) -> str | None:
+    """Why these heads and lengths are not attention in the canonical layout, or ``None``.
+    Query rows that would see no key (causal with ``q_len > kv_len``) are refused."""
+    if q_heads % kv_heads:
+        return f"kv_heads ({kv_heads}) must divide q_heads ({q_heads})"
+    if causal and q_len > kv_len:
+        return (
+            f"causal attention needs q_len <= kv_len (got q_len {q_len} > kv_len {kv_len}): the "
+            f"first {q_len - kv_len} query rows would see no key"
+        )
+    return None
+
+
+def check_tensors(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool, mask: MaskSpec | None = None
+) -> None:
+    """The canonical layout's contract for tensors passed directly (as a :class:`Workload`'s
+    for shapes): :class:`InvalidWorkloadError` naming what is wrong, else nothing."""
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise InvalidWorkloadError(
+            f"q, k, v must be 4-D (batch, heads, seq, head_dim), got {q.dim()}-D, {k.dim()}-D "
+            f"and {v.dim()}-D"
+        )
+    (b, hq, sq, d), (bk, hkv, skv, dk), (bv, hv, sv, _) = q.shape, k.shape, v.shape
+    shapes = f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+    if not (q.numel() and k.numel() and v.numel()):
+        raise InvalidWorkloadError(f"empty input: {shapes}")
+    if not b == bk == bv:
+        raise InvalidWorkloadError(f"batch sizes differ: {shapes}")
+    if (hkv, skv) != (hv, sv):
+        raise InvalidWorkloadError(f"k and v must have the same heads and lengths: {shapes}")
+    if dk != d:
+        raise InvalidWorkloadError(f"head_dim of k ({dk}) differs from that of q ({d}): {shapes}")
+    problem = layout_problem(hq, hkv, sq, skv, causal) or (mask and mask.problem(sq, skv))
+    if problem:
+        raise InvalidWorkloadError(problem)
+    if not q.dtype == k.dtype == v.dtype:
+        raise InvalidWorkloadError(f"q, k, v dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
+    if not q.device == k.device == v.device:
+        raise InvalidWorkloadError(f"q, k, v devices differ: {q.device}, {k.device}, {v.device}")
+    if mask is not None and mask.causal != causal:
+        raise InvalidWorkloadError(f"the mask's causal ({mask.causal}) contradicts causal={causal}")

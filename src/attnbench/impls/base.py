@@ -9,19 +9,31 @@ window, packed documents or ALiBi, and only to implementations whose ``mask_feat
 ``bind(workload, device)`` runs once per case, before anything is timed: an implementation that
 must compile, build block masks or pick a kernel configuration does it there and returns the
 callable that is then timed.
+
+The input contract, the same for every implementation (:meth:`Implementation.check_call`):
+a direct ``forward`` call is checked on entry (shapes, dtypes and devices consistent, GQA heads
+dividing, k and v of one length, :func:`~attnbench.workload.check_tensors`), and a mask
+feature the implementation lacks is refused, in ``forward`` and in ``bind``, never ignored.
+Query rows that would see no key (causal with ``q_len > kv_len``) are refused with
+:class:`~attnbench.errors.InvalidWorkloadError`, as a :class:`Workload` refuses them. The
+callable ``bind`` returns is not checked again per call: what is timed carries no check.
+Subclasses get this without code: the base class wraps each ``forward`` and ``bind`` they define.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import types
 from collections.abc import Callable
 from typing import ClassVar
 
 import torch
 
 from ..devices import dtype_problem
+from ..errors import UnsupportedError
 from ..masks import FEATURE_NAMES, MaskSpec
-from ..workload import Workload
+from ..workload import Workload, check_tensors
 
 HALF = frozenset({"fp16", "bf16"})
 ALL_DTYPES = HALF | {"fp32"}
@@ -33,6 +45,28 @@ NO_FP8_IN_TORCH = (
 ALL_MASKS = frozenset(FEATURE_NAMES)
 
 AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _checked_forward(forward: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``forward`` that first holds its inputs to the contract (``check_call``)."""
+
+    @functools.wraps(forward)
+    def checked(self, q, k, v, **kwargs):
+        self.check_call(q, k, v, causal=kwargs["causal"], mask=kwargs.get("mask"))
+        return forward(self, q, k, v, **kwargs)
+
+    return checked
+
+
+def _checked_bind(bind: Callable[..., AttentionFn]) -> Callable[..., AttentionFn]:
+    """``bind`` that first refuses the workload's mask features the implementation lacks."""
+
+    @functools.wraps(bind)
+    def checked(self, workload, device):
+        self.refuse_mask_features(workload.mask)
+        return bind(self, workload, device)
+
+    return checked
 
 
 class Implementation:
@@ -60,6 +94,34 @@ class Implementation:
     #: True when QKᵀ leaves the matmul in the input dtype (plain PyTorch): fp16/bf16 scores are
     #: rounded before the softmax, which loses accuracy once q·k is large (``check``: "lossy")
     rounds_scores: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "forward" in vars(cls):
+            cls.forward = _checked_forward(vars(cls)["forward"])  # type: ignore[method-assign]
+        if "bind" in vars(cls):
+            cls.bind = _checked_bind(vars(cls)["bind"])  # type: ignore[method-assign]
+
+    def check_call(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        causal: bool,
+        mask: MaskSpec | None = None,
+    ) -> None:
+        """The input contract of a direct call; raises saying what is wrong."""
+        check_tensors(q, k, v, causal=causal, mask=mask)
+        if mask is not None:
+            self.refuse_mask_features(mask)
+
+    def refuse_mask_features(self, mask: MaskSpec) -> None:
+        """:class:`UnsupportedError` for a mask feature this implementation does not handle."""
+        missing = sorted(mask.features - self.mask_features)
+        if missing:
+            lacks = "; ".join(f"no support for {FEATURE_NAMES[f]}" for f in missing)
+            raise UnsupportedError(f"{self.name}: {lacks}")
 
     def availability(self) -> str | None:
         """Why this implementation cannot be used at all on this machine, or ``None``."""
@@ -131,13 +193,18 @@ class Implementation:
         raise NotImplementedError
 
     def bind(self, workload: Workload, device: torch.device) -> AttentionFn:
-        """The callable to time for ``workload`` (untimed set-up happens here, once)."""
+        """The callable to time for ``workload`` (untimed set-up happens here, once). By
+        default ``forward`` itself, without the contract's check on every call."""
+        self.refuse_mask_features(workload.mask)
         mask = workload.mask if workload.mask.features else None
         scale = workload.scale
         kwargs = {"mask": mask} if mask is not None else {}
+        forward = self.forward
+        if hasattr(forward, "__wrapped__"):  # the contract's check: done here, not per call
+            forward = types.MethodType(forward.__wrapped__, self)
 
         def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-            return self.forward(q, k, v, causal=workload.causal, scale=scale, **kwargs)
+            return forward(q, k, v, causal=workload.causal, scale=scale, **kwargs)
 
         return attention
 

@@ -30,10 +30,9 @@ from ..masks import MaskSpec, alibi_slopes
 from ..workload import Workload
 from ._external import bshd, capability_problem, cu_seqlens, first, load, packed, unpacked
 from ._external import version as dist_version
-from .base import AttentionFn, Implementation
+from .base import HALF, AttentionFn, Implementation
 from .registry import register
 
-HALF = frozenset({"fp16", "bf16"})
 #: ``ATTNBENCH_FA4_DISK_CACHE=1``: flash-attn-4 keeps its compiled kernels in attnbench's cache
 #: folder, so that asv's process per figure loads them instead of compiling again (as Inductor's
 #: and Triton's caches do by default). Off unless asked; the GPU workflows ask.

@@ -8,10 +8,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.bias import causal_lower_right
 
 from ..masks import causal_mask, causal_offset
-from .base import ALL_DTYPES, ALL_MASKS, NO_FP8_IN_TORCH, Implementation
+from .base import ALL_DTYPES, ALL_MASKS, HALF, NO_FP8_IN_TORCH, Implementation
 from .registry import register
-
-HALF = frozenset({"fp16", "bf16"})
 
 
 class _Sdpa(Implementation):
@@ -84,6 +82,7 @@ class SdpaFlash(_Sdpa):
     backend = SDPBackend.FLASH_ATTENTION
     mask_features = frozenset()  # no attn_mask in FlashAttention-2
     dtypes = {"cpu": ALL_DTYPES, "cuda": HALF}
+    supports_v_head_dim = False
 
     def extra_reasons(self, workload, device):
         reasons = []
@@ -94,10 +93,6 @@ class SdpaFlash(_Sdpa):
             )
         if device.type == "cuda" and max(workload.head_dim, workload.dv) > 256:
             reasons.append(f"head_dim {max(workload.head_dim, workload.dv)} > 256 on CUDA")
-        if workload.dv != workload.head_dim:
-            reasons.append(
-                f"head_dim of V ({workload.dv}) differs from Q/K's ({workload.head_dim})"
-            )
         return reasons
 
 

@@ -23,9 +23,10 @@ from ..errors import UnsupportedError
 from ..workload import Workload
 from ._external import capability_problem, load, trim
 from ._external import version as dist_version
+from .base import HALF
 from .flash_attn import fa4_disk_cache
 from .registry import register
-from .sdpa import HALF, _Sdpa
+from .sdpa import _Sdpa
 
 
 def _api() -> ModuleType | None:
@@ -61,6 +62,7 @@ class _SdpaFa(_Sdpa):
     dtypes = {"cuda": HALF}
     max_head_dim = 256
     head_dim_multiple = 8
+    supports_v_head_dim = False
     impl: ClassVar[str]  # "FA3" or "FA4", as torch.nn.attention names them
     module: ClassVar[str]  # what activating it imports
     distribution: ClassVar[str]
@@ -92,14 +94,9 @@ class _SdpaFa(_Sdpa):
         return self._glue_problem(device)
 
     def extra_reasons(self, workload: Workload, device: torch.device) -> list[str]:
-        reasons = []
         if workload.causal and 1 < workload.q_len < workload.kv_len:
-            reasons.append("SDPA's flash path aligns causal top-left: q_len < kv_len unsupported")
-        if workload.dv != workload.head_dim:
-            reasons.append(
-                f"head_dim of V ({workload.dv}) differs from Q/K's ({workload.head_dim})"
-            )
-        return reasons
+            return ["SDPA's flash path aligns causal top-left: q_len < kv_len unsupported"]
+        return []
 
     _probed: ClassVar[dict[tuple[str, str], str | None]] = {}
 
@@ -160,13 +157,12 @@ class _SdpaFa(_Sdpa):
 
     def bind(self, workload, device):
         self._activate()
-        plain = super().forward  # SDPA itself: no activation around each call
-        causal, scale = workload.causal, workload.scale
+        plain = super().bind(workload, device)  # SDPA itself: no activation around each call
         activate, call = self._activate, self._call
 
         def attention(q, k, v):
             activate()  # a no-op unless another case restored the default meanwhile
-            return call(lambda: plain(q, k, v, causal=causal, scale=scale))
+            return call(lambda: plain(q, k, v))
 
         weakref.finalize(attention, _restore, self.impl)
         return attention

@@ -6,29 +6,25 @@ from __future__ import annotations
 
 import torch
 
+from ...workload import check_tensors
 from .backward import attention_backward
 from .common import INTERPRETED, LN2
 from .configs import MAX_HEAD_DIM, BwdConfig, FwdConfig
 from .forward import MaskArgs, attention_forward, last_dim_contiguous
 
+#: what the kernels compute in: fp8 is float8 e4m3 (forward only, bf16 output)
+KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float8_e4m3fn)
+
 
 def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> None:
-    """One clear message for inputs the kernels cannot take."""
-    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise ValueError("q, k, v must be 4-D (batch, heads, seq, head_dim)")
-    b, hq, sq, d = q.shape
-    if k.shape[0] != b or v.shape[:3] != k.shape[:3] or k.shape[-1] != d:
-        raise ValueError(
-            f"shapes do not match: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
-        )
-    if hq % k.shape[1]:
-        raise ValueError(f"kv heads ({k.shape[1]}) must divide q heads ({hq})")
-    if not (q.dtype == k.dtype == v.dtype):
-        raise ValueError(f"q, k, v dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
-    if max(d, v.shape[-1]) > MAX_HEAD_DIM:
-        raise ValueError(f"head_dim {max(d, v.shape[-1])} > {MAX_HEAD_DIM}")
-    if causal and sq > k.shape[2]:
-        raise ValueError(f"causal attention needs q_len ({sq}) <= kv_len ({k.shape[2]})")
+    """One clear message (a ``ValueError``) for inputs the kernels cannot take: the canonical
+    layout's contract (:func:`~attnbench.workload.check_tensors`), then the kernels' limits."""
+    check_tensors(q, k, v, causal=causal)
+    if q.dtype not in KERNEL_DTYPES:
+        names = ", ".join(str(t).removeprefix("torch.") for t in KERNEL_DTYPES)
+        raise ValueError(f"the kernels take no {q.dtype} inputs (they take {names})")
+    if max(q.shape[-1], v.shape[-1]) > MAX_HEAD_DIM:
+        raise ValueError(f"head_dim {max(q.shape[-1], v.shape[-1])} > {MAX_HEAD_DIM}")
 
 
 class _Attention(torch.autograd.Function):
