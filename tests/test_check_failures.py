@@ -34,3 +34,14 @@ def test_declared_supported_crash_fails():
 def test_out_of_memory_is_a_skip():
     status, notes = check_pair(_OutOfMemory(), W, CPU)
     assert status == "skip" and "out of memory" in notes[0]
+
+
+def test_check_shows_a_declared_loss_and_exits_zero(capsys):
+    """eager at bf16 x30: shown as "lossy" with its error, counted apart, not a failure."""
+    from attnbench import cli
+
+    argv = ["check", "-i", "eager", "--heads", "2", "--seq-len", "128", "--dtype", "bf16"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "lossy  eager on" in out and "x30: " in out
+    assert "0 of 1 supported pairs pass, 1 lossy" in out
