@@ -39,7 +39,9 @@ def merge_params(project: Project) -> int:
     for result_file in sorted(project.results.glob("*/*.json")):
         if result_file.name == "machine.json":
             continue
-        data = json.loads(result_file.read_text())
+        data = _result_doc(result_file)
+        if data is None:
+            continue  # named by report_skipped: asv leaves it out too
         iparams = data["result_columns"].index("params")
         for name, row in data.get("results", {}).items():
             known = benchmarks.get(name)
@@ -51,8 +53,20 @@ def merge_params(project: Project) -> int:
                         values.append(value)
                         grown.add(name)
     if grown:
-        path.write_text(json.dumps(benchmarks, indent=4, sort_keys=True) + "\n")
+        from attnbench.atomic import write_json
+
+        write_json(path, benchmarks, indent=4, sort_keys=True)
     return len(grown)
+
+
+def _result_doc(path: Path) -> dict | None:
+    """A result file's JSON, or None for one that is cut short, empty or not asv's."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(data, dict) and "params" in (data.get("result_columns") or [])
+    return data if ok else None
 
 
 #: first in asv's index.html: opened without a route (#...), the site shows the leaderboard
