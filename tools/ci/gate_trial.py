@@ -3,11 +3,12 @@
 
 In a scratch clone of HEAD, make a docs-only commit (A/A: nothing changed) and, for each
 ``--plant IMPL:FACTOR``, a commit that slows that implementation down by FACTOR (each call
-takes FACTOR times its own time: a busy wait after it on the CPU, a calibrated GPU sleep kernel
-on a GPU). Then run the gate (tools/ci/gate.py, as a pull request gets it) ``--trials`` times
-on each, interleaved, and print: false failures of the A/A runs, detections of each planted
-slowdown, and whether the figures the gate named as regressions were the planted
-implementation's only.
+takes FACTOR times its own time: a busy wait after it on the CPU; on a GPU a sleep kernel after
+it, calibrated once with ``triton.testing.do_bench`` as the suite times calls; a train step's
+backward is not slowed). Then run the gate (tools/ci/gate.py, as a pull request gets it)
+``--trials`` times on each, interleaved, and print: false failures of the A/A runs,
+detections of each planted slowdown, and whether the figures the gate named as regressions
+were the planted implementation's only.
 
     python tools/ci/gate_trial.py --machine cpu-2core-epyc --trials 10 --plant chunked:1.5
     python tools/ci/gate_trial.py --machine h200 --trials 3 --set gpu-inhouse \\
@@ -52,20 +53,11 @@ def _planted_slowdown(name: str, factor: float) -> None:
                 while _time.perf_counter() < end:
                     pass
                 return out
-            if not cycles:  # calibrated once, on the first (uncaptured) call
-                begin, stop = (_torch.cuda.Event(enable_timing=True) for _ in range(2))
-                fn(*args)
-                begin.record()
-                for _ in range(5):
-                    fn(*args)
-                stop.record()
-                stop.synchronize()
-                call_ms = begin.elapsed_time(stop) / 5
-                begin.record()
-                _torch.cuda._sleep(1_000_000)
-                stop.record()
-                stop.synchronize()
-                per_million_ms = begin.elapsed_time(stop)
+            if not cycles:  # calibrated once, on the first (uncaptured) call, as timed
+                from triton.testing import do_bench
+
+                call_ms = do_bench(lambda: fn(*args), warmup=25, rep=100)
+                per_million_ms = do_bench(lambda: _torch.cuda._sleep(1_000_000), rep=50)
                 cycles.append(int((factor - 1) * call_ms / per_million_ms * 1e6))
             out = fn(*args)
             _torch.cuda._sleep(cycles[0])
