@@ -1,27 +1,29 @@
-"""The published site in a real browser (``slow``): headless Chromium through selenium.
+"""The published site, offline, in a real browser (``slow``): headless Chromium via selenium.
 
-A clone of this repository (with its committed results: several machines, several commits) is
-published by tools/ci/publish.py; html/ is served on localhost; the test opens the index, opens
-one attnbench benchmark's graph, checks that the plot drew points and that the console logged
-no error, and saves a screenshot under .artifacts/. It opens the leaderboard page too where the
-site has one. Skips, saying what is missing, without selenium, Chromium or chromedriver.
+A clone of this repository (its committed results: several machines, several commits) is
+published by tools/ci/publish.py and served on localhost. Chromium runs with every host name
+but localhost unresolvable, so a page that needs the network fails here as it would on a lab
+machine without one. The front page must open on the leaderboard; a workload's link there
+must open asv's graph of that machine and workload with points drawn in the canvas; asv's
+grid must list the benchmarks and draw a graph; no page may log an error, show asv's error
+banner, or ask for anything beyond localhost. Screenshots go to .artifacts/.
 
-asv's pages load jQuery, flot and bootstrap from CDNs. Offline, ``ATTNBENCH_CDN_MIRROR`` may
-name a directory laid out as ``<host>/<path>`` (e.g. ``code.jquery.com/jquery-3.3.1.min.js``):
-Chromium then reaches those hosts on a local HTTPS server (self-signed, made with openssl),
-and the pages' subresource-integrity hashes are dropped (copies from npm are not byte for byte
-cdnjs's minified files). Online (as in CI) the site is served exactly as published.
+Skips, saying what is missing, without selenium, Chromium or chromedriver (Debian:
+``apt-get install chromium chromium-driver``; .ci/run installs them).
+
+The checks without a browser (what publishing rewrites, the shipped copies' bytes) run always.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import http.server
+import json
 import os
 import re
 import shutil
-import socket
-import ssl
 import subprocess
 import sys
 import threading
@@ -30,14 +32,61 @@ from pathlib import Path
 
 import pytest
 
+from attnbench import offline_site
+
 from .conftest import ROOT
 
 ARTIFACTS = ROOT / ".artifacts"
 BENCHMARK = "forward.ForwardMetrics.track_tflops"  # in every machine's committed results
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-CDN_HOSTS = ("cdn.jsdelivr.net", "cdnjs.cloudflare.com", "code.jquery.com")
+ASV_INDEX = Path(__import__("asv").__file__).parent / "www" / "index.html"
 
 
+# -- without a browser -----------------------------------------------------------------------
+def _asv_tags() -> list[str]:
+    return re.findall(r"<(?:script|link)\b[^>]*>", ASV_INDEX.read_text())
+
+
+def test_every_cdn_file_of_asvs_page_has_a_shipped_copy(tmp_path):
+    remote = offline_site.external_assets(ASV_INDEX.read_text())
+    assert remote and set(remote) == set(offline_site.ASSETS)
+    html = tmp_path / "html"
+    html.mkdir()
+    shutil.copy(ASV_INDEX, html / "index.html")
+    assert offline_site.make_offline(html) == [html / "index.html"]
+    page = (html / "index.html").read_text()
+    assert offline_site.external_assets(page) == []
+    assert "integrity=" not in page and "crossorigin=" not in page
+    for local in offline_site.ASSETS.values():
+        assert f'"vendor/{local}"' in page and (html / "vendor" / local).is_file()
+    assert offline_site.make_offline(html) == []  # idempotent
+    assert 'href="https://github.com/airspeed-velocity/asv/"' in page  # a link, not an asset
+
+
+def test_shipped_copies_are_the_files_asv_names_where_the_cdn_serves_npms_bytes():
+    """The integrity hash asv's page gives matches the copy for each file the CDN serves
+    unchanged from npm (flot and stupidtable are cdnjs's own builds: not comparable)."""
+    assets = Path(offline_site.__file__).parent / "site_assets"
+    checked = 0
+    for tag in _asv_tags():
+        url = re.search(r'(?:src|href)="(https://[^"]+)"', tag)
+        sri = re.search(r'integrity="(sha\d+)-([^"]+)"', tag)
+        if not url or not sri or ("cdnjs" in url.group(1) and "md5" not in url.group(1)):
+            continue
+        data = (assets / offline_site.ASSETS[url.group(1)]).read_bytes()
+        digest = base64.b64encode(hashlib.new(sri.group(1), data).digest()).decode()
+        assert digest == sri.group(2), url.group(1)
+        checked += 1
+    assert checked == 5  # jquery, orderBars, md5, bootstrap js and css
+
+
+def test_a_page_with_an_unknown_cdn_file_is_refused(tmp_path):
+    (tmp_path / "index.html").write_text('<script src="https://cdn.example/x.js"></script>')
+    with pytest.raises(offline_site.OfflineSiteError, match=r"cdn\.example/x\.js"):
+        offline_site.make_offline(tmp_path)
+
+
+# -- in Chromium -----------------------------------------------------------------------------
 def _find_browser() -> tuple[str, str]:
     """(browser, chromedriver) of one version, or a skip naming what is missing. GitHub's
     Ubuntu images: Google Chrome with the driver in $CHROMEWEBDRIVER; Debian: chromium with
@@ -59,15 +108,9 @@ def _find_browser() -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def cdn_args(tmp_path_factory) -> list[str]:
-    """Chromium arguments for the CDN mirror; empty when the CDNs are reachable."""
-    _find_browser()
-    return _cdn_mirror(tmp_path_factory.mktemp("cdn"))
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, cdn_args):
+def site(tmp_path_factory):
     """html/ of a clone of this repository, published, served on localhost."""
+    _find_browser()
     if not (ROOT / ".git").exists():
         pytest.skip("needs the git repository (its history and committed results)")
     tmp = tmp_path_factory.mktemp("site")
@@ -79,11 +122,10 @@ def site(tmp_path_factory, cdn_args):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     html = repo / "html"
-    if cdn_args:  # the mirror's copies cannot match the CDN files' integrity hashes
-        for page in html.rglob("*.html"):
-            page.write_text(re.sub(r'\s+integrity="[^"]*"', "", page.read_text()))
+    for page in html.glob("*.html"):
+        assert offline_site.external_assets(page.read_text()) == [], page
     handler = functools.partial(_QuietHandler, directory=str(html))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _QuietServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield html, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -94,63 +136,21 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-class _MirrorHandler(_QuietHandler):
-    """Serves <mirror>/<Host header>/<path>: one server stands in for every CDN host."""
-
-    def translate_path(self, path: str) -> str:
-        host = self.headers.get("Host", "").split(":")[0]
-        return super().translate_path(f"/{host}{path}")
-
-    def end_headers(self) -> None:
-        self.send_header("Access-Control-Allow-Origin", "*")  # the pages load with crossorigin
-        super().end_headers()
-
-
-def _cdn_reachable() -> bool:
-    try:
-        socket.getaddrinfo(CDN_HOSTS[-1], 443)
-        return True
-    except OSError:
-        return False
-
-
-def _cdn_mirror(tmp: Path) -> list[str]:
-    """Chromium arguments that send the CDN hosts to a local mirror (none when online)."""
-    if _cdn_reachable():
-        return []
-    mirror = os.environ.get("ATTNBENCH_CDN_MIRROR", "")
-    if not mirror or not Path(mirror).is_dir() or shutil.which("openssl") is None:
-        pytest.skip(
-            "asv's site loads jQuery, flot and bootstrap from CDNs this machine cannot reach; "
-            "set ATTNBENCH_CDN_MIRROR to a <host>/<path> copy of them (and have openssl)"
-        )
-    key, cert = tmp / "key.pem", tmp / "cert.pem"
-    openssl = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-    subprocess.run(
-        [*openssl, "-subj", "/CN=cdn-mirror", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    handler = functools.partial(_MirrorHandler, directory=mirror)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    rules = ", ".join(f"MAP {host} 127.0.0.1:{port}" for host in CDN_HOSTS)
-    return [f"--host-resolver-rules={rules}", "--ignore-certificate-errors"]
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a page left mid-download
+            super().handle_error(request, client_address)
 
 
 @pytest.fixture(scope="module")
-def browser(cdn_args):
+def browser(tmp_path_factory):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     binary, driver_path = _find_browser()
     options = webdriver.ChromeOptions()
     options.binary_location = binary
+    profile = tmp_path_factory.mktemp("chromium-profile")
     for arg in (
         "--headless=new",
         "--no-sandbox",
@@ -160,11 +160,13 @@ def browser(cdn_args):
         "--disable-component-update",
         "--disable-sync",
         "--no-first-run",
+        f"--user-data-dir={profile}",
         "--window-size=1400,1000",
-        *cdn_args,
+        # the network off: no host name but localhost resolves
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
     ):
         options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     driver.set_page_load_timeout(60)
     yield driver
@@ -180,13 +182,25 @@ def _wait(driver, script: str, timeout: float = 60.0):
             return value
         time.sleep(0.25)
     logs = "\n".join(e["message"] for e in driver.get_log("browser"))
-    raise AssertionError(f"timed out waiting for: {script}\npage: {driver.title!r}\n{logs}")
+    raise AssertionError(f"timed out waiting for: {script}\npage: {driver.current_url}\n{logs}")
 
 
 def _errors(driver) -> list[dict]:
     """Console errors; a missing /favicon.ico (the browser asks for it unbidden) is not one."""
     logs = driver.get_log("browser")
     return [e for e in logs if e["level"] == "SEVERE" and "/favicon.ico " not in e["message"]]
+
+
+def _requests_beyond(driver, origin: str) -> list[str]:
+    """Network addresses the pages asked for beyond ``origin`` (the browser's own chrome://
+    pages and data: URLs are not the network)."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    network = ("http:", "https:", "ws:", "wss:", "ftp:")
+    return [u for u in urls if u.startswith(network) and not u.startswith(origin)]
 
 
 def _screenshot(driver, name: str) -> Path:
@@ -197,38 +211,85 @@ def _screenshot(driver, name: str) -> Path:
     return path
 
 
+#: flot keeps its plot on the placeholder: the non-null points of the series it drew
+_POINTS = (
+    "(function () { var p = $('#main-graph').data('plot'); if (!p) return 0;"
+    " return p.getData().reduce(function (n, s) { return n + s.data.filter("
+    "function (d) { return d[1] !== null; }).length; }, 0); })()"
+)
+#: pixels of the base canvas in the colour of some series (its lines and points, not the grid)
+_SERIES_PIXELS = """
+var plot = $('#main-graph').data('plot');
+var canvas = $('#main-graph canvas.flot-base')[0];
+var pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+var colours = plot.getData().map(function (s) { return $.color.parse(s.color); });
+var count = 0;
+for (var i = 0; i < pixels.length; i += 4) {
+  for (var k = 0; k < colours.length; k++) {
+    var c = colours[k];
+    if (Math.abs(pixels[i] - c.r) + Math.abs(pixels[i + 1] - c.g)
+        + Math.abs(pixels[i + 2] - c.b) < 40 && pixels[i + 3] > 200) { count++; break; }
+  }
+}
+return count;
+"""
+
+
+def _check_graph_drew(driver, origin: str, name: str) -> int:
+    """The graph page's plot: points, series pixels, no error banner; its series count."""
+    points = _wait(driver, _POINTS)
+    series = driver.execute_script("return $('#main-graph').data('plot').getData().length;")
+    assert points >= 1 and series >= 1, (points, series)
+    assert driver.execute_script(_SERIES_PIXELS) > 50  # lines and points, in series colours
+    assert "error.html" not in driver.current_url
+    assert not driver.execute_script("return $('#error').is(':visible');")  # asv's banner
+    assert "continental origin" not in driver.find_element("css selector", "body").text
+    assert _screenshot(driver, name).stat().st_size > 10_000  # a rendered page
+    assert _errors(driver) == []
+    assert _requests_beyond(driver, origin) == []
+    return series
+
+
 @pytest.mark.slow
-def test_index_and_one_benchmark_graph(site, browser):
+def test_front_page_opens_on_the_leaderboard(site, browser):
     _html, url = site
-    browser.get(f"{url}/index.html")
-    count = _wait(browser, "window.$ && $('a.benchmark-container').length")
-    assert count > 1
-    link = browser.find_element("css selector", f'a.benchmark-container[href="#{BENCHMARK}"]')
-    link.click()
-    # flot keeps its plot on the placeholder: the series it drew, and their points
-    points = _wait(
-        browser,
-        "(function () { var p = $('#main-graph').data('plot'); if (!p) return 0;"
-        " return p.getData().reduce(function (n, s) { return n + s.data.filter("
-        "function (d) { return d[1] !== null; }).length; }, 0); })()",
-    )
-    series = browser.execute_script("return $('#main-graph').data('plot').getData().length;")
-    assert points >= 2 and series >= 1, (points, series)
-    assert BENCHMARK in browser.current_url
-    path = _screenshot(browser, "site-graph.png")
-    assert path.stat().st_size > 10_000  # a rendered page, not a blank one
-    assert _errors(browser) == []
-
-
-@pytest.mark.slow
-def test_leaderboard_page_loads_without_errors(site, browser):
-    html, url = site
-    page = html / "leaderboard" / "index.html"
-    if not page.exists():
-        pytest.skip("this site has no leaderboard page (no 'attnbench leaderboard' command)")
-    browser.get_log("browser")  # drop what earlier pages logged
-    browser.get(f"{url}/leaderboard/index.html")
+    browser.get(f"{url}/")
+    _wait(browser, "window.location.pathname.endsWith('/leaderboard/index.html')")
     _wait(browser, "document.readyState === 'complete'")
-    assert browser.find_element("css selector", "body").text.strip()
+    assert browser.find_element("css selector", "h1").text == "attnbench leaderboard"
+    machines = browser.find_elements("css selector", "h2")
+    assert len(machines) >= 2
     _screenshot(browser, "site-leaderboard.png")
     assert _errors(browser) == []
+    assert _requests_beyond(browser, url) == []
+
+
+@pytest.mark.slow
+def test_a_workload_link_opens_its_graph_for_one_machine(site, browser):
+    _html, url = site
+    browser.get(f"{url}/leaderboard/index.html")
+    link = browser.find_element("css selector", "h4 a")
+    href = link.get_attribute("href")
+    query = href.split("?", 1)[1]
+    machines = [p for p in query.split("&") if p.startswith("machine=")]
+    implementations = [p for p in query.split("&") if p.startswith("p-implementation=")]
+    assert len(machines) == 1 and 1 <= len(implementations) <= 8
+    browser.get_log("browser")
+    browser.get_log("performance")
+    link.click()
+    _wait(browser, "window.location.pathname.endsWith('/index.html')")
+    series = _check_graph_drew(browser, url, "site-leaderboard-graph.png")
+    assert series <= len(implementations)  # one machine: one series per implementation at most
+
+
+@pytest.mark.slow
+def test_asv_grid_lists_benchmarks_and_a_graph_draws(site, browser):
+    _html, url = site
+    browser.get(f"{url}/index.html#/")
+    count = _wait(browser, "window.$ && $('a.benchmark-container').length")
+    assert count > 1
+    assert _errors(browser) == []
+    link = browser.find_element("css selector", f'a.benchmark-container[href="#{BENCHMARK}"]')
+    link.click()
+    _check_graph_drew(browser, url, "site-graph.png")
+    assert BENCHMARK in browser.current_url

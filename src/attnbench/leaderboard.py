@@ -217,6 +217,11 @@ def _benchmarks(root: Path) -> dict:
     return benchmarks
 
 
+def _has_gpu(info: dict | None) -> bool:
+    """attnbench writes a machine's GPU into asv's "cpu" field (attnbench.system)."""
+    return "GPU" in str((info or {}).get("cpu", ""))
+
+
 def _warn(skipped: asv_results.Skipped) -> None:
     print(f"attnbench leaderboard: skipped {skipped}", file=sys.stderr)
 
@@ -227,9 +232,9 @@ def read_results(
     on_skip: Callable[[asv_results.Skipped], None] = _warn,
 ) -> list[MachineResults]:
     """Each machine's latest commit (by commit date) ranked, against the commit before it;
-    machines sorted by name. ``config``: the asv.conf.json whose branches decide which
-    commits count (``"auto"``: the one beside ``results``; None: every commit). ``on_skip``
-    is told of each file asv would leave out (default: one line on stderr)."""
+    machines with a GPU first, then by name. ``config``: the asv.conf.json whose branches
+    decide which commits count (``"auto"``: the one beside ``results``; None: every commit).
+    ``on_skip`` is told of each file asv would leave out (default: one line on stderr)."""
     root = Path(results)
     if not root.is_dir():
         raise LeaderboardError(f"{root}: no such directory (asv's results_dir)")
@@ -245,7 +250,7 @@ def read_results(
     for skipped in found.skipped:
         on_skip(skipped)
     machines = []
-    for name in sorted(found.results):
+    for name in sorted(found.results, key=lambda n: (not _has_gpu(found.machines.get(n)), n)):
         by_commit: dict[str, list[Any]] = {}
         for result in found.results[name]:
             by_commit.setdefault(result.commit_hash, []).append(result)
