@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .atomic import write_json
 from .settings import cache_dir, probe_facts
 
 #: distributions whose presence or version changes what can run
@@ -101,10 +101,7 @@ def probe(names: Sequence[str], device: str = "cuda") -> dict[str, str | None]:
               file=sys.stderr)  # fmt: skip
         return dict.fromkeys(names)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(answer))
-        tmp.replace(path)  # atomic: concurrent processes read a whole file or none
+        write_json(path, answer)  # atomic: concurrent processes read a whole file or none
     except OSError:
         pass
     return answer

@@ -20,6 +20,7 @@ from dataclasses import asdict
 from typing import TextIO
 
 from . import catalogue, system
+from .atomic import atomic_open
 from .devices import default_device, resolve_device
 from .errors import AttnbenchError
 from .impls import get_impl, impl_names, select_impls
@@ -344,7 +345,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             "workloads": {w.name: asdict(w) for w in workloads},
             "records": [r.as_dict() for r in records],
         }
-        with open(args.json, "w") as f:
+        with atomic_open(args.json, "w") as f:
             json.dump(doc, f, indent=2)
         print(f"\nwrote {len(records)} records to {args.json}", file=out)
     if args.csv:
@@ -352,7 +353,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         fields = list(dict.fromkeys(k for row in flat for k in row))
         # a skipped record has time None where the others have time.median ...: keep the latter
         fields = [k for k in fields if not any(f.startswith(k + ".") for f in fields)]
-        with open(args.csv, "w", newline="") as f:
+        with atomic_open(args.csv, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(flat)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_open
 from .errors import AttnbenchError
 from .impls import impl_names
 from .workload import Workload
@@ -232,7 +233,8 @@ def _save(plt, fig, out: Path, stem: str, formats: Sequence[str]) -> list[Path]:
     written = []
     for fmt in formats:
         path = out / f"{stem}.{fmt}"
-        fig.savefig(path, format=fmt, dpi=110)
+        with atomic_open(path, "wb") as f:
+            fig.savefig(f, format=fmt, dpi=110)
         written.append(path)
     plt.close(fig)
     return written

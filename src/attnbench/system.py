@@ -100,6 +100,9 @@ def register_asv_machine(name: str) -> dict:
     field: it is written into ``cpu``). ``asv machine --yes`` alone would record the name only."""
     from asv.machine import MachineCollection
 
+    from .atomic import install_in_asv
+
+    install_in_asv()  # MachineCollection.save rewrites ~/.asv-machine.json: whole or not at all
     info = machine_info()
     cpu = info["cpu"]
     if info["gpu"]:
