@@ -174,6 +174,16 @@ def test_confirmation_needs_every_round_to_move_the_same_way(ratios, way):
     assert remeasure.direction(ratios, 0.1) == way
 
 
+def test_one_turn_against_asks_for_as_many_turns_again_and_then_allows_one():
+    five = [0.66, 1.47, 1.5, 1.6, 1.48]  # a burst of load in the first turn
+    assert remeasure.direction(five, 0.1) == 0
+    assert remeasure.worth_more_turns(five, 0.1)
+    assert remeasure.direction([*five, 1.5, 1.49, 1.52, 1.46, 1.51], 0.1) == 1
+    assert remeasure.direction([*five, 1.5, 0.9, 1.52, 1.46, 1.51], 0.1) == 0  # two against
+    assert not remeasure.worth_more_turns([1.0, 1.02, 0.97, 1.2, 0.99], 0.1)  # A/A
+    assert not remeasure.worth_more_turns([1.5] * 5, 0.1)  # already decided
+
+
 def test_kinds():
     assert v.kind_of("forward.Forward.time_forward") == "time"
     assert v.kind_of("forward.ForwardMetrics.track_seconds") == "time"

@@ -279,6 +279,12 @@ def confirm(
     if pairs and rounds > 0:
         log(f"gate: re-measuring {len(pairs)} pair(s), base and head taking turns, {rounds}x")
         ratios = remeasure.alternate(project, base, head, pairs, rounds, env)  # type: ignore[arg-type]
+        again = [p for p in pairs if remeasure.worth_more_turns(ratios[p], factor - 1)]
+        if again:  # one turn disagreed: as many turns again for those pairs
+            log(f"gate: {len(again)} pair(s) with one turn against: {rounds} more turns")
+            more = remeasure.alternate(project, base, head, again, rounds, env)
+            for p in again:
+                ratios[p] = ratios[p] + more[p]
     effect = factor - 1
     said = [
         f"`{' '.join(p)}`: head/base {remeasure._said(ratios[p])} → "
@@ -484,9 +490,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--confirm-rounds",
         type=int,
-        default=5,
+        default=remeasure.ROUNDS,
         help="re-measure a flagged change this many times, base and head taking turns in two "
-        "fresh processes, before it counts (every turn must agree; 0: no time ever fails)",
+        "fresh processes, before it counts (every turn must agree, or all but one of twice "
+        "as many; 0: no time ever fails)",
     )
     parser.add_argument(
         "--bisect",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -114,12 +115,14 @@ def commit_plant(repo: Path, base: str, impl: str, factor: float) -> str:
 def run_gate(repo: Path, machine: str, base: str, head: str, gate_args: list[str], kind: str,
              out: Path) -> Outcome:  # fmt: skip
     rows_file = out / f"rows-{len(list(out.glob('rows-*')))}.json"
-    cmd = [sys.executable, str(ROOT / "tools" / "ci" / "gate.py"), "--repo", str(repo),
+    # the scratch clone's own gate and library: edits to this checkout during a trial stay out
+    env = {**os.environ, "PYTHONPATH": str(repo / "src")}
+    cmd = [sys.executable, str(repo / "tools" / "ci" / "gate.py"), "--repo", str(repo),
            "--machine", machine, "--base", base, "--head", head, "--json", str(rows_file),
            *gate_args]  # fmt: skip
     log(f"trial {kind}: " + " ".join(cmd[2:]))
     start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     seconds = time.monotonic() - start
     (out / f"{rows_file.stem}.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode not in (0, 1) or not rows_file.exists():

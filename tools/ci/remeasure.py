@@ -27,6 +27,7 @@ from pipeline import ROOT, PipelineError, Project, log
 
 Pair = tuple[str, str, str]  # implementation, workload, mode
 MARK = "attnbench-remeasure:"
+ROUNDS = 5  # turns each, by default
 BURST_SECONDS = 0.05  # sampling per pair and turn, on the CPU: short, so both sides share a phase
 
 # Runs in the child, against the checked-out commit's attnbench (only long-standing API): one
@@ -172,19 +173,39 @@ def _said(values: list[float | None]) -> str:
     return "/".join("failed" if v is None else f"{v:.3f}" for v in values)
 
 
-def direction(values: list[float | None], min_effect: float) -> int:
-    """+1 when the re-measure confirms a slowdown, -1 a speedup, 0 neither: every round moved
-    the same way by half the effect at least, and their median by the whole effect."""
+def _votes(values: list[float | None], min_effect: float) -> tuple[float, int, int] | None:
+    """(median log ratio, turns slower by half the effect, turns faster by half the effect)."""
     if not values or any(r is None for r in values):
-        return 0
+        return None
     logs = [math.log(r) for r in values]  # type: ignore[arg-type]
-    half, whole = math.log1p(min_effect / 2), math.log1p(min_effect)
-    mid = statistics.median(logs)
-    if all(x > half for x in logs) and mid > whole:
+    half = math.log1p(min_effect / 2)
+    return statistics.median(logs), sum(x > half for x in logs), sum(x < -half for x in logs)
+
+
+def direction(values: list[float | None], min_effect: float) -> int:
+    """+1 when the re-measure confirms a slowdown, -1 a speedup, 0 neither: the median turn
+    moved by the whole effect and every turn the same way by half of it (one turn may
+    disagree once there are twice the default turns: a burst of load on a busy machine)."""
+    votes = _votes(values, min_effect)
+    if votes is None:
+        return 0
+    mid, slower, faster = votes
+    whole, spare = math.log1p(min_effect), int(len(values) >= 2 * ROUNDS)
+    if mid > whole and slower >= len(values) - spare:
         return 1
-    if all(x < -half for x in logs) and mid < -whole:
+    if mid < -whole and faster >= len(values) - spare:
         return -1
     return 0
+
+
+def worth_more_turns(values: list[float | None], min_effect: float) -> bool:
+    """Undecided, but the median turn moved by the whole effect and one turn alone disagrees."""
+    votes = _votes(values, min_effect)
+    if votes is None or direction(values, min_effect) or len(values) >= 2 * ROUNDS:
+        return False
+    mid, slower, faster = votes
+    agreeing = slower if mid > 0 else faster
+    return abs(mid) > math.log1p(min_effect) and agreeing == len(values) - 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, default=ROOT)
     parser.add_argument("--base", required=True)
     parser.add_argument("--head", required=True)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--pair", nargs=3, action="append", required=True,
                         metavar=("IMPL", "WORKLOAD", "MODE"))  # fmt: skip
     args = parser.parse_args(argv)
