@@ -261,15 +261,6 @@ class _Swept:
         # in the benchmark itself (not in setup) as a failure, not a skip
         return float("nan") if seconds is None else seconds
 
-    def track_kernel_config(self, cache, impl, workload):
-        cfg = (self.rec.get("extra") or {}).get("config") or {}
-        if "block_n" not in cfg:  # no tiled kernel, or a commit that does not record it
-            return float("nan")
-        top = cfg.get("block_m", cfg.get("splits", 0))  # decode: the split count
-        warps, stages = cfg.get("num_warps", 0), cfg.get("num_stages", 0)
-        tma = 1e9 if cfg.get("tma") else 0  # loads through tensor descriptors
-        return tma + top * 1e6 + cfg["block_n"] * 1e3 + warps * 10 + stages
-
     _label(track_seconds, "median time (CUDA events, L2 flushed / CPU clock)", "seconds")
     _label(track_tflops, "TFLOP/s (higher is better)", "TFLOP/s")
     _label(track_gbps, "GB/s over the fewest bytes to move (higher is better)", "GB/s")
@@ -278,4 +269,3 @@ class _Swept:
     _label(track_max_error, "forward max abs error vs float64 reference", "abs error")
     _label(track_rel_error, "forward relative norm error vs float64 reference", "rel error")
     _label(track_compile_seconds, "first call: bind + compile/JIT (not in timings)", "seconds")
-    _label(track_kernel_config, "kernel config: M*1e6 + N*1e3 + warps*10 + stages", "code")

@@ -10,7 +10,7 @@ For each backend x workload pair it measures, in this order:
    for calls under the threshold), as two separate whole passes over every pair, whose
    difference is the run-to-run spread (target: within 2% for calls of 100 us or more);
 2. the same call written out here, on inputs made here, run untimed for the suite's
-   ``SETTLE_MS`` (``ATTNBENCH_SETTLE_MS``) and timed with ``do_bench`` (median): the suite
+   ``ATTNBENCH_SETTLE_MS`` and timed with ``do_bench`` (median): the suite
    must agree within 3%.
 
 A pair whose backend is missing is listed with its reason. Exit status 1 if a check fails.
@@ -32,7 +32,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from attnbench import Workload
 from attnbench.catalogue import model_workload
-from attnbench.measure.timing import SETTLE_MS
+from attnbench.settings import settle_ms
 from attnbench.sweep import sweep
 from attnbench.system import machine_info
 
@@ -157,7 +157,7 @@ def main() -> int:
             continue
         try:
             call = independent_call(pair)
-            until = time.perf_counter() + SETTLE_MS / 1e3  # the suite's untimed settling, too
+            until = time.perf_counter() + settle_ms() / 1e3  # the suite's untimed settling, too
             while time.perf_counter() < until:
                 call()
                 torch.cuda.synchronize()

@@ -398,14 +398,15 @@ def test_launch_bound_calls_are_timed_as_graph_replays(monkeypatch):
 
 
 def test_the_clock_settles_before_timing(monkeypatch):
-    """The call runs untimed for SETTLE_MS first (the SM clock leaves its idle boost)."""
-    from attnbench.measure.timing import SETTLE_MS, time_cuda
+    """The call runs untimed for ATTNBENCH_SETTLE_MS first (the SM clock leaves its idle boost)."""
+    from attnbench.measure.timing import time_cuda
+    from attnbench.settings import settle_ms
 
     seen = _fake_cuda_timers(monkeypatch, 1e-3)
     time_cuda(lambda: None)
     time_cuda(lambda: None, settle_ms=0)  # still one call: how long one takes
     time_cuda(lambda: None, settle_ms=50)
-    assert SETTLE_MS > 0 and seen["settle_ms"] == [SETTLE_MS, 0, 50]
+    assert settle_ms() > 0 and seen["settle_ms"] == [settle_ms(), 0, 50]
 
 
 def test_a_long_call_is_sampled_long_enough_for_several_samples(monkeypatch):

@@ -105,7 +105,8 @@ def test_timing_is_two_steady_batches_and_agrees_with_do_bench():
     under 50 us is timed as replays of one CUDA graph."""
     from triton.testing import do_bench
 
-    from attnbench.measure.timing import GRAPH_BELOW_S, SETTLE_MS, settle, time_cuda
+    from attnbench.measure.timing import GRAPH_BELOW_S, settle, time_cuda
+    from attnbench.settings import settle_ms
 
     a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
 
@@ -113,7 +114,7 @@ def test_timing_is_two_steady_batches_and_agrees_with_do_bench():
         return a @ a
 
     def reference() -> float:
-        settle(call, SETTLE_MS)  # as time_cuda does before its samples
+        settle(call, settle_ms())  # as time_cuda does before its samples
         return do_bench(call, warmup=25, rep=100, return_mode="median") / 1e3
 
     before = reference()

@@ -17,13 +17,14 @@ process, keeps being sampled; one that never settles is published with a "not st
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import torch
+
+from .. import settings
 
 GRAPH_BELOW_S = 50e-6  # plain median under this: time CUDA-graph replays instead
 #: host seconds to enqueue one call over its plain median, at or above which the call is
@@ -34,10 +35,7 @@ GRAPH_BELOW_S = 50e-6  # plain median under this: time CUDA-graph replays instea
 #: 7.4 ms call 4.5 % apart by that alone; docs/results.md)
 HOST_BOUND_FRACTION = 0.2
 HOST_SAMPLE_CALLS = 20  # calls, about 50 ms of them at most, whose median is the host side
-#: calls before timing, for this long (ms): the SM clock leaves its idle boost for the clock
-#: the call sustains (power limit) before the first sample, not during the samples.
-#: ``ATTNBENCH_SETTLE_MS`` overrides (0: one call, then do_bench's own 25 ms warm-up)
-SETTLE_MS = float(os.environ.get("ATTNBENCH_SETTLE_MS", "200"))
+
 #: median / minimum at or above which samples hold two populations (H100, two whole runs at
 #: 0c407c4: three decode pairs read 1.5-2.4x their minimum in one run and 1.0x in the other;
 #: no other pair of either run above 1.15, docs/results.md)
@@ -282,9 +280,10 @@ def time_cuda(
     under :data:`GRAPH_BELOW_S` or launch-bound (:data:`HOST_BOUND_FRACTION`), or with
     ``graph=True``, CUDA-graph replays of it instead. ``graph=False`` never captures. A failed
     capture keeps the plain timing, with a note. First the call runs for ``settle_ms``
-    (default :data:`SETTLE_MS`; once at least), untimed; a call so long that ``rep_ms`` would
-    hold fewer than :data:`MIN_SAMPLES` is sampled for longer."""
-    settle_ms = SETTLE_MS if settle_ms is None else settle_ms
+    (default ``ATTNBENCH_SETTLE_MS``, 200 ms: the SM clock leaves its idle boost for the clock
+    the call sustains before the first sample; once at least), untimed; a call so long that
+    ``rep_ms`` would hold fewer than :data:`MIN_SAMPLES` is sampled for longer."""
+    settle_ms = settings.settle_ms() if settle_ms is None else settle_ms
     per_call = settle(fn, settle_ms)
     rep_ms = max(rep_ms, 1.1 * MIN_SAMPLES * per_call * 1e3)  # do_bench: rep / its estimate
     plain = until_steady(

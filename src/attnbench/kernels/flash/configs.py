@@ -171,8 +171,8 @@ def choose_bwd_config(head_dim: int, v_head_dim: int, itemsize: int = 2) -> BwdC
 
 # -- decode -------------------------------------------------------------------------------------
 def decode_dict(config: FwdConfig) -> dict:
-    """A decode configuration as recorded: the split count at the top (asv's
-    ``track_kernel_config`` reads ``splits`` where there is no ``block_m``)."""
+    """A decode configuration as recorded: the split count at the top, where a forward tile
+    has ``block_m``."""
     return {
         "kernel": "decode",
         "block_n": config.block_n,
