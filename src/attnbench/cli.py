@@ -232,11 +232,12 @@ def _record_row(rec: Record) -> list[str]:
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
+    """One CSV row: nested keys joined by dots; lists (the kept timing samples) left to --json."""
     flat: dict = {}
     for key, value in d.items():
         if isinstance(value, dict):
             flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
+        elif not isinstance(value, (list, tuple)):
             flat[f"{prefix}{key}"] = value
     return flat
 
