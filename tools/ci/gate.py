@@ -26,6 +26,7 @@ import contextlib
 import json
 import math
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -332,12 +333,14 @@ def name_first_bad(project: Project, base: str, head: str, rows: list[Row]) -> l
     return found
 
 
-def last_measured(project: Project, machine: str, head: str) -> str:
+def last_measured(repo: Path, results: Path, machine: str, head: str) -> str:
     """The newest first-parent ancestor of ``head`` (``head`` left out) with results on this
-    machine: where the main-branch run compares from."""
-    folder = project.results / machine
-    measured = {p.name.split("-")[0] for p in folder.glob("*-*.json")}
-    for commit in project.git("rev-list", "--first-parent", head).split()[1:]:
+    machine: where the main-branch run compares from (git and file names only: no asv)."""
+    measured = {p.name.split("-")[0] for p in (results / machine).glob("*-*.json")}
+    commits = subprocess.check_output(
+        ["git", "-C", str(repo), "rev-list", "--first-parent", head], text=True
+    ).split()
+    for commit in commits[1:]:
         if commit[:8] in measured:
             return commit
     raise PipelineError(f"no commit before {head[:8]} has results for machine {machine!r}")
@@ -478,9 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--machine", required=True, help="asv machine name")
     parser.add_argument(
         "--base",
-        required=True,
-        help="base commit (e.g. origin/main); 'last-measured': head's newest ancestor with "
-        "results on this machine",
+        help="base commit, required (e.g. origin/main); 'last-measured': head's newest ancestor "
+        "with results on this machine",
     )
     parser.add_argument("--head", default="HEAD", help="head commit (default: HEAD)")
     parser.add_argument(
@@ -514,15 +516,29 @@ def main(argv: list[str] | None = None) -> int:
         help="attnbench records folder (<commit8>.jsonl: samples, cautions); default: a fresh "
         "one for this run's asv continuous, records/<machine> with --no-run",
     )
+    parser.add_argument(
+        "--print-last-measured",
+        action="store_true",
+        help="print the newest ancestor of --head with results here (results/), and stop",
+    )
     parser.add_argument("asv_args", nargs="*", help="extra arguments for asv continuous")
     args = parser.parse_args(argv)
+    if args.print_last_measured:  # before the run that measures more (no asv needed)
+        try:
+            print(last_measured(args.repo, args.repo / "results", args.machine, args.head))
+        except (PipelineError, subprocess.CalledProcessError) as exc:
+            print(f"gate: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    if not args.base:
+        parser.error("--base is required")
     started = time.monotonic()
     with contextlib.ExitStack() as scratch:
         try:
             project = Project.load(args.repo)
             head = project.resolve(args.head)
             if args.base == "last-measured":
-                base = last_measured(project, args.machine, head)
+                base = last_measured(project.repo, project.results, args.machine, head)
             else:
                 base = project.resolve(args.base)
             rc = 0
