@@ -208,7 +208,7 @@ def measure(
     """Measure each commit's pending shards; the worst exit status of the asv runs (0: all ok),
     or :data:`OUT_OF_TIME` when ``stop_after`` seconds passed with shards left."""
     asv = [str(asv_executable(python)), "run", "--machine", machine, "--launch-method", launch]
-    asv += list(extra)
+    asv += ["--record-samples", *extra]  # the gate tests time_* figures' samples
     failed: list[tuple[str, str, int]] = []  # (commit, shard, exit status)
     start = time.monotonic()
     for n, commit in enumerate(commits, 1):
@@ -268,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         env = asv_env()
         if args.set:
             env["ATTNBENCH_SET"] = args.set
+        # the full records (each figure's samples: what the gate tests) beside results/
+        env.setdefault("ATTNBENCH_RECORDS", str(project.repo / "records" / args.machine))
         if not args.no_register:
             register_machine(args.machine, project.repo, env)
         shards = args.shard or discover_shards(project.benchmarks)
