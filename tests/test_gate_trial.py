@@ -36,3 +36,25 @@ def test_gate_passes_a_docs_commit_and_catches_a_planted_slowdown(tmp_path):
     assert planted["regressions"], logs
     assert all("'chunked'" in name for name in planted["regressions"]), planted["regressions"]
     assert any("track_seconds" in name for name in planted["regressions"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_first_bad_names_the_commit_that_planted_a_slowdown(tmp_path):
+    """base -> docs -> chunked 1.5x slower -> docs: the bisection names the third commit."""
+    sys.path.insert(0, str(ROOT / "tools" / "ci"))
+    import first_bad
+    import gate_trial
+    from pipeline import Project
+
+    repo = gate_trial.scratch_clone(ROOT, tmp_path)
+    base = gate_trial._git(repo, "rev-parse", "HEAD")
+    gate_trial.commit_docs_only(repo)
+    planted = gate_trial.commit_plant(repo, "HEAD", "chunked", 1.5)
+    (repo / "docs" / "later.md").write_text("Another docs-only change.\n")
+    gate_trial._git(repo, "add", "docs/later.md")
+    gate_trial._git(repo, "commit", "-q", "-m", "docs again")
+    head = gate_trial._git(repo, "rev-parse", "HEAD")
+    pair = ("chunked", "h8kv2d64/prefill/s256/b2/full/fp32", "forward")
+    found, steps = first_bad.first_bad(Project.load(repo), base, head, pair)
+    assert found == planted, steps

@@ -3,7 +3,8 @@
 
 In a scratch clone of HEAD, make a docs-only commit (A/A: nothing changed) and, for each
 ``--plant IMPL:FACTOR``, a commit that slows that implementation down by FACTOR (each call
-takes FACTOR times its own time: a busy wait after it on the CPU; on a GPU a sleep kernel after
+takes FACTOR times its own time: after it, a busy wait of (FACTOR - 1) x its wall time in CPU
+seconds, which a busy machine cannot shorten, on the CPU; on a GPU a sleep kernel after
 it, calibrated once with ``triton.testing.do_bench`` as the suite times calls; a train step's
 backward is not slowed). Then run the gate (tools/ci/gate.py, as a pull request gets it)
 ``--trials`` times on each, interleaved, and print: false failures of the A/A runs,
@@ -47,11 +48,11 @@ def _planted_slowdown(name: str, factor: float) -> None:
         cycles: list[int] = []
 
         def slow(*args):
-            if device.type != "cuda":
+            if device.type != "cuda":  # (factor - 1) x the call's time, in CPU seconds
                 start = _time.perf_counter()
                 out = fn(*args)
-                end = start + factor * (_time.perf_counter() - start)
-                while _time.perf_counter() < end:
+                end = _time.thread_time() + (factor - 1) * (_time.perf_counter() - start)
+                while _time.thread_time() < end:
                     pass
                 return out
             if not cycles:  # calibrated once, on the first (uncaptured) call, as timed
