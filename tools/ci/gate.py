@@ -313,7 +313,9 @@ def confirm(
     return follow_times(out), said
 
 
-def name_first_bad(project: Project, base: str, head: str, rows: list[Row]) -> list[str]:
+def name_first_bad(
+    project: Project, base: str, head: str, rows: list[Row], factor: float
+) -> list[str]:
     """For each confirmed slower pair, the first commit of ``base..head`` that made it slower
     (tools/ci/first_bad.py), when more than one commit lies between them."""
     between = project.git("rev-list", "--first-parent", f"{base}..{head}").split()
@@ -325,7 +327,7 @@ def name_first_bad(project: Project, base: str, head: str, rows: list[Row]) -> l
     found = []
     for pair in pairs:
         try:
-            commit, _steps = first_bad.first_bad(project, base, head, pair)  # type: ignore[arg-type]
+            commit, _steps = first_bad.first_bad(project, base, head, pair, factor - 1)  # type: ignore[arg-type]
             subject = project.git("log", "-1", "--format=%h %s", commit)
             found.append(f"`{' '.join(pair)}` (of {len(between)} commits): first slow at {subject}")
         except PipelineError as exc:
@@ -572,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
             rows, remeasured = confirm(
                 project, base, head, rows, args.factor, args.confirm_rounds, env
             )
-            culprits = name_first_bad(project, base, head, rows) if args.bisect else []
+            culprits = name_first_bad(project, base, head, rows, args.factor) if args.bisect else []
         except PipelineError as exc:
             print(f"gate: {exc}", file=sys.stderr)
             if args.comment:
