@@ -159,6 +159,17 @@ def test_an_unconfirmed_regression_is_unsure_and_does_not_fail(tmp_path, monkeyp
     assert "1 regression(s)" in text and "Re-measured" in text
 
 
+def test_the_paired_re_measure_decides_the_direction(tmp_path, monkeypatch):
+    """Base measured in a busy phase: head looked 2x faster; the turns say 1.5x slower."""
+    rows = list(_compare(tmp_path, {"chunked": 2e-3}, {"chunked": 1e-3}).values())
+    assert {r.verdict for r in rows if r.kind == "time"} == {"improvement"}
+    pair = ("chunked", W, "forward")
+    monkeypatch.setattr(remeasure, "alternate", lambda *a, **k: {pair: [1.5, 1.45, 1.52, 1.6, 1.5]})
+    settled, _ = gate.confirm(None, BASE, HEAD, rows, 1.1, 5)
+    time_row = next(r for r in settled if r.kind == "time")
+    assert time_row.verdict == "regression" and "other way" in time_row.why
+
+
 @pytest.mark.parametrize(
     ("ratios", "way"),
     [

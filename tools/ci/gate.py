@@ -269,8 +269,10 @@ def confirm(
     env: dict | None = None,
 ) -> tuple[list[Row], list[str]]:
     """Re-measure each candidate change of a time (regression or improvement), base and head in
-    two fresh processes taking turns ``rounds`` times; one the re-measure does not confirm in
-    the same direction becomes ``unsure``. Returns the rows and what was re-measured."""
+    two fresh processes taking turns ``rounds`` times: the re-measure's direction stands (the
+    first measurement, base and head minutes apart, can read a busy phase as the change); one
+    it does not confirm either way becomes ``unsure``. Returns the rows and what was
+    re-measured."""
     moved = ("regression", "improvement")
     candidates = [r for r in rows if r.verdict in moved and r.kind == "time"]
     pairs = list(dict.fromkeys(r.pair for r in candidates if r.pair))
@@ -299,16 +301,22 @@ def confirm(
             row = replace(row, verdict="unchanged", why="")  # follows again below
         elif row.verdict in moved and row.kind == "time":
             found = ratios.get(row.pair) if row.pair else None  # type: ignore[arg-type]
-            wanted = 1 if row.verdict == "regression" else -1
             if found is None:
                 row = replace(row, verdict="unsure", why=row.why + "; not re-measured")
-            elif remeasure.direction(found, effect) != wanted:
-                again = remeasure._said(found)
+                out.append(row)
+                continue
+            again = remeasure._said(found)
+            way = remeasure.direction(found, effect)
+            if not way:
                 row = replace(
                     row, verdict="unsure", why=f"{row.why}; re-measured {again}: not confirmed"
                 )
-            else:
-                row = replace(row, why=f"{row.why}; re-measured {remeasure._said(found)}")
+            else:  # the paired re-measure is the stronger test: its direction stands
+                settled = "regression" if way > 0 else "improvement"
+                flipped = (
+                    "" if settled == row.verdict else " (the first measurement read the other way)"
+                )
+                row = replace(row, verdict=settled, why=f"{row.why}; re-measured {again}{flipped}")
         out.append(row)
     return follow_times(out), said
 
