@@ -63,6 +63,7 @@ def kernels():
     return api, forward, decode
 
 
+@pytest.mark.slow  # a child process running the kernels in Triton's interpreter: minutes
 def test_kernels_under_the_interpreter(repo_root):
     """This module's interpreter tests, in a child process started with TRITON_INTERPRET=1."""
     if INTERPRETING:

@@ -3,7 +3,8 @@
 
     python3 tools/dev.py bench    # make .venv, asv on HEAD and HEAD~1 (quick set), publish html/
     python3 tools/dev.py gate --machine NAME --base HEAD~1   # tools/ci/gate.py (exit 1: regression)
-    python3 tools/dev.py test     # make .venv, run the tests
+    python3 tools/dev.py test --all   # make .venv, run every test (as CI); without --all the
+                                      # quick tier (no real asv runs, no Triton interpreter)
 
 On a machine whose Python already has a CUDA PyTorch, .venv sees it (system site packages) and
 nothing is downloaded for torch; elsewhere the CPU build pinned in constraints/cpu.txt is used.
@@ -113,8 +114,11 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def test(args: argparse.Namespace) -> int:
+    """The quick tier by default (a developer's loop); ``--all`` adds the slow tier (real asv
+    runs, Triton's interpreter, the gate's trial): what CI runs. Skips grouped by reason."""
     ensure_venv()
-    return sh(PY, "-m", "pytest", *args.pytest_args, check=False)
+    tier = [] if args.all else ["-m", "not slow"]
+    return sh(PY, "-m", "pytest", "-rs", *tier, *args.pytest_args, check=False)
 
 
 def main() -> int:
@@ -138,7 +142,8 @@ def main() -> int:
     b.add_argument("--shard-timeout", type=float, help="seconds before a shard is stopped")
     b.add_argument("--launch", default="forkserver", help="asv launch method ('cuda': spawn)")
     b.add_argument("asv_args", nargs="*", help="extra arguments for asv run (after --)")
-    t = sub.add_parser("test", help="run the tests")
+    t = sub.add_parser("test", help="run the tests (quick tier; --all: every test, as CI)")
+    t.add_argument("--all", action="store_true", help="also the slow tier (what CI runs)")
     t.add_argument("pytest_args", nargs="*", help="extra arguments for pytest (after --)")
     g = sub.add_parser(
         "gate", add_help=False, help="tools/ci/gate.py: base vs head, exit 1 on a regression"
