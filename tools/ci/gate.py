@@ -48,6 +48,8 @@ from pipeline import (
     sh,
 )
 
+from attnbench.atomic import write_text
+
 MARKER = "<!-- attnbench-benchmark-gate -->"  # finds the comment to update, not duplicate
 COMMENT_LIMIT = 60_000  # characters; GitHub takes at most 65,536 in a comment
 MARKS = {"regression": "❌ ", "failed": "❌ ", "improvement": "✅ ", "fixed": "✅ ", "unsure": "⚠️ ",
@@ -586,8 +588,8 @@ def main(argv: list[str] | None = None) -> int:
         except PipelineError as exc:
             print(f"gate: {exc}", file=sys.stderr)
             if args.comment:
-                args.comment.write_text(
-                    f"{MARKER}\n### attnbench: the gate could not run\n\n{exc}\n"
+                write_text(
+                    args.comment, f"{MARKER}\n### attnbench: the gate could not run\n\n{exc}\n"
                 )
             return 2
     done = time.monotonic()
@@ -600,11 +602,11 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(rows, base, head, args.machine, args.factor, remeasured, cost, culprits)
     print(text)
     if args.comment:
-        args.comment.write_text(text)
+        write_text(args.comment, text)
         log(f"comment written to {args.comment}")
     if args.json:
         rows_json = [{**asdict(r), "kind": r.kind} for r in rows]
-        args.json.write_text(json.dumps(rows_json, indent=1) + "\n")
+        write_text(args.json, json.dumps(rows_json, indent=1) + "\n")
     return 1 if any(r.verdict in v.FAILING for r in rows) else 0
 
 

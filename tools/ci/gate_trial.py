@@ -31,6 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import ROOT, PipelineError, log
 
+from attnbench.atomic import write_text
+
 # Appended to attnbench/impls/__init__.py in a planted commit (never merged anywhere).
 PLANT = '''
 
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                 o = run_gate(repo, args.machine, base, head, gate_args, kind, scratch)
                 outcomes.append(o)
                 if args.json:  # after each run: a trial cut short keeps what it measured
-                    args.json.write_text(json.dumps([asdict(x) for x in outcomes], indent=1))
+                    write_text(args.json, json.dumps([asdict(x) for x in outcomes], indent=1))
                 said = f"named {len(o.regressions)}, unsure {o.unsure}"
                 log(f"trial {trial + 1}/{args.trials} {kind}: exit {o.exit_code}, {said}")
     except (PipelineError, subprocess.CalledProcessError) as exc:
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         if args.json:
-            args.json.write_text(json.dumps([asdict(o) for o in outcomes], indent=1) + "\n")
+            write_text(args.json, json.dumps([asdict(o) for o in outcomes], indent=1) + "\n")
     print("\n".join(summarize(outcomes, plants)))
     return 0
 
