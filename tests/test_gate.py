@@ -203,3 +203,14 @@ def test_kinds():
     assert v.kind_of("train.ForwardBackward.peakmem_forward_backward") == "memory"
     assert v.kind_of("forward.ForwardMetrics.track_compile_seconds") == "first-call"
     assert v.kind_of("forward.ForwardMetrics.track_rel_error") == "error"
+
+
+def test_a_corrupt_results_file_stops_the_gate_naming_it(tmp_path):
+    from types import SimpleNamespace
+
+    folder = tmp_path / "results" / "box"
+    folder.mkdir(parents=True)
+    (folder / "machine.json").write_text('{"machine": "box", "version": 1}')
+    (folder / f"{BASE[:8]}-virtualenv-py3.11.json").write_text('{"results": {"a"')  # cut short
+    with pytest.raises(gate.PipelineError, match=f"{BASE[:8]}-virtualenv-py3.11.json"):
+        gate._load(SimpleNamespace(results=tmp_path / "results"), "box", BASE)

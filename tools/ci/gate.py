@@ -93,12 +93,17 @@ def _missing(value: float | None) -> bool:
 
 
 def _load(project: Project, machine: str, commit: str) -> dict[str, tuple]:
-    """{name(params): (value, samples, version)} of one commit on one machine (asv's API)."""
+    """{name(params): (value, samples, version)} of one commit on one machine (asv's API); a
+    file asv cannot read stops the gate, naming it."""
     from asv.commands.compare import unroll_result
-    from asv.results import iter_results_for_machine_and_hash
+
+    from attnbench.asv_results import Skipped, load_results_file
 
     out: dict[str, tuple] = {}
-    for result in iter_results_for_machine_and_hash(str(project.results), machine, commit):
+    for path in sorted((project.results / machine).glob(f"{commit[:8]}-*.json")):
+        result = load_results_file(path, machine)  # the leaderboard's reader too
+        if isinstance(result, Skipped):
+            raise PipelineError(str(result))
         for key in result.get_all_result_keys():
             params = result.get_result_params(key)
             version = result.benchmark_version.get(key)
