@@ -195,6 +195,15 @@ def test_one_turn_against_asks_for_as_many_turns_again_and_then_allows_one():
     assert not remeasure.worth_more_turns([1.5] * 5, 0.1)  # already decided
 
 
+def test_host_rss_needs_a_larger_rise_than_gpu_bytes():
+    rss = "forward.Forward.peakmem_forward('eager', 'w')"
+    gpu = "forward.ForwardMetrics.track_gpu_peak_memory('eager', 'w')"
+    b, h = v.Side(277e6), v.Side(309e6)  # seen for unchanged code in a CPU trial
+    assert gate.judge(rss, b, h, 1.1, 1.1).verdict == "unchanged"
+    assert gate.judge(gpu, b, h, 1.1, 1.1).verdict == "regression"
+    assert gate.judge(rss, b, v.Side(400e6), 1.1, 1.1).verdict == "regression"
+
+
 def test_kinds():
     assert v.kind_of("forward.Forward.time_forward") == "time"
     assert v.kind_of("forward.ForwardMetrics.track_seconds") == "time"

@@ -147,17 +147,23 @@ class Child:
 
 def ratios(a: Path, b: Path, pairs: list[Pair], rounds: int, env: dict | None = None,
            ) -> dict[Pair, list[float | None]]:  # fmt: skip
-    """b/a time ratios of each pair, one per round, ``a`` and ``b`` in two processes taking
-    turns (ABAB...), so that a slow phase of the machine falls on both."""
+    """b/a time ratios of each pair, one per round. Each round starts a fresh process for each
+    side (one process can be slower than another running the same code for its whole life:
+    1.06-1.35x in every turn of one A/A pair seen on a busy 2-core machine), warms both up,
+    then times them in turn, in alternating order (AB, BA, ...), so that neither a process nor
+    a slow phase of the machine, nor going first, falls on one side only."""
     out: dict[Pair, list[float | None]] = {p: [] for p in pairs}
-    with Child(a, env) as first, Child(b, env) as second:
-        first.measure(pairs), second.measure(pairs)  # a turn each to warm up, not counted
-        for r in range(rounds):
-            ta, tb = first.measure(pairs), second.measure(pairs)
-            for p in pairs:
-                ok = ta.get(p) and tb.get(p)
-                out[p].append(tb[p] / ta[p] if ok else None)  # type: ignore[operator]
-            log(f"re-measured round {r + 1}/{rounds}: " + ", ".join(_said(out[p]) for p in pairs))
+    for r in range(rounds):
+        with Child(a, env) as first, Child(b, env) as second:
+            first.measure(pairs), second.measure(pairs)  # warm-up, not counted
+            if r % 2:
+                tb, ta = second.measure(pairs), first.measure(pairs)
+            else:
+                ta, tb = first.measure(pairs), second.measure(pairs)
+        for p in pairs:
+            ok = ta.get(p) and tb.get(p)
+            out[p].append(tb[p] / ta[p] if ok else None)  # type: ignore[operator]
+        log(f"re-measured round {r + 1}/{rounds}: " + ", ".join(_said(out[p]) for p in pairs))
     return out
 
 
