@@ -11,7 +11,7 @@ Two kinds of classes, so that asv's process per (benchmark, parameters) stays ch
 - ``_Swept``: ``track_*`` figures, all measured once per class in ``setup_cache`` by
   :func:`attnbench.sweep.sweep` (CUDA events, L2 flushed), then read back per parameter. One
   class per scenario (prefill, masked prefill, decode, train), so that each class's sweep is a
-  few minutes on an H100 and a killed run loses one class (``tools/ci/bench.py`` shards by class).
+  few minutes on an H100 and a killed run loses one class (``tools.ci.bench`` shards by class).
 - ``_Timed``: ``time_*``/``peakmem_*``, asv's own clock and RSS around a prepared case. asv
   starts a process per parameter (CUDA start-up, imports, compilation: seconds each), so on a
   GPU these run on ``TIMED_WORKLOADS`` only, the first prefill and the first train workload

@@ -8,7 +8,7 @@
 # The host needs git, Python with a CUDA PyTorch (and Triton), and nvidia-smi. WHEELS (optional)
 # are installed with pip --no-index into $WORK/site; nothing is downloaded. The bundle is cloned
 # into $WORK/repo (WORK default /tmp/attnbench-offline); a second call fetches newer commits
-# from the bundle and measures only what is still missing (tools/ci/bench.py resumes by shard).
+# from the bundle and measures only what is still missing (tools.ci.bench resumes by shard).
 #   MACHINE        asv machine name (default: GPU model and count, h100-x1: a card model's own)
 #   BRANCH         the bundle's branch checked out, whose benchmarks/ run (default main)
 #   COMMITS        commits to measure (default HEAD: that branch's newest)
@@ -43,9 +43,9 @@ if [ -n "${IMPLS:-}" ]; then export ATTNBENCH_IMPLS=$IMPLS; fi
 args=()
 for s in ${SHARDS:-}; do args+=(--shard "$s"); done
 status=0
-python3 tools/ci/bench.py --machine "$MACHINE" --commits "${COMMITS:-HEAD}" \
+python3 -m tools.ci.bench --machine "$MACHINE" --commits "${COMMITS:-HEAD}" \
   --shard-timeout "${SHARD_TIMEOUT:-1700}" ${args[@]+"${args[@]}"} > "$work/bench.log" 2>&1 || status=$?
-echo "bench.py exited $status"
+echo "tools.ci.bench exited $status"
 grep -E "took|exited|stopped|measured|not clean|shard\(s\)" "$work/bench.log" | cut -c1-200 || true
 tar cf "$work/results.tar" results records
 exit "$status"

@@ -18,7 +18,6 @@ from attnbench import atomic
 
 from .conftest import ROOT
 
-CI = ROOT / "tools" / "ci"
 MACHINE = "box-1"
 
 
@@ -214,8 +213,8 @@ def test_publish_names_each_corrupt_results_file_and_publishes_the_rest(tmp_path
     first, cut, empty, last = _site_project(repo)
     cut.write_text(cut.read_text()[:150])
     empty.write_text("")
-    cmd = [sys.executable, str(CI / "publish.py"), "--repo", str(repo)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    cmd = [sys.executable, "-m", "tools.ci.publish", "--repo", str(repo)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     for damaged, words in ((cut, "not a readable asv results file"), (empty, "empty file")):
@@ -233,9 +232,7 @@ def test_publish_names_each_corrupt_results_file_and_publishes_the_rest(tmp_path
 
 
 def test_bench_names_a_corrupt_results_file_once_and_measures_it_again(tmp_path, capsys):
-    sys.path.insert(0, str(CI))
-    import bench
-    import pipeline
+    from tools.ci import bench, pipeline
 
     repo = tmp_path / "repo"
     files = _site_project(repo)

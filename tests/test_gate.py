@@ -1,4 +1,4 @@
-"""The regression gate's verdicts (tools/ci/gate.py, verdict.py): from samples and noise,
+"""The regression gate's verdicts (tools.ci.gate, tools.ci.verdict): from samples and noise,
 derived figures following their time, first calls apart, presence, and confirmation by
 re-measuring. The whole gate with real asv and git is tests/test_gate_trial.py."""
 
@@ -6,16 +6,11 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 
 import pytest
 
-from .conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "tools" / "ci"))
-import gate
-import remeasure
-import verdict as v
+from tools.ci import gate, remeasure
+from tools.ci import verdict as v
 
 BASE, HEAD = "a" * 40, "b" * 40
 W = "h8kv2d64/prefill/s256/b2/full/fp32"

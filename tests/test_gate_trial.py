@@ -1,4 +1,4 @@
-"""The whole gate with real asv and git (tools/ci/gate_trial.py on attnbench itself, in a
+"""The whole gate with real asv and git (tools.ci.gate_trial on attnbench itself, in a
 scratch clone): a docs-only commit passes, a planted 1.5x slowdown of chunked fails the gate
 naming only chunked's figures. Slow: two ``asv continuous`` runs of two commits each."""
 
@@ -23,11 +23,11 @@ ASV = Path(sys.executable).parent / "asv"
 def test_gate_passes_a_docs_commit_and_catches_a_planted_slowdown(tmp_path):
     out = tmp_path / "trial.json"
     cmd = [
-        sys.executable, str(ROOT / "tools" / "ci" / "gate_trial.py"), "--machine", "trialbox",
+        sys.executable, "-m", "tools.ci.gate_trial", "--machine", "trialbox",
         "--trials", "1", "--plant", "chunked:1.5", "--json", str(out), "--keep",
         str(tmp_path / "scratch"), "--impls", "eager,chunked", "--bench", r"^forward\.Forward",
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     same, planted = json.loads(out.read_text())
     logs = "\n".join(p.read_text()[-4000:] for p in (tmp_path / "scratch").glob("rows-*.log"))
@@ -43,10 +43,8 @@ def test_gate_passes_a_docs_commit_and_catches_a_planted_slowdown(tmp_path):
 def test_first_bad_names_the_commit_that_planted_a_slowdown(tmp_path):
     """base -> docs -> chunked 3x slower -> docs: the bisection names the third commit (3x:
     each step must be confirmed by every turn, and a busy 2-core machine's turns vary)."""
-    sys.path.insert(0, str(ROOT / "tools" / "ci"))
-    import first_bad
-    import gate_trial
-    from pipeline import Project
+    from tools.ci import first_bad, gate_trial
+    from tools.ci.pipeline import Project
 
     repo = gate_trial.scratch_clone(ROOT, tmp_path)
     base = gate_trial._git(repo, "rev-parse", "HEAD")
@@ -59,3 +57,16 @@ def test_first_bad_names_the_commit_that_planted_a_slowdown(tmp_path):
     pair = ("chunked", "h8kv2d64/prefill/s256/b2/full/fp32", "forward")
     found, steps = first_bad.first_bad(Project.load(repo), base, head, pair)
     assert found == planted, steps
+
+
+def test_the_gates_path_options_are_made_absolute(tmp_path, monkeypatch):
+    """The gate runs in the scratch clone: a relative --comment or --records given to the trial
+    names a path where the trial was started."""
+    from tools.ci import gate_trial
+
+    monkeypatch.chdir(tmp_path)
+    args = ["--comment", "c.md", "--records=r", "--factor", "1.05", "--bench", "x"]
+    assert gate_trial.absolute_paths(args) == [
+        "--comment", str(tmp_path / "c.md"), f"--records={tmp_path / 'r'}", "--factor", "1.05",
+        "--bench", "x",
+    ]  # fmt: skip

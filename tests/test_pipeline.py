@@ -1,4 +1,4 @@
-"""The continuous pipeline (tools/ci/) end to end, with real git and real asv, on the CPU.
+"""The continuous pipeline (tools.ci) end to end, with real git and real asv, on the CPU.
 
 A small project in a temporary repository stands in for attnbench: an "eager" baseline and an
 "inhouse" implementation whose cost one commit doubles and the next halves (they sleep, so the
@@ -24,7 +24,6 @@ import pytest
 
 from .conftest import ROOT
 
-CI = ROOT / "tools" / "ci"
 ASV = Path(sys.executable).parent / "asv"
 MACHINE = "pipebox"
 
@@ -144,8 +143,8 @@ def _commit(repo: Path, message: str, files: dict[str, str]) -> str:
 
 
 def _script(name: str, *args: str, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(CI / f"{name}.py"), *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    cmd = [sys.executable, "-m", f"tools.ci.{name}", *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def _ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -233,7 +232,7 @@ def test_a_killed_sweep_resumes_with_the_rest(project, measured):
     """The Hang shard hangs; the sweep is killed once the shards before it saved."""
     p, commit = project, project.c.base
     args = ["--repo", str(p.repo), "--machine", MACHINE, "--commits", commit]
-    cmd = [sys.executable, str(CI / "bench.py"), *args]
+    cmd = [sys.executable, "-m", "tools.ci.bench", *args]
     log = p.repo.parent / "killed.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -270,8 +269,7 @@ def test_a_killed_sweep_resumes_with_the_rest(project, measured):
 
 def test_shard_timeout_stops_a_hanging_shard(tmp_path):
     """--shard-timeout: the shard's process group is stopped and reported as 124."""
-    sys.path.insert(0, str(CI))
-    import bench
+    from tools.ci import bench
 
     p = SimpleNamespace(repo=tmp_path)
     hang = [sys.executable, "-c", "import time; time.sleep(60)"]
@@ -282,8 +280,7 @@ def test_shard_timeout_stops_a_hanging_shard(tmp_path):
 
 def test_shard_output_is_stamped_with_seconds_since_start(tmp_path, capsys):
     """Each line asv prints comes through prefixed with the seconds since the shard began."""
-    sys.path.insert(0, str(CI))
-    import bench
+    from tools.ci import bench
 
     p = SimpleNamespace(repo=tmp_path)
     talk = [
@@ -304,8 +301,7 @@ def test_shard_output_is_stamped_with_seconds_since_start(tmp_path, capsys):
 
 def test_stop_after_leaves_the_rest_for_a_rerun(tmp_path, monkeypatch):
     """--stop-after: no shard starts once the budget is spent; exit 75 says work is left."""
-    sys.path.insert(0, str(CI))
-    import bench
+    from tools.ci import bench
 
     started = []
     monkeypatch.setattr(bench, "asv_executable", lambda python=None: Path("asv"))
@@ -320,8 +316,7 @@ def test_stop_after_leaves_the_rest_for_a_rerun(tmp_path, monkeypatch):
 
 
 def test_shards_are_the_suite_classes(tmp_path):
-    sys.path.insert(0, str(CI))
-    import bench
+    from tools.ci import bench
 
     (tmp_path / "attn.py").write_text(SUITE)
     (tmp_path / "_common.py").write_text("class Shared:\n    pass\n")
@@ -360,9 +355,8 @@ def test_dev_bench_stops_on_a_bad_name_before_it_publishes(args, message):
 
 
 def test_bench_script_checks_names_first(tmp_path):
-    """tools/ci/bench.py too: the name is refused before asv or git is asked anything."""
-    sys.path.insert(0, str(CI))
-    import bench
+    """tools.ci.bench too: the name is refused before asv or git is asked anything."""
+    from tools.ci import bench
 
     assert bench.main(["--repo", str(tmp_path), "--machine", "../x", "--commits", "HEAD"]) == 2
 
@@ -370,8 +364,7 @@ def test_bench_script_checks_names_first(tmp_path):
 # -- the results branch -------------------------------------------------------------------------
 def test_results_branch_round_trip(tmp_path):
     """save starts the branch, adds to it on the next save; restore merges it into results/."""
-    sys.path.insert(0, str(CI))
-    import results_branch as rb
+    from tools.ci import results_branch as rb
 
     remote = tmp_path / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
@@ -457,9 +450,7 @@ def test_workflows_pin_actions_and_gate_the_gpu_runner():
 
 def test_publish_merges_every_machines_parameters(tmp_path):
     """asv publish shows only parameters benchmarks.json lists; each asv run lists its own."""
-    sys.path.insert(0, str(CI))
-    import pipeline
-    import publish
+    from tools.ci import pipeline, publish
 
     results = tmp_path / "results"
     (results / "gpu").mkdir(parents=True)

@@ -1,7 +1,7 @@
 """The published site, offline, in a real browser (``slow``): headless Chromium via selenium.
 
 A clone of this repository (its committed results: several machines, several commits) is
-published by tools/ci/publish.py and served on localhost. Chromium runs with every host name
+published by tools.ci.publish and served on localhost. Chromium runs with every host name
 but localhost unresolvable, so a page that needs the network fails here as it would on a lab
 machine without one. The front page must open on the leaderboard; a workload's link there
 must open asv's graph of that machine and workload with points drawn in the canvas; asv's
@@ -118,8 +118,8 @@ def site(tmp_path_factory):
     home.mkdir()
     subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True, timeout=120)
     env = {**os.environ, "HOME": str(home)}
-    cmd = [sys.executable, str(ROOT / "tools" / "ci" / "publish.py"), "--repo", str(repo)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    cmd = [sys.executable, "-m", "tools.ci.publish", "--repo", str(repo)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     html = repo / "html"
     for page in html.glob("*.html"):

@@ -2,7 +2,7 @@
 """The README's two commands, on a fresh machine with only Python >= 3.10, pip and git:
 
     python3 tools/dev.py bench    # make .venv, asv on HEAD and HEAD~1 (quick set), publish html/
-    python3 tools/dev.py gate --machine NAME --base HEAD~1   # tools/ci/gate.py (exit 1: regression)
+    python3 tools/dev.py gate --machine NAME --base HEAD~1   # tools.ci.gate (exit 1: regression)
     python3 tools/dev.py test --all   # make .venv, run every test (as CI); without --all the
                                       # quick tier (no real asv runs, no Triton interpreter)
 
@@ -20,8 +20,9 @@ import time
 import venv
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "ci"))
-import pipeline  # tools/ci/pipeline.py: no third-party imports at load time
+# run as a script, this file's folder (tools/) is searched first for imports, so tools/ci is the
+# package `ci` here; pipeline imports nothing third-party at load time (.venv may not exist yet)
+from ci import pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,7 +59,7 @@ def ensure_venv() -> None:
 
 
 def recent_commits(count: int = 2) -> str:
-    """HEAD and the commit before it (HEAD alone in a one-commit history), for bench.py."""
+    """HEAD and the commit before it (HEAD alone in a one-commit history), for tools.ci.bench."""
     hashes = subprocess.check_output(
         ["git", "rev-list", f"--max-count={count}", "HEAD"], cwd=ROOT, text=True
     )
@@ -72,8 +73,9 @@ def machine_name() -> str:
 
 
 def ci_script(name: str, *args: str, env: dict | None = None) -> int:
-    """Run tools/ci/<name>.py with .venv's Python: the same step the workflows run."""
-    return sh(PY, ROOT / "tools" / "ci" / f"{name}.py", *args, env=env, check=False)
+    """Run ``python -m tools.ci.<name>`` from the root with .venv's Python: the same step the
+    workflows run."""
+    return sh(PY, "-m", f"tools.ci.{name}", *args, env=env, check=False)
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -146,13 +148,13 @@ def main() -> int:
     t.add_argument("--all", action="store_true", help="also the slow tier (what CI runs)")
     t.add_argument("pytest_args", nargs="*", help="extra arguments for pytest (after --)")
     g = sub.add_parser(
-        "gate", add_help=False, help="tools/ci/gate.py: base vs head, exit 1 on a regression"
+        "gate", add_help=False, help="tools.ci.gate: base vs head, exit 1 on a regression"
     )
-    g.add_argument("gate_args", nargs=argparse.REMAINDER, help="arguments for gate.py")
+    g.add_argument("gate_args", nargs=argparse.REMAINDER, help="arguments for tools.ci.gate")
     p = sub.add_parser(
-        "publish", add_help=False, help="tools/ci/publish.py: asv publish (+ leaderboard)"
+        "publish", add_help=False, help="tools.ci.publish: asv publish (+ leaderboard)"
     )
-    p.add_argument("publish_args", nargs=argparse.REMAINDER, help="arguments for publish.py")
+    p.add_argument("publish_args", nargs=argparse.REMAINDER, help="arguments for tools.ci.publish")
     argv = sys.argv[1:]
     if argv and argv[0] in ("gate", "publish"):  # all their arguments go to the script
         ensure_venv()

@@ -4,7 +4,7 @@ package, licence beside it; ``site_assets/README.md`` lists them).
 
 :func:`make_offline` copies the copies into ``<html>/vendor/`` and points asv's pages at them;
 :func:`external_assets` lists what a page still fetches from elsewhere. The asv plugin runs
-:func:`make_offline` at the end of every ``asv publish``; tools/ci/publish.py runs it again
+:func:`make_offline` at the end of every ``asv publish``; tools.ci.publish runs it again
 (it is idempotent) and fails if anything external remains.
 """
 

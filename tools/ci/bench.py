@@ -10,8 +10,8 @@ skipped, so a rerun after a kill measures only the rest. Each benchmark has asv'
 killed), so a hang costs one shard, not the sweep. ``--stop-after`` starts no shard once that
 many seconds have passed (a runner's job limit, say) and exits 75: a rerun resumes the rest.
 
-    python tools/ci/bench.py --machine h100-x1 --new --max-commits 10
-    python tools/ci/bench.py --machine cpu-box --commits HEAD~1,HEAD --shard '^forward\\.'
+    python -m tools.ci.bench --machine h100-x1 --new --max-commits 10
+    python -m tools.ci.bench --machine cpu-box --commits HEAD~1,HEAD --shard '^forward\\.'
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import (
+from .pipeline import (
     ROOT,
     PipelineError,
     Project,
@@ -42,7 +41,7 @@ from pipeline import (
     log,
     register_machine,
 )
-from pipeline import resolve_commits as pipeline_resolve_commits
+from .pipeline import resolve_commits as pipeline_resolve_commits
 
 KILLED = 124  # exit status of a shard stopped by --shard-timeout (as timeout(1) reports it)
 OUT_OF_TIME = 75  # --stop-after reached with shards left (EX_TEMPFAIL: run again to resume)

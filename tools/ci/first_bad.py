@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Name the commit that made a pair slower: binary search over ``good..bad`` on main's first
 parents, each step measuring the commit and ``good`` in fresh processes, side by side
-(tools/ci/remeasure.py), so that the machine's drift cancels.
+(tools.ci.remeasure), so that the machine's drift cancels.
 
 A commit is bad when the gate's own rule confirms it slower than good by the effect (every
 turn slower by half of it, the median turn by all of it: ``remeasure.direction``). The gate
 calls it (``--bisect``) on main when it confirms a regression between two measured commits
 with unmeasured ones in between.
 
-    python tools/ci/first_bad.py --good A --bad B \\
+    python -m tools.ci.first_bad --good A --bad B \\
         --pair chunked 'h8kv2d64/prefill/s256/b2/full/fp32' forward --summary "$GITHUB_STEP_SUMMARY"
 """
 
@@ -19,9 +19,8 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import remeasure
-from pipeline import ROOT, PipelineError, Project, log
+from . import remeasure
+from .pipeline import ROOT, PipelineError, Project, log
 
 ROUNDS = 5
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The pull-request gate: measure base and head with ``asv continuous``, judge every figure
-from its samples and measured noise (tools/ci/verdict.py), re-measure what looks like a
-change with base and head taking turns in two fresh processes (tools/ci/remeasure.py), write a
+from its samples and measured noise (tools.ci.verdict), re-measure what looks like a
+change with base and head taking turns in two fresh processes (tools.ci.remeasure), write a
 markdown comment, and exit 1 only on a confirmed regression.
 
 Verdicts: ``regression`` (confirmed; fails), ``failed`` (ran at base, fails at head; fails),
@@ -14,9 +14,9 @@ The samples of attnbench's ``track_*`` figures come from its records (``ATTNBENC
 which the gate points at a fresh folder for its own ``asv continuous``; ``--records DIR`` reads
 stored ones, e.g. with ``--no-run``); asv keeps the samples of its own ``time_*`` figures.
 
-    python tools/ci/gate.py --machine h100-x1 --base origin/main --head HEAD \\
+    python -m tools.ci.gate --machine h100-x1 --base origin/main --head HEAD \\
         --comment gate.md                 # exit 0: no regression; 1: regression; 2: error
-    python tools/ci/gate.py --machine cpu --base A --head B --no-run   # compare stored results
+    python -m tools.ci.gate --machine cpu --base A --head B --no-run   # compare stored results
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import first_bad
-import remeasure
-import verdict as v
-from pipeline import (
+from attnbench.atomic import write_text
+
+from . import first_bad, remeasure
+from . import verdict as v
+from .pipeline import (
     ROOT,
     PipelineError,
     Project,
@@ -47,8 +47,6 @@ from pipeline import (
     register_machine,
     sh,
 )
-
-from attnbench.atomic import write_text
 
 MARKER = "<!-- attnbench-benchmark-gate -->"  # finds the comment to update, not duplicate
 COMMENT_LIMIT = 60_000  # characters; GitHub takes at most 65,536 in a comment
@@ -334,7 +332,7 @@ def name_first_bad(
     project: Project, base: str, head: str, rows: list[Row], factor: float
 ) -> list[str]:
     """For each confirmed slower pair, the first commit of ``base..head`` that made it slower
-    (tools/ci/first_bad.py), when more than one commit lies between them."""
+    (tools.ci.first_bad), when more than one commit lies between them."""
     between = project.git("rev-list", "--first-parent", f"{base}..{head}").split()
     if len(between) < 2:
         return []

@@ -6,13 +6,13 @@ In a scratch clone of HEAD, make a docs-only commit (A/A: nothing changed) and, 
 takes FACTOR times its own time: after it, a busy wait of (FACTOR - 1) x its wall time in CPU
 seconds, which a busy machine cannot shorten, on the CPU; on a GPU a sleep kernel after
 it, calibrated once with ``triton.testing.do_bench`` as the suite times calls; a train step's
-backward is not slowed). Then run the gate (tools/ci/gate.py, as a pull request gets it)
+backward is not slowed). Then run the gate (tools.ci.gate, as a pull request gets it)
 ``--trials`` times on each, interleaved, and print: false failures of the A/A runs,
 detections of each planted slowdown, and whether the figures the gate named as regressions
 were the planted implementation's only.
 
-    python tools/ci/gate_trial.py --machine cpu-2core-epyc --trials 10 --plant chunked:1.5
-    python tools/ci/gate_trial.py --machine h200 --trials 3 --set gpu-inhouse \\
+    python -m tools.ci.gate_trial --machine cpu-2core-epyc --trials 10 --plant chunked:1.5
+    python -m tools.ci.gate_trial --machine h200 --trials 3 --set gpu-inhouse \\
         --plant triton-flash:1.1 --plant triton-flash:1.05 --factor 1.05 --json trial.json
 """
 
@@ -28,10 +28,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import ROOT, PipelineError, log
-
 from attnbench.atomic import write_text
+
+from .pipeline import ROOT, PipelineError, log
 
 # Appended to attnbench/impls/__init__.py in a planted commit (never merged anywhere).
 PLANT = '''
@@ -76,6 +75,10 @@ _planted_slowdown({name!r}, {factor!r})
 '''
 
 
+#: the gate's options that name a path, which gate_trial passes on to it
+PATH_OPTIONS = ("--comment", "--records")
+
+
 @dataclass
 class Outcome:
     """One gate run of one trial."""
@@ -101,7 +104,7 @@ def scratch_clone(source: Path, into: Path) -> Path:
 
 def commit_docs_only(repo: Path) -> str:
     note = repo / "docs" / "gate-trial.md"
-    note.write_text("A docs-only change made by tools/ci/gate_trial.py.\n")
+    note.write_text("A docs-only change made by tools.ci.gate_trial.\n")
     _git(repo, "add", str(note))
     _git(repo, "commit", "-q", "-m", "gate trial: docs only")
     return _git(repo, "rev-parse", "HEAD")
@@ -118,14 +121,15 @@ def commit_plant(repo: Path, base: str, impl: str, factor: float) -> str:
 def run_gate(repo: Path, machine: str, base: str, head: str, gate_args: list[str], kind: str,
              out: Path) -> Outcome:  # fmt: skip
     rows_file = out / f"rows-{len(list(out.glob('rows-*')))}.json"
-    # the scratch clone's own gate and library: edits to this checkout during a trial stay out
+    # the scratch clone's own gate (python -m in its root, which is then searched first) and
+    # library: edits to this checkout during a trial stay out
     env = {**os.environ, "PYTHONPATH": str(repo / "src")}
-    cmd = [sys.executable, str(repo / "tools" / "ci" / "gate.py"), "--repo", str(repo),
+    cmd = [sys.executable, "-m", "tools.ci.gate", "--repo", str(repo),
            "--machine", machine, "--base", base, "--head", head, "--json", str(rows_file),
            *gate_args]  # fmt: skip
-    log(f"trial {kind}: " + " ".join(cmd[2:]))
+    log(f"trial {kind}: " + " ".join(cmd[3:]))
     start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=repo)
     seconds = time.monotonic() - start
     (out / f"{rows_file.stem}.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode not in (0, 1) or not rows_file.exists():
@@ -135,6 +139,21 @@ def run_gate(repo: Path, machine: str, base: str, head: str, gate_args: list[str
                ("regression", "failed")]  # fmt: skip
     unsure = sum(r["verdict"] == "unsure" for r in rows)
     return Outcome(kind, proc.returncode, round(seconds, 1), failing, unsure)
+
+
+def absolute_paths(gate_args: list[str]) -> list[str]:
+    """``gate_args`` with the gate's path options (``--comment``, ``--records``) made absolute:
+    the gate runs with the scratch clone as its working directory, the paths were given here."""
+    out, path_next = [], False
+    for arg in gate_args:
+        name, eq, value = arg.partition("=")
+        if path_next:
+            arg = str(Path(arg).resolve())
+        elif eq and name in PATH_OPTIONS:
+            arg = f"{name}={Path(value).resolve()}"
+        path_next = arg in PATH_OPTIONS
+        out.append(arg)
+    return out
 
 
 def summarize(outcomes: list[Outcome], plants: list[tuple[str, float]]) -> list[str]:
@@ -167,11 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write every outcome here")
     parser.add_argument("--keep", type=Path, help="scratch folder to keep (default: a temp one)")
     args, gate_args = parser.parse_known_args(argv)
+    gate_args = absolute_paths(gate_args)  # the gate runs in the scratch clone
     plants = []
     for text in args.plant:
         impl, _, factor = text.partition(":")
         plants.append((impl, float(factor or 1.5)))
-    scratch = args.keep or Path(tempfile.mkdtemp(prefix="gate-trial-"))
+    scratch = (args.keep or Path(tempfile.mkdtemp(prefix="gate-trial-"))).resolve()
     scratch.mkdir(parents=True, exist_ok=True)
     outcomes: list[Outcome] = []
     try:

@@ -1,7 +1,7 @@
 """What every step of the continuous pipeline shares: the project's asv configuration, the
 environment asv runs in, machine registration and running a command with its exit code kept.
 
-Used by tools/ci/bench.py, gate.py, publish.py and tools/dev.py; the same code runs in the
+Used by tools.ci.bench, gate, publish and tools/dev.py; the same code runs in the
 GitHub workflows and on a laptop.
 """
 

@@ -13,8 +13,8 @@ commit on none of asv.conf.json's branches) is listed, one line each; the rest i
 asv's pages load their scripts and styles from the copies the site ships
 (:mod:`attnbench.offline_site`); publishing fails if a page still loads one from elsewhere.
 
-    python tools/ci/publish.py                # html/ (asv.conf.json's html_dir)
-    python tools/ci/publish.py --params-only  # only merge the parameters into benchmarks.json
+    python -m tools.ci.publish                # html/ (asv.conf.json's html_dir)
+    python -m tools.ci.publish --params-only  # only merge the parameters into benchmarks.json
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import ROOT, PipelineError, Project, asv_env, asv_executable, log, sh
+from .pipeline import ROOT, PipelineError, Project, asv_env, asv_executable, log, sh
 
 
 def merge_params(project: Project) -> int:

@@ -4,7 +4,7 @@ process, with that commit's own attnbench (a git worktree on ``PYTHONPATH``), th
 taking turns (ABAB...): what the gate confirms a flagged change with, and what ``first_bad.py``
 walks a range of commits with.
 
-    python tools/ci/remeasure.py --base A --head B \\
+    python -m tools.ci.remeasure --base A --head B \\
         --pair chunked 'h8kv2d64/prefill/s256/b2/full/fp32' forward
 """
 
@@ -22,8 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import ROOT, PipelineError, Project, log
+from .pipeline import ROOT, PipelineError, Project, log
 
 Pair = tuple[str, str, str]  # implementation, workload, mode
 MARK = "attnbench-remeasure:"

@@ -3,8 +3,8 @@
 holds (one directory per machine, benchmarks.json). Runners restore it before measuring and
 save into it after, so every runner's results meet in one history and on one site.
 
-    python tools/ci/results_branch.py restore --from .asv-results --results results
-    RESULTS_AUTH_HEADER='AUTHORIZATION: basic ...' python tools/ci/results_branch.py save \\
+    python -m tools.ci.results_branch restore --from .asv-results --results results
+    RESULTS_AUTH_HEADER='AUTHORIZATION: basic ...' python -m tools.ci.results_branch save \\
         --from results --worktree .asv-results --branch asv-results --remote URL
 """
 
@@ -17,8 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import PipelineError, log
+from .pipeline import PipelineError, log
 
 
 def copy_results(src: Path, dst: Path) -> int:

@@ -1,0 +1,1 @@
+"""The project's tools: the continuous pipeline (tools.ci) and developer helpers."""
