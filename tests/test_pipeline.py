@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -446,6 +447,25 @@ def test_workflows_pin_actions_and_gate_the_gpu_runner():
             if "pull_request" in triggers and "self-hosted" in str(job["runs-on"]):
                 assert "run-benchmarks" in job["if"], (path.name, name)
                 assert triggers["pull_request"]["types"] == ["labeled"], path.name
+
+
+def test_workflows_run_the_gate_where_attnbench_imports():
+    """The runner's bare python3 has no PyTorch: tools.ci modules that import attnbench run
+    from .venv (made by ``tools/dev.py``), never as ``python3 -m tools.ci.<module>``."""
+    import ast
+
+    needs = set()
+    for path in (ROOT / "tools" / "ci").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:  # load-time imports only
+            names = [a.name for a in getattr(node, "names", [])]
+            module = getattr(node, "module", None) or ""
+            if module.startswith("attnbench") or any(n.startswith("attnbench") for n in names):
+                needs.add(path.stem)
+    assert "gate" in needs  # the check can fail: the gate imports attnbench at load time
+    for path in WORKFLOWS:
+        for module in re.findall(r"(?<!\.venv/bin/)python3? -m tools\.ci\.(\w+)", path.read_text()):
+            assert module not in needs, f"{path.name}: python3 -m tools.ci.{module} needs .venv"
 
 
 def test_publish_merges_every_machines_parameters(tmp_path):

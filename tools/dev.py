@@ -5,6 +5,7 @@
     python3 tools/dev.py gate --machine NAME --base HEAD~1   # tools.ci.gate (exit 1: regression)
     python3 tools/dev.py test --all   # make .venv, run every test (as CI); without --all the
                                       # quick tier (no real asv runs, no Triton interpreter)
+    python3 tools/dev.py setup        # make .venv only (what every other command does first)
 
 On a machine whose Python already has a CUDA PyTorch, .venv sees it (system site packages) and
 nothing is downloaded for torch; elsewhere the CPU build pinned in constraints/cpu.txt is used.
@@ -144,6 +145,7 @@ def main() -> int:
     b.add_argument("--shard-timeout", type=float, help="seconds before a shard is stopped")
     b.add_argument("--launch", default="forkserver", help="asv launch method ('cuda': spawn)")
     b.add_argument("asv_args", nargs="*", help="extra arguments for asv run (after --)")
+    sub.add_parser("setup", help="make .venv (PyTorch, asv, attnbench) and nothing else")
     t = sub.add_parser("test", help="run the tests (quick tier; --all: every test, as CI)")
     t.add_argument("--all", action="store_true", help="also the slow tier (what CI runs)")
     t.add_argument("pytest_args", nargs="*", help="extra arguments for pytest (after --)")
@@ -160,6 +162,9 @@ def main() -> int:
         ensure_venv()
         return ci_script(argv[0], *argv[1:])
     args = parser.parse_args(argv)
+    if args.command == "setup":
+        ensure_venv()
+        return 0
     return bench(args) if args.command == "bench" else test(args)
 
 
