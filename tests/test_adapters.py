@@ -410,6 +410,25 @@ def test_xformers_matches_reference(xformers, calls, impl, shape):
         assert len(shapes[0]) == 5 and shapes[0][2:4] == (w.kv_heads, w.group_size)
 
 
+@pytest.mark.parametrize("impl", ["fa2", "xformers", "xformers-cutlass"])
+@pytest.mark.parametrize("shape", ["gqa-causal", "mha-full", "q<kv-causal", "decode", "window",
+                                   "documents"])  # fmt: skip
+def test_forward_is_the_bound_call(fa2, xformers, calls, impl, shape):
+    """``forward`` is derived from ``bind``: the very call that is timed, on the tensors' own
+    workload, and with the caller's scale where it is not the workload's."""
+    from attnbench.inputs import make_inputs
+
+    w = SHAPES[shape].with_(dtype="fp32")
+    i = make_inputs(w, CPU, seed=7)
+    mask = w.mask if w.mask.features else None
+    out = get_impl(impl).forward(i.q, i.k, i.v, causal=w.causal, scale=w.scale, mask=mask)
+    torch.testing.assert_close(out, get_impl(impl).bind(w, CPU)(i.q, i.k, i.v), rtol=0, atol=0)
+    other = get_impl(impl).forward(i.q, i.k, i.v, causal=w.causal, scale=0.3, mask=mask)
+    assert calls.log[-1][2]["softmax_scale" if impl == "fa2" else "scale"] == 0.3
+    ref = get_impl("reference").forward(i.q, i.k, i.v, causal=w.causal, scale=0.3, mask=mask)
+    torch.testing.assert_close(other, ref.float(), atol=1e-5, rtol=1e-5)
+
+
 def test_xformers_failing_extension(xformers, monkeypatch):
     text = (
         "xFormers can't load C++/CUDA extensions. xFormers was built for:\n    PyTorch 2.10.0 "

@@ -57,6 +57,23 @@ def test_gradients_match_reference(impl, seed):
     assert not bad, f"{case.label}: {bad}"
 
 
+@pytest.mark.parametrize("impl", COMPILING)
+def test_direct_forward_compiles_once_per_shape(impl, seed):
+    """``forward``, derived from ``bind``, keeps what it bound (``forward_cache``): a second
+    call on the same shapes compiles nothing; the answer is the reference's."""
+    from attnbench.inputs import make_inputs
+
+    w = WORKLOADS[0]  # compiled by test_forward_matches_reference already
+    i = make_inputs(w, CPU, seed=seed)
+    impl_ = get_impl(impl)
+    impl_.__dict__.pop("_forward_cache", None)
+    first = impl_.forward(i.q, i.k, i.v, causal=w.causal, scale=w.scale)
+    second = impl_.forward(i.q, i.k, i.v, causal=w.causal, scale=w.scale)
+    assert len(impl_._forward_cache) == 1 and torch.equal(first, second)
+    ref = get_impl("reference").forward(i.q, i.k, i.v, causal=w.causal, scale=w.scale)
+    torch.testing.assert_close(first, ref.float(), atol=1e-5, rtol=1e-5)
+
+
 def test_flex_declares_no_backward_on_the_cpu():
     reasons = get_impl("flex").unsupported_reasons(
         Workload(1, 2, 2, 8, 8, 32, dtype="fp32", scenario="train"), CPU

@@ -496,6 +496,28 @@ def test_atomic_gradients_through_attnbench(kernels, seed):
 
 
 @needs_interpreter
+@pytest.mark.parametrize(
+    ("impl", "workload"),
+    [("triton-flash", W(1, 4, 2, 48, 48, 32, documents=3, alibi=True)),
+     ("triton-flash", W(1, 4, 2, 24, 40, 32, causal=False)),
+     ("triton-decode", W(2, 4, 2, 1, 200, 32, scenario="decode"))],
+    ids=lambda x: getattr(x, "name", x),
+)  # fmt: skip
+def test_direct_forward_is_the_bound_call(kernels, impl, workload, seed):
+    """``forward`` is derived from ``bind``: the bound call's configuration and mask tables,
+    the same numbers; another scale reaches the kernel."""
+    case = prepare(impl, workload, CPU, seed=seed)
+    q, k, v = case.inputs.leaves()
+    w, mask = workload, workload.mask if workload.mask.features else None
+    out = get_impl(impl).forward(q, k, v, causal=w.causal, scale=w.scale, mask=mask)
+    torch.testing.assert_close(out, case.forward(), rtol=0, atol=0)
+    other = get_impl(impl).forward(q, k, v, causal=w.causal, scale=0.3, mask=mask)
+    ref = math_attention(q.double(), k.double(), v.double(), causal=w.causal, scale=0.3,
+                         mask=mask)  # fmt: skip
+    assert compare(other, ref).within("fp32")
+
+
+@needs_interpreter
 def test_sweep_records_the_config(kernels):
     workload = W(1, 2, 1, 1, 128, 16, scenario="decode")
     (rec,) = sweep(["triton-decode"], [workload], device=CPU, baseline=None)

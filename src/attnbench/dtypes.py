@@ -41,6 +41,15 @@ def itemsize(name: str) -> int:
 _NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
 
+def short_name(dtype: torch.dtype) -> str:
+    """The short name of a torch dtype, such as ``"bf16"`` (the inverse of :func:`to_torch`)."""
+    try:
+        return _NAMES[dtype]
+    except KeyError:
+        known = ", ".join(f"{n} ({t})" for n, t in DTYPES.items())
+        raise InvalidWorkloadError(f"dtype {dtype} has no short name (known: {known})") from None
+
+
 def output_torch_dtype(dtype: torch.dtype) -> torch.dtype:
     """:func:`output_dtype` for a torch dtype (one without a short name: itself)."""
     name = _NAMES.get(dtype)

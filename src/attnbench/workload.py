@@ -23,7 +23,7 @@ from typing import Literal
 
 import torch
 
-from .dtypes import FORWARD_ONLY, itemsize, output_dtype, to_torch
+from .dtypes import FORWARD_ONLY, itemsize, output_dtype, short_name, to_torch
 from .errors import InvalidWorkloadError
 from .masks import MaskSpec, positive_int
 
@@ -248,6 +248,74 @@ class Workload:
     def tokens(self) -> int:
         """Query tokens processed (a decode step makes ``batch * q_len`` tokens)."""
         return self.batch * self.q_len
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallWorkload(Workload):
+    """The workload of one direct call on given tensors (:func:`workload_of`): a
+    :class:`Workload` whose softmax scale and mask are the call's own, where a Workload derives
+    them (``1/sqrt(head_dim)``; document lengths seeded by the shape). Used by the ``forward``
+    that :class:`~attnbench.impls.Implementation` derives from an adapter's ``bind``; never
+    catalogued, named or recorded (the name does not show the scale)."""
+
+    call_scale: float
+    call_mask: MaskSpec
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        m = self.call_mask
+        documents = len(m.doc_lens) if m.doc_lens else 1
+        if (m.causal, m.window, m.alibi, documents) != (
+            self.causal, self.window, self.alibi, self.documents
+        ):  # fmt: skip
+            raise InvalidWorkloadError(f"the mask {m} contradicts the workload {self.name}")
+        problem = m.problem(self.q_len, self.kv_len)
+        if problem:
+            raise InvalidWorkloadError(problem)
+
+    @property
+    def scale(self) -> float:
+        """The call's softmax scale."""
+        return self.call_scale
+
+    @property
+    def doc_lens(self) -> tuple[int, ...] | None:
+        return self.call_mask.doc_lens
+
+    @property
+    def mask(self) -> MaskSpec:
+        return self.call_mask
+
+
+def workload_of(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool,
+    scale: float,
+    mask: MaskSpec | None = None,
+) -> CallWorkload:
+    """The workload of attention on these tensors (canonical layout, checked beforehand by
+    :func:`check_tensors`): shapes, dtype, causal, ``scale`` and ``mask`` as given; ``train``
+    when autograd records and an input needs a gradient (its dtype allowing a backward), else
+    ``prefill``."""
+    spec = mask if mask is not None else MaskSpec(causal)
+    (b, hq, sq, d), (hkv, skv), dv = q.shape, k.shape[1:3], v.shape[-1]
+    dtype = short_name(q.dtype)
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    return CallWorkload(
+        b, hq, hkv, sq, skv, d,
+        causal=causal,
+        dtype=dtype,
+        scenario="train" if grad and dtype not in FORWARD_ONLY else "prefill",
+        v_head_dim=dv if dv != d else None,
+        window=spec.window,
+        documents=len(spec.doc_lens) if spec.doc_lens else 1,
+        alibi=spec.alibi,
+        call_scale=scale,
+        call_mask=spec,
+    )  # fmt: skip
 
 
 def _span(a: int, b: int) -> int:

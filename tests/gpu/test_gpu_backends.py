@@ -17,7 +17,7 @@ import torch
 
 from attnbench import UnsupportedError, Workload, get_impl, impl_names, prepare
 from attnbench.dtypes import to_torch
-from attnbench.measure.accuracy import TOLERANCES, ErrorStats
+from attnbench.measure.accuracy import TOLERANCES, ErrorStats, compare
 
 pytestmark = pytest.mark.gpu
 
@@ -125,6 +125,31 @@ def test_two_calls_agree(impl, seed):
     second = case.forward().float()
     rel = float(torch.linalg.vector_norm(first - second) / torch.linalg.vector_norm(first))
     assert rel <= TOLERANCES["bf16"][0], f"{case.label}: two calls differ by rel_norm {rel:.3g}"
+
+
+DIRECT = [
+    W(1, 8, 2, 384, 384, 128),  # GQA, causal
+    W(1, 8, 1, 200, 333, 64, causal=False, dtype="fp16"),  # MQA, full, odd lengths
+    W(2, 8, 8, 512, 512, 64, documents=4),  # packed documents
+]
+
+
+@pytest.mark.parametrize("workload", DIRECT, ids=[w.name for w in DIRECT])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_direct_forward_is_the_bound_call(impl, workload, seed):
+    """A direct ``forward`` (derived from ``bind`` where the adapter writes ``bind``) gives
+    what the timed callable gives, and honours a scale other than the workload's."""
+    case = _ready(impl, workload, seed)
+    q, k, v = case.inputs.leaves()
+    mask = workload.mask if workload.mask.features else None
+    direct = get_impl(impl).forward(q, k, v, causal=workload.causal, scale=workload.scale,
+                                    mask=mask)  # fmt: skip
+    err = compare(direct, case.forward())
+    assert err.within(workload.dtype), _explain(case.label, "forward vs bind", err, workload.dtype)
+    other = get_impl(impl).forward(q, k, v, causal=workload.causal, scale=0.3, mask=mask)
+    ref = get_impl("reference").forward(q, k, v, causal=workload.causal, scale=0.3, mask=mask)
+    err = compare(other, ref)
+    assert err.within(workload.dtype), _explain(case.label, "scale 0.3", err, workload.dtype)
 
 
 def test_every_declared_reason_is_readable():

@@ -10,6 +10,15 @@ window, packed documents or ALiBi, and only to implementations whose ``mask_feat
 must compile, build block masks or pick a kernel configuration does it there and returns the
 callable that is then timed.
 
+An implementation writes exactly one of the two, and the base class derives the other (when the
+class is created; writing both, or neither, is a ``TypeError`` then): ``bind`` from ``forward``
+(the callable calls ``forward`` with the workload's causal, scale and mask), or ``forward`` from
+``bind`` (the :class:`~attnbench.workload.CallWorkload` of the tensors, the call's own scale and
+mask included, bound on their device and called). So the semantics are written once, and a
+direct ``forward`` runs what is timed. A derived method calls the function of the class that
+wrote its counterpart, not ``self``'s: a subclass that overrides ``forward`` and calls
+``super().forward`` gets its parent's semantics and is bound through its own ``forward``.
+
 The input contract, the same for every implementation (:meth:`Implementation.check_call`):
 a direct ``forward`` call is checked on entry (shapes, dtypes and devices consistent, GQA heads
 dividing, k and v of one length, :func:`~attnbench.workload.check_tensors`), and a mask
@@ -25,6 +34,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import types
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -33,7 +43,7 @@ import torch
 from ..devices import dtype_problem
 from ..errors import UnsupportedError
 from ..masks import FEATURE_NAMES, MaskSpec
-from ..workload import Workload, check_tensors
+from ..workload import Workload, check_tensors, workload_of
 
 HALF = frozenset({"fp16", "bf16"})
 ALL_DTYPES = HALF | {"fp32"}
@@ -69,8 +79,42 @@ def _checked_bind(bind: Callable[..., AttentionFn]) -> Callable[..., AttentionFn
     return checked
 
 
+def _bind_from_forward(forward: Callable[..., torch.Tensor]) -> Callable[..., AttentionFn]:
+    """``bind`` derived from a class's own (unchecked) ``forward``: the callable to time is
+    ``forward`` with the workload's ``causal``, ``scale`` and mask, without the contract's check
+    on every call."""
+
+    def bind(self, workload: Workload, device: torch.device) -> AttentionFn:
+        mask = workload.mask if workload.mask.features else None
+        causal, scale = workload.causal, workload.scale
+        kwargs = {"mask": mask} if mask is not None else {}
+        call = types.MethodType(forward, self)
+
+        def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return call(q, k, v, causal=causal, scale=scale, **kwargs)
+
+        return attention
+
+    bind.__doc__ = "The callable to time: ``forward`` bound to the workload (derived)."
+    return bind
+
+
+def _forward_from_bind(bind: Callable[..., AttentionFn]) -> Callable[..., torch.Tensor]:
+    """``forward`` derived from a class's own (unchecked) ``bind``: the tensors' workload
+    (:func:`~attnbench.workload.workload_of`: the call's scale and mask) bound on their device
+    (kept, when the class keeps ``forward_cache`` bound callables), then called."""
+
+    def forward(self, q, k, v, *, causal, scale, mask=None):
+        workload = workload_of(q, k, v, causal=causal, scale=scale, mask=mask)
+        return self._bound(bind, workload, q.device)(q, k, v)
+
+    forward.__doc__ = "Attention through what ``bind`` returns for these tensors (derived)."
+    return forward
+
+
 class Implementation:
-    """Base class: subclass it, set the class attributes, write ``forward``, and register it."""
+    """Base class: subclass it, set the class attributes, write ``forward`` (or ``bind``, when
+    set-up must stay out of the timed call; never both), and register it."""
 
     name: ClassVar[str]
     family: ClassVar[str]  # "reference", "pytorch", "sdpa", "in-house", ...
@@ -94,13 +138,43 @@ class Implementation:
     #: True when QKᵀ leaves the matmul in the input dtype (plain PyTorch): fp16/bf16 scores are
     #: rounded before the softmax, which loses accuracy once q·k is large (``check``: "lossy")
     rounds_scores: ClassVar[bool] = False
+    #: bound callables the derived ``forward`` keeps (least recently used dropped), keyed by
+    #: workload and device: for a ``bind`` whose set-up is costly (a compile); 0: none kept
+    forward_cache: ClassVar[int] = 0
+    #: which of the two this class (or the nearest ancestor that writes one) writes: "forward",
+    #: "bind" or "both"; None: neither yet (an abstract base, which has no ``name``)
+    _writes: ClassVar[str | None] = None
 
-    def __init_subclass__(cls, **kwargs) -> None:
+    def __init_subclass__(cls, *, forward_and_bind: str = "", **kwargs) -> None:
+        """Wraps each ``forward`` and ``bind`` the class writes in the contract's check and
+        derives the other. ``forward_and_bind``: why this class must write both (a reason
+        is required; the class writes both then, and neither is derived)."""
         super().__init_subclass__(**kwargs)
-        if "forward" in vars(cls):
-            cls.forward = _checked_forward(vars(cls)["forward"])  # type: ignore[method-assign]
-        if "bind" in vars(cls):
-            cls.bind = _checked_bind(vars(cls)["bind"])  # type: ignore[method-assign]
+        own = {m: vars(cls)[m] for m in ("forward", "bind") if m in vars(cls)}  # as written
+        written = list(own)
+        if len(written) == 2 and not forward_and_bind:
+            raise TypeError(
+                f"{cls.__qualname__} writes both forward and bind: write one, the base class "
+                "derives the other (forward for a simple backend, bind when set-up must stay "
+                "out of the timed call)"
+            )
+        if forward_and_bind and len(written) != 2:
+            raise TypeError(f"{cls.__qualname__}: forward_and_bind given, but not both written")
+        if "forward" in own:
+            cls.forward = _checked_forward(own["forward"])  # type: ignore[method-assign]
+            if "bind" not in own:
+                cls.bind = _checked_bind(_bind_from_forward(own["forward"]))  # type: ignore[method-assign]
+        if "bind" in own:
+            cls.bind = _checked_bind(own["bind"])  # type: ignore[method-assign]
+            if "forward" not in own:
+                cls.forward = _checked_forward(_forward_from_bind(own["bind"]))  # type: ignore[method-assign]
+        if written:
+            cls._writes = "both" if len(written) == 2 else written[0]
+        if cls._writes is None and hasattr(cls, "name"):
+            raise TypeError(
+                f"{cls.__qualname__} ({cls.name!r}) writes neither forward nor bind: write one "
+                "(forward for a simple backend, bind when set-up must stay out of the timed call)"
+            )
 
     def check_call(
         self,
@@ -189,24 +263,32 @@ class Implementation:
         mask: MaskSpec | None = None,
     ) -> torch.Tensor:
         """Attention output in the canonical layout; differentiable when backward is supported.
-        ``mask`` is ``None`` unless the workload uses one of ``mask_features``."""
-        raise NotImplementedError
+        ``mask`` is ``None`` unless the workload uses one of ``mask_features``. Write this, or
+        ``bind``: the base class derives the other."""
+        raise NotImplementedError(f"{type(self).__qualname__} writes neither forward nor bind")
 
     def bind(self, workload: Workload, device: torch.device) -> AttentionFn:
-        """The callable to time for ``workload`` (untimed set-up happens here, once). By
-        default ``forward`` itself, without the contract's check on every call."""
-        self.refuse_mask_features(workload.mask)
-        mask = workload.mask if workload.mask.features else None
-        scale = workload.scale
-        kwargs = {"mask": mask} if mask is not None else {}
-        forward = self.forward
-        if hasattr(forward, "__wrapped__"):  # the contract's check: done here, not per call
-            forward = types.MethodType(forward.__wrapped__, self)
+        """The callable to time for ``workload`` (untimed set-up happens here, once). Write
+        this, or ``forward``: the base class derives the other."""
+        raise NotImplementedError(f"{type(self).__qualname__} writes neither forward nor bind")
 
-        def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-            return forward(q, k, v, causal=workload.causal, scale=scale, **kwargs)
-
-        return attention
+    def _bound(
+        self, bind: Callable[..., AttentionFn], workload: Workload, device: torch.device
+    ) -> AttentionFn:
+        """``bind(self, workload, device)``, kept for the next call of the derived ``forward``
+        when the class keeps ``forward_cache`` bound callables."""
+        if not self.forward_cache:
+            return bind(self, workload, device)
+        cache: OrderedDict = self.__dict__.setdefault("_forward_cache", OrderedDict())
+        key = (bind, workload, device)
+        fn = cache.get(key)
+        if fn is None:
+            fn = cache[key] = bind(self, workload, device)
+            while len(cache) > self.forward_cache:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(key)
+        return fn
 
     def config(self, workload: Workload, device: torch.device) -> dict | None:
         """The kernel configuration chosen for ``workload`` (tiles, warps...), if any: recorded

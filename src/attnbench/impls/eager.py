@@ -6,7 +6,7 @@ import torch
 
 from ..workload import Workload
 from .base import ALL_MASKS, NO_FP8_IN_TORCH, AttentionFn, Implementation
-from .math import bound_attention, math_attention
+from .math import bound_attention
 from .registry import register
 
 
@@ -24,14 +24,8 @@ class Eager(Implementation):
 
     def bind(self, workload: Workload, device: torch.device) -> AttentionFn:
         """The math alone is timed: the workload's masks are built here, untimed (building
-        them in the call put a host-to-device copy of the document lengths in every one). A
-        subclass with its own ``forward`` is bound through it, as any implementation is."""
-        if type(self).forward is not Eager.forward:
-            return super().bind(workload, device)
+        them in the call put a host-to-device copy of the document lengths in every one).
+        ``forward`` is derived (masks built per call); a subclass that writes ``forward`` is
+        bound through its own, as any implementation is."""
         w = workload
         return bound_attention(w.mask, w.q_heads, w.q_len, w.kv_len, w.scale, device, torch.float32)
-
-    def forward(self, q, k, v, *, causal, scale, mask=None):
-        return math_attention(
-            q, k, v, causal=causal, scale=scale, softmax_dtype=torch.float32, mask=mask
-        )

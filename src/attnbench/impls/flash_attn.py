@@ -117,9 +117,6 @@ class _FlashAttn(Implementation):
 
         return attention
 
-    def forward(self, q, k, v, *, causal, scale, mask=None):
-        return self._attention(causal, scale, mask, q.shape[0], q.shape[1], q.device)(q, k, v)
-
     def bind(self, workload: Workload, device: torch.device) -> AttentionFn:
         mask = workload.mask if workload.mask.features else None
         return self._attention(

@@ -33,12 +33,10 @@ class _Sdpa(Implementation):
         # CausalBias would pick a kernel itself, ignoring the pin: pass the mask as a tensor
         return {"attn_mask": causal_mask(sq, skv, q.device, q_start=causal_offset(sq, skv))}
 
-    def forward(self, q, k, v, *, causal, scale, mask=None):
-        return self._attend(q, k, v, scale, self._mask_args(q, k, causal, mask))
-
     def bind(self, workload, device):
         """The mask argument (a materialized q_len x kv_len tensor for windows, documents,
-        ALiBi or a pinned backend's bottom-right causal) is built here once, not per call."""
+        ALiBi or a pinned backend's bottom-right causal) is built here once, not per call
+        (``forward`` is derived: built per call)."""
         w, dtype = workload, workload.torch_dtype
         q = torch.empty(1, w.q_heads, w.q_len, 1, device=device, dtype=dtype)
         k = torch.empty(1, w.kv_heads, w.kv_len, 1, device=device, dtype=dtype)

@@ -56,7 +56,11 @@ def _restore(impl: str) -> None:
         restore()
 
 
-class _SdpaFa(_Sdpa):
+class _SdpaFa(
+    _Sdpa,
+    forward_and_bind="activation is process-wide: bind leaves it on while its callable lives, "
+    "forward only around its own call (both run the SDPA call _Sdpa.bind makes)",
+):
     backend = SDPBackend.FLASH_ATTENTION
     mask_features = frozenset()
     dtypes = {"cuda": HALF}
@@ -171,7 +175,7 @@ class _SdpaFa(_Sdpa):
         api = _api()
         before = _current(api) if api else None
         self._activate()
-        try:
+        try:  # _Sdpa's forward, derived from its bind: the SDPA call this class's bind times
             return self._call(
                 lambda: super(_SdpaFa, self).forward(q, k, v, causal=causal, scale=scale, mask=mask)
             )

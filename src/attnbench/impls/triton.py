@@ -58,6 +58,7 @@ class _Triton(Implementation):
     max_head_dim = MAX_HEAD_DIM
     mask_features = ALL_MASKS
     requires = ("triton",)
+    forward_cache = 4  # a direct forward call chooses its configuration and tables once
 
     def device_problem(self, device: torch.device) -> str | None:
         problem = super().device_problem(device)
@@ -139,15 +140,6 @@ class TritonFlash(_Triton):
 
         return triton_flash
 
-    def forward(self, q, k, v, *, causal, scale, mask=None):
-        """Unbound use (configuration chosen per call, mask tables built per call)."""
-        from ..kernels.flash.api import attention
-
-        spec = mask if mask is not None else MaskSpec(causal=causal)
-        args = self.mask_args(spec, q.shape[1], q.device)
-        bwd = self.bwd_config(q.shape[-1], v.shape[-1], q.dtype, q.device)
-        return self._run(attention, q, k, v, scale=scale, mask=args, bwd_config=bwd)
-
     def config(self, workload: Workload, device: torch.device) -> dict | None:
         fwd, bwd = self.configs(workload, device)
         out = fwd.as_dict()  # block_m, block_n, num_warps, num_stages, tma at the top (asv)
@@ -182,14 +174,6 @@ class TritonDecode(_Triton):
             return run(decode, q, k, v, scale=scale, mask=mask, config=cfg)
 
         return triton_decode
-
-    def forward(self, q, k, v, *, causal, scale, mask=None):
-        """Unbound use; one row sees every key: causal changes nothing."""
-        from ..kernels.flash.decode import decode
-
-        spec = mask if mask is not None else MaskSpec(causal=causal)
-        args = self.mask_args(spec, q.shape[1], q.device)
-        return self._run(decode, q, k, v, scale=scale, mask=args)
 
     def config(self, workload: Workload, device: torch.device) -> dict | None:
         if workload.q_len != 1:

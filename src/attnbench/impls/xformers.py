@@ -175,11 +175,6 @@ class _XFormers(Implementation):
     def config(self, workload: Workload, device: torch.device) -> dict | None:
         return {"package": "xformers", "version": dist_version("xformers")}
 
-    def forward(self, q, k, v, *, causal, scale, mask=None):
-        mask = mask if mask is not None else MaskSpec(causal=causal)
-        attention, _ = self._attention(mask, q.shape[0], q.shape[2], k.shape[2], scale)
-        return attention(q, k, v)
-
 
 @register
 class XFormers(_XFormers):
