@@ -678,3 +678,18 @@ def test_a_slow_drift_passes_as_steady(monkeypatch):
     _modelled_clock(monkeypatch, lambda ms: 1.68 + 0.09 * (1 - math.exp(-ms / 300)))
     s = timing.time_cuda(lambda: None)
     assert s.note is None and s.median < 0.97 * 1.77e-3, s
+
+
+def test_sampled_error_of_packed_documents():
+    """A workload large enough that its error is checked on a sample of the last query rows
+    works with packed documents (the sample has fewer query rows than keys)."""
+    from attnbench import Workload, prepare
+    from attnbench.case import FULL_CHECK_PAIRS
+
+    w = Workload(
+        batch=1, q_heads=1, kv_heads=1, q_len=4224, kv_len=4224, head_dim=16, causal=True,
+        dtype="fp32", scenario="prefill", documents=3,
+    )  # fmt: skip
+    assert w.q_len * w.kv_len > FULL_CHECK_PAIRS  # the sampled path
+    err = prepare("eager", w, "cpu", seed=3).forward_error()
+    assert err.within("fp32"), err
