@@ -165,6 +165,21 @@ def test_the_paired_re_measure_decides_the_direction(tmp_path, monkeypatch):
     assert time_row.verdict == "regression" and "other way" in time_row.why
 
 
+def test_a_change_too_noisy_to_tell_is_re_measured_and_can_be_confirmed(tmp_path, monkeypatch):
+    """A planted 1.5x slowdown on a busy machine: the run's own samples drifted, so the screen
+    says unsure; the paired turns settle it (a real regression must not stay unsure)."""
+    rows = list(
+        _compare(tmp_path, {"chunked": 1e-3}, {"chunked": 1.5e-3}, note="not steady").values()
+    )
+    assert {r.verdict for r in rows if r.kind == "time"} == {"unsure"}
+    pair = ("chunked", W, "forward")
+    monkeypatch.setattr(remeasure, "alternate", lambda *a, **k: {pair: [1.5, 1.45, 1.52, 1.6]})
+    settled, said = gate.confirm(None, BASE, HEAD, rows, 1.1, 4)
+    time_row = next(r for r in settled if r.kind == "time")
+    assert time_row.verdict == "regression" and "could not tell" in time_row.why
+    assert said and "slower" in said[0]
+
+
 @pytest.mark.parametrize(
     ("ratios", "way"),
     [

@@ -275,13 +275,13 @@ def confirm(
     rounds: int,
     env: dict | None = None,
 ) -> tuple[list[Row], list[str]]:
-    """Re-measure each candidate change of a time (regression or improvement), base and head in
-    two fresh processes taking turns ``rounds`` times: the re-measure's direction stands (the
-    first measurement, base and head minutes apart, can read a busy phase as the change); one
-    it does not confirm either way becomes ``unsure``. Returns the rows and what was
-    re-measured."""
+    """Re-measure each change of a time beyond the factor (regression, improvement, or unsure:
+    the run's own samples too noisy to tell), base and head in two fresh processes taking turns
+    ``rounds`` times: the re-measure's direction stands (the first measurement, base and head
+    minutes apart, can read a busy phase as the change, or drown a real one); one it does not
+    confirm either way is ``unsure``. Returns the rows and what was re-measured."""
     moved = ("regression", "improvement")
-    candidates = [r for r in rows if r.verdict in moved and r.kind == "time"]
+    candidates = [r for r in rows if r.verdict in (*moved, "unsure") and r.kind == "time"]
     pairs = list(dict.fromkeys(r.pair for r in candidates if r.pair))
     if not candidates:
         return rows, []
@@ -306,7 +306,7 @@ def confirm(
     for row in rows:
         if row.kind == "derived" and row.why == "follows track_seconds":
             row = replace(row, verdict="unchanged", why="")  # follows again below
-        elif row.verdict in moved and row.kind == "time":
+        elif row.verdict in (*moved, "unsure") and row.kind == "time":
             found = ratios.get(row.pair) if row.pair else None  # type: ignore[arg-type]
             if found is None:
                 row = replace(row, verdict="unsure", why=row.why + "; not re-measured")
@@ -320,9 +320,10 @@ def confirm(
                 )
             else:  # the paired re-measure is the stronger test: its direction stands
                 settled = "regression" if way > 0 else "improvement"
-                flipped = (
-                    "" if settled == row.verdict else " (the first measurement read the other way)"
-                )
+                flipped = {
+                    settled: "",
+                    "unsure": " (the run's own samples could not tell)",
+                }.get(row.verdict, " (the first measurement read the other way)")
                 row = replace(row, verdict=settled, why=f"{row.why}; re-measured {again}{flipped}")
         out.append(row)
     return follow_times(out), said

@@ -6,7 +6,8 @@ Each asv figure is of one kind, which decides how it is judged:
   ratio of medians must exceed the smallest effect the gate looks for (``--factor``) and the
   figure's own noise (how far its batch medians moved while it was sampled), and the two
   sides' samples must differ (Mann-Whitney U, asv's implementation). A time flagged this way is
-  a *candidate*: the gate re-measures it before it fails a job.
+  a *candidate*: the gate re-measures it before it fails a job (as it re-measures an ``unsure``
+  one, beyond the factor but too noisy to tell).
 - ``derived``: computed from the pair's time (TFLOP/s, GB/s, tokens/s, speedup vs eager): it
   follows the verdict of the time it was computed from, never the ratio of two noisy numbers.
 - ``memory``: bytes: a rise beyond ``--memory-factor`` (GPU bytes allocated, exact for a code
