@@ -208,3 +208,54 @@ def test_swept_benchmarks_read_one_sweep(bench, capsys):
     assert "attnbench: skipped:" in capsys.readouterr().err
     assert Small.track_tflops.unit == "TFLOP/s"
     assert "higher is better" in Small.track_speedup_vs_eager.pretty_name
+
+
+def test_history_set_is_spelled_out_for_older_commits(monkeypatch, bench):
+    """The ``history`` set resolves from benchmarks' own list where the catalogue lacks it
+    (commits before it existed), and that list is the catalogue's set."""
+    common, _, _ = bench
+    history = [w.name for w in workload_set("history")]
+    assert common.NEWER_SETS["history"] == history
+    from attnbench import catalogue
+
+    monkeypatch.delitem(catalogue._SETS, "history")  # as an older commit's catalogue
+    monkeypatch.setenv("ATTNBENCH_SET", "history")
+    monkeypatch.setenv("ATTNBENCH_IMPLS", "eager")
+    monkeypatch.delitem(sys.modules, "benchmarks._common")
+    common = importlib.import_module("benchmarks._common")
+    assert common.WORKLOADS == history
+    assert common.DECODE_WORKLOADS and common.TRAIN_WORKLOADS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("commit", ["3c5dbc8", "3b7d2fa"])
+def test_benchmarks_import_against_an_old_commit(repo_root, tmp_path, commit):
+    """The working tree's benchmarks/ against an old commit's library, as asv runs them."""
+    import os
+    import subprocess
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(repo_root), "archive", commit, "src"], capture_output=True, check=False
+    )
+    if archive.returncode:
+        pytest.skip(f"{commit} is not in this clone")
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    code = (
+        "import attnbench, benchmarks._common as c, benchmarks.forward, benchmarks.train;"
+        f"assert attnbench.__file__.startswith({str(tree)!r}), attnbench.__file__;"
+        "print(len(c.WORKLOADS), c.IMPLS)"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{tree / 'src'}:{repo_root}",
+        "ATTNBENCH_SET": "history",
+        "ATTNBENCH_IMPLS": "eager",
+        "ATTNBENCH_PROBE": "0",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[0] == str(len(workload_set("history")))

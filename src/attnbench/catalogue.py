@@ -258,6 +258,27 @@ def _gpu_full() -> list[Workload]:
     return list(out.values()) + [w for w in _train() if w.name not in out]
 
 
+def _history() -> list[Workload]:
+    """main's past on the GPU, ~12 rows a commit: in-house shapes, head dims 64-256, MLA, decode."""
+    # benchmarks/_common.py lists these names too, for commits whose catalogue lacks this set:
+    # keep both equal (a test checks), and use only workloads that older catalogues also have
+    m = model_workload
+    return [
+        m(INHOUSE, "prefill", 4096, 4),
+        m(INHOUSE, "prefill", 4096, 4, causal=False),
+        m("llama3-8b", "prefill", 4096, 1),  # GQA 32/8
+        m("gpt2-small", "prefill", 4096, 1),  # head_dim 64
+        m("gemma-d256", "prefill", 4096, 1),  # head_dim 256
+        m("mla-192-128", "prefill", 4096, 1),  # Q/K 192, V 128
+        m("llama3-8b", "decode", 4096, 8),  # the launch-bound short cache
+        m("llama3-8b", "decode", 16384, 8),
+        m(INHOUSE, "train", 4096, 4),
+        m("gpt2-small", "train", 4096, 1),
+        m("gemma-d256", "train", 4096, 1),
+        m("mla-192-128", "train", 4096, 1),
+    ]
+
+
 _SETS: dict[str, Callable[[], list[Workload]]] = {
     "quick": _quick,
     "cpu-seeds": _cpu_seeds,
@@ -273,6 +294,7 @@ _SETS: dict[str, Callable[[], list[Workload]]] = {
     "gpu-headdim": _gpu_headdim,
     "gpu-fp8": _gpu_fp8,
     "gpu-full": _gpu_full,
+    "history": _history,
 }
 
 
