@@ -123,7 +123,8 @@ def run_gate(repo: Path, machine: str, base: str, head: str, gate_args: list[str
     rows_file = out / f"rows-{len(list(out.glob('rows-*')))}.json"
     # the scratch clone's own gate (python -m in its root, which is then searched first) and
     # library: edits to this checkout during a trial stay out
-    env = {**os.environ, "PYTHONPATH": str(repo / "src")}
+    path = os.pathsep.join(p for p in (str(repo / "src"), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path}  # what the caller's PYTHONPATH held stays found
     cmd = [sys.executable, "-m", "tools.ci.gate", "--repo", str(repo),
            "--machine", machine, "--base", base, "--head", head, "--json", str(rows_file),
            *gate_args]  # fmt: skip
