@@ -44,12 +44,14 @@ def test_gpu_set_covers_every_scenario():
 
 def test_inhouse_workloads_are_in_the_gpu_sets():
     """The in-house kernel issue's shapes: B=4, 32 x 128 MHA, S 4k-16k, causal and full (bf16,
-    forward; train in gpu-inhouse); decode B=8, 32/8 heads, KV 16k and 64k."""
+    forward: S 4k in gpu, 8k and 16k in gpu-nightly; train in gpu-inhouse); decode B=8, 32/8
+    heads, KV 16k and 64k."""
     gpu = {w.name for w in workload_set("gpu")}
+    nightly = {w.name for w in workload_set("gpu-nightly")}
     inhouse = {w.name for w in workload_set("gpu-inhouse")}
     for s in (4096, 8192, 16384):
         for mask in ("causal", "full"):
-            assert f"mha32-d128/prefill/s{s}/b4/{mask}/bf16" in gpu
+            assert f"mha32-d128/prefill/s{s}/b4/{mask}/bf16" in (gpu if s == 4096 else nightly)
             assert f"mha32-d128/train/s{s}/b4/{mask}/bf16" in inhouse
     for kv in (16384, 65536):
         assert f"llama3-8b/decode/kv{kv}/b8/causal/bf16" in gpu & inhouse
@@ -57,9 +59,21 @@ def test_inhouse_workloads_are_in_the_gpu_sets():
     assert (w.batch, w.q_heads, w.kv_heads, w.head_dim) == (4, 32, 32, 128)
 
 
+def test_the_nightly_set_is_the_per_commit_set_and_its_long_rows():
+    """What a commit's run measures, the nightly run measures too (its graphs go on); the rows
+    it adds are only the in-house prefill at S 8192/16384."""
+    gpu = [w.name for w in workload_set("gpu")]
+    nightly = [w.name for w in workload_set("gpu-nightly")]
+    assert nightly[: len(gpu)] == gpu
+    extra = nightly[len(gpu) :]
+    assert len(extra) == 4
+    long_rows = ("mha32-d128/prefill/s8192/", "mha32-d128/prefill/s16384/")
+    assert all(n.startswith(long_rows) for n in extra)
+
+
 def test_gpu_set_holds_no_giant_shape():
     """Nothing past the in-house S=16384 x B=4: a bigger shape costs seconds per call."""
-    for w in workload_set("gpu"):
+    for w in workload_set("gpu-nightly"):
         scores = w.batch * w.q_heads * w.q_len * w.kv_len * 4  # eager's float32 score matrix
         assert scores <= 128 * GIB, f"{w.name}: {scores / GIB:.0f} GiB of scores"
         assert w.flops <= 20e12, f"{w.name}: {w.flops / 1e12:.1f} TFLOP"

@@ -130,7 +130,10 @@ def main() -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("bench", help="run the asv suite for HEAD and HEAD~1 and publish html/")
-    b.add_argument("--set", help="workload set(s) for ATTNBENCH_SET (default: quick)")
+    b.add_argument(
+        "--set",
+        help="workload set(s) for ATTNBENCH_SET (default: the suite's: gpu with CUDA, else quick)",
+    )
     b.add_argument("--machine", help="asv machine name (default: $ATTNBENCH_MACHINE or hostname)")
     b.add_argument("--commits", help="comma-separated names or A..B ranges (default: HEAD~1,HEAD)")
     b.add_argument("--new", action="store_true", help="the branch's commits not yet measured here")
