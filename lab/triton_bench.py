@@ -5,6 +5,8 @@
     python lab/triton_bench.py -w gpu -w gpu-masks -i 'triton*' -i 'sdpa*'  # catalogue sets
     python lab/triton_bench.py --tune -w gpu-inhouse  # per-workload configuration search
     python lab/triton_bench.py --tune -w gpu-inhouse --fwd-configs "128,128,8,3,tma;..."
+    python lab/triton_bench.py --tune -w gemma-d256/train/s4096/b1/causal/bf16 \
+        --bwd-configs "64,32,64,32,8,2;16,64,64,32,8,2"  # the backward only
     python lab/triton_bench.py --no-tune --variants all  # the named variants beside the default
 
 Measures, through attnbench's own path (``attnbench.sweep.sweep``: CUDA events, L2 flushed):
@@ -396,6 +398,18 @@ def parse_fwd_configs(text: str, chosen) -> list:
     return out
 
 
+def parse_bwd_configs(text: str) -> list:
+    """``"64,32,64,32,8,2;16,64,64,32,8,2"``: block_m1, block_n1, block_m2, block_n2, warps,
+    stages each."""
+    from attnbench.kernels.flash import configs as tc
+
+    out = []
+    for item in filter(None, (x.strip() for x in text.split(";"))):
+        m1, n1, m2, n2, warps, stages = (int(x) for x in item.split(","))
+        out.append(tc.BwdConfig(m1, n1, m2, n2, warps, stages))
+    return out
+
+
 def fwd_candidates(w, chosen) -> list:
     from attnbench.kernels.flash import configs as tc
 
@@ -423,8 +437,10 @@ def bwd_candidates(w) -> list:
 
     size = w.torch_dtype.itemsize
     bd, bdv = tc.pow2(w.head_dim), tc.pow2(w.dv)
+    # the last three: spill-free at D=256 with 8 warps (lab/triton_resources.py, NOTEBOOK)
     tiles = [(32, 64, 64, 32), (64, 64, 64, 64), (32, 128, 128, 32), (64, 128, 128, 64),
-             (16, 64, 64, 16), (32, 64, 128, 32)]  # fmt: skip
+             (16, 64, 64, 16), (32, 64, 128, 32), (64, 32, 64, 32), (16, 64, 64, 32),
+             (32, 32, 32, 32)]  # fmt: skip
     out = []
     for (m1, n1, m2, n2), warps, stages in itertools.product(tiles, (4, 8), (1, 2, 3)):
         if _smem(n1, m1, bd, bdv, stages, size) <= SMEM_LIMIT:
@@ -438,7 +454,13 @@ def _bench(fn) -> float:
     return do_bench(fn, warmup=10, rep=50) / 1e3
 
 
-def search(workloads, budget: float, out: list[dict], fwd_configs: str | None = None) -> None:
+def search(
+    workloads,
+    budget: float,
+    out: list[dict],
+    fwd_configs: str | None = None,
+    bwd_configs: str | None = None,
+) -> None:
     from attnbench.kernels.flash import backward as tb
     from attnbench.kernels.flash import forward as ta
 
@@ -455,9 +477,10 @@ def search(workloads, budget: float, out: list[dict], fwd_configs: str | None = 
         fwd0, bwd0 = impl.configs(w, dev)
         tol = TOLERANCES[w.dtype][1]
         cands = parse_fwd_configs(fwd_configs, fwd0) if fwd_configs else fwd_candidates(w, fwd0)
-        passes = [("forward", fwd0, cands)]
+        passes = [] if bwd_configs else [("forward", fwd0, cands)]
         if w.has_backward and not fwd_configs:
-            passes.append(("backward", bwd0, bwd_candidates(w)))
+            bwd = parse_bwd_configs(bwd_configs) if bwd_configs else bwd_candidates(w)
+            passes.append(("backward", bwd0, bwd))
         for kind, chosen, cands in passes:
             start = time.perf_counter()
             if kind == "forward":
@@ -607,7 +630,7 @@ def catalogue_main(args) -> int:
           f"{triton.__version__}, {len(workloads)} workloads", flush=True)  # fmt: skip
     records: list[dict] = []
     if args.tune:
-        search(workloads, args.budget, records, args.fwd_configs)
+        search(workloads, args.budget, records, args.fwd_configs, args.bwd_configs)
     else:
         known = set(impl_names())
         default = [*INHOUSE, *(p for p in PEERS if p in known)]
@@ -633,6 +656,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fwd-configs",
         help='--tune: only these forward configurations, "bm,bn,warps,stages[,tma];..."',
+    )
+    parser.add_argument(
+        "--bwd-configs",
+        help="--tune: only these backward configurations (no forward pass), "
+        '"m1,n1,m2,n2,warps,stages;..."',
     )
     parser.add_argument(
         "--variants", help="named variants (configs.VARIANTS, or all) to measure beside "
