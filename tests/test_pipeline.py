@@ -492,3 +492,17 @@ def test_publish_merges_every_machines_parameters(tmp_path):
     merged = json.loads((results / "benchmarks.json").read_text())["m.C.track_x"]["params"]
     assert merged == [["'eager'", "'chunked'"], ["'w-gpu'", "'w-cpu1'", "'w-cpu2'"]]
     assert publish.merge_params(project) == 0  # nothing new the second time
+
+
+def test_workflows_name_sets_that_exist():
+    """Every workload set a workflow names (``--set X``, ``ATTNBENCH_SET=X``) is in the catalogue:
+    a renamed set would stop the nightly run only when it fires."""
+    from attnbench import set_names
+
+    named = set()
+    for path in WORKFLOWS:
+        text = path.read_text()
+        for value in re.findall(r"(?:--set[ =]|ATTNBENCH_SET=)([\w,.-]+)", text):
+            named.update(value.split(","))
+    assert "gpu-nightly" in named  # the check can fail: the nightly run names its set
+    assert named <= set(set_names()), named - set(set_names())
