@@ -418,10 +418,13 @@ def fwd_candidates(w, chosen) -> list:
     out = []
     if chosen.packed:
         splits = sorted({max(1, chosen.num_splits // 2), chosen.num_splits, chosen.num_splits * 2})
-        for bn, warps, stages, s in itertools.product((32, 64, 128), (4, 8), (2, 3, 4), splits):
-            if _smem(chosen.block_m, bn, bd, bdv, stages, size) <= SMEM_LIMIT:
+        grid = itertools.product((32, 64, 128), (4, 8), (2, 3, 4), splits, (False, True))
+        for bn, warps, stages, s, fused in grid:  # fused: the last split merges (one launch)
+            if _smem(chosen.block_m, bn, bd, bdv, stages, size) <= SMEM_LIMIT and (
+                s > 1 or not fused
+            ):
                 out.append(replace(chosen, block_n=bn, num_warps=warps, num_stages=stages,
-                                   num_splits=s))  # fmt: skip
+                                   num_splits=s, fused_combine=fused))  # fmt: skip
         return out
     grid = itertools.product((64, 128), (32, 64, 128), (4, 8), (2, 3, 4), (False, True))
     for bm, bn, warps, stages, tma in grid:

@@ -44,6 +44,7 @@ POINTERS = {
     "Out": "*bf16", "dO": "*bf16", "dK": "*bf16",
     "dV": "*bf16", "dQ": "*bf16", "LSE": "*fp32", "Delta": "*fp32", "dQacc": "*fp32",
     "Opart": "*fp32", "Lpart": "*fp32", "Slopes": "*fp32", "DocStart": "*i32", "DocEnd": "*i32",
+    "Counter": "*i32",
 }  # fmt: skip
 # head counts, the window and the split length: not multiples of 16 in general
 NO_HINT = {"Hq", "Hkv", "window", "kv_per_split"}
@@ -159,6 +160,7 @@ def fwd_consts(
     split: bool = False,
     dv: int | None = None,
     v_t: bool = False,
+    fuse: bool = False,
 ) -> dict:
     dv = dv or d
     return {
@@ -166,7 +168,7 @@ def fwd_consts(
         "ALIBI": False, "PACKED": packed, "SPLIT": split, "STORE_LSE": True,
         "BLOCK_M": c.block_m, "BLOCK_N": c.block_n, "D": d, "DV": dv,
         "BLOCK_D": triton.next_power_of_2(d), "BLOCK_DV": triton.next_power_of_2(dv),
-        "PREC": "tf32", "USE_DESC": tma, "DENSE": dense, "SA": 1, "V_T": v_t,
+        "PREC": "tf32", "USE_DESC": tma, "DENSE": dense, "SA": 1, "V_T": v_t, "FUSE": fuse,
     }  # fmt: skip
 
 
@@ -236,13 +238,14 @@ def rows(arch: int, head_dims: tuple[int, ...], only: str | None, inputs: str = 
         c = choose_fwd_config(
             8, 32, 8, 1, 16384, 128, 128, itemsize=1 if inputs == INPUTS["fp8"] else 2
         )
-        consts = fwd_consts(c, 128, causal=False, dense=False, tma=False, group=4, packed=True,
-                            split=c.num_splits > 1)  # fmt: skip
-        r = resources(
-            FWD_KERNELS["forward"], consts, c.num_warps, c.num_stages, arch, inputs=inputs
-        )
-        label = f"{c.block_m}x{c.block_n} w{c.num_warps} s{c.num_stages} {c.num_splits} splits"
-        yield "decode", 128, label, "packed", r
+        for fuse in (False, True):  # the combine kernel, or the last split merging
+            consts = fwd_consts(c, 128, causal=False, dense=False, tma=False, group=4,
+                                packed=True, split=c.num_splits > 1, fuse=fuse)  # fmt: skip
+            r = resources(
+                FWD_KERNELS["forward"], consts, c.num_warps, c.num_stages, arch, inputs=inputs
+            )
+            label = f"{c.block_m}x{c.block_n} w{c.num_warps} s{c.num_stages} {c.num_splits} splits"
+            yield "decode", 128, label + (" fused" if fuse else ""), "packed", r
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -132,6 +132,7 @@ PATHS = {
     "general": FwdConfig(16, 16, 1, 1, dense=False),
     "general-tma": FwdConfig(16, 16, 1, 1, tma=True, dense=False),
     "split": FwdConfig(16, 16, 1, 1, num_splits=3, dense=False),
+    "split-fused": FwdConfig(16, 16, 1, 1, num_splits=3, dense=False, fused_combine=True),
 }
 
 
@@ -368,6 +369,30 @@ def test_decode_matches_reference(kernels, hq, hkv, sq, skv, d, splits, dtype, s
         out = api.attention(q, k, v, scale=0.3, causal=True, fwd_config=cfg)
     assert out.shape == (2, hq, sq, d) and out.dtype == dt
     _assert_close("decode", out, _reference(q, k, v, sq > 1, 0.3), dtype)
+
+
+@needs_interpreter
+@pytest.mark.parametrize("splits", [2, 3, 7])
+@pytest.mark.parametrize("spec", [MaskSpec(causal=True), MaskSpec(causal=True, window=90),
+                                  MaskSpec(causal=False, alibi=True)], ids=str)  # fmt: skip
+def test_fused_combine_merges_as_the_combine_kernel(kernels, splits, spec, seed):
+    """The last split of each row block merges the partials itself (one launch): the same
+    output and log-sum-exp as the combine kernel's, within float32 rounding (the merge runs
+    online, in split order), on packed GQA rows, with a window and ALiBi; and its tickets are
+    back at zero after each call, so a second call (a graph replay) merges again."""
+    _, forward, _ = kernels
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = _randn(gen, 2, 8, 1, 32), _randn(gen, 2, 2, 300, 32), _randn(gen, 2, 2, 300, 32)
+    mask = _mask(forward, spec, 8)
+    two = FwdConfig(16, 16, 1, 1, packed=True, num_splits=splits, dense=False)
+    one = FwdConfig(16, 16, 1, 1, packed=True, num_splits=splits, dense=False, fused_combine=True)
+    ref, ref_lse = forward.attention_forward(q, k, v, 0.3, mask, two, need_lse=True)
+    for _ in range(2):
+        out, lse = forward.attention_forward(q, k, v, 0.3, mask, one, need_lse=True)
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(lse, ref_lse, rtol=1e-5, atol=1e-6)
+        assert not forward.split_counters(q.device, 1).any()
+    _assert_close("decode", out, _reference(q, k, v, False, 0.3, spec), "fp32")
 
 
 # -- fp8: e4m3 in, bf16 out, forward ------------------------------------------------------------
@@ -728,4 +753,5 @@ def test_default_configs_are_pinned(workload, values, monkeypatch):
     else:
         impl, keys = get_impl("triton-flash"), ("kernel", *_FLASH_KEYS, *_BWD_KEYS)
         expected = dict(zip(keys, ("fwd", *values), strict=False))
+    expected["fused_combine"] = False  # no default takes it before the GPU measured it
     assert impl.config(w, torch.device("cuda")) == expected

@@ -543,6 +543,35 @@ def test_decode_any_split_count_gives_the_same_answer(kernels, splits, seed):
     _check(f"decode, {splits} splits", out, ref, "bf16")
 
 
+@pytest.mark.parametrize("splits", [2, 8, 64])
+def test_fused_combine_agrees_with_the_combine_kernel_call_after_call(kernels, splits, seed):
+    """The last split merging (one atomic ticket per row block, partials read back from L2):
+    the combine kernel's answer, on 200 calls in a row and on 20 CUDA-graph replays (a ticket
+    not re-armed, or a partial read before it landed, would show as a wrong row)."""
+    from attnbench.kernels.flash.forward import MaskArgs, attention_forward
+
+    q, k, v = _inputs(seed, 8, 32, 8, 1, 4096, 128, torch.bfloat16)
+    two = FwdConfig(16, 64, 4, 3, packed=True, num_splits=splits, dense=False)
+    one = replace(two, fused_combine=True)
+    mask = MaskArgs(False)
+    ref = attention_forward(q, k, v, 0.1, mask, two)[0]
+
+    def diff(o: torch.Tensor) -> torch.Tensor:  # NaN stays NaN (and fails below)
+        return (o.float() - ref.float()).abs().amax()
+
+    diffs = torch.stack([diff(attention_forward(q, k, v, 0.1, mask, one)[0]) for _ in range(200)])
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = attention_forward(q, k, v, 0.1, mask, one)[0]
+    replays = []
+    for _ in range(20):
+        captured.zero_()
+        graph.replay()
+        replays.append(diff(captured))
+    diffs = torch.cat([diffs, torch.stack(replays)])
+    assert bool((diffs <= 1e-2).all()), f"fused merges off by up to {diffs.max().item()}"
+
+
 def test_impls_run_through_attnbench(kernels, seed):
     """prepare -> forward_error / gradient_errors, with the config recorded."""
     from attnbench import Workload, prepare

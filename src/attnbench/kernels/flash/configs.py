@@ -29,7 +29,8 @@ class FwdConfig:
     ``dense``: use the dense specialization (causal or full, no window/documents/ALiBi, power-of-
     two head dims, one pass) where the workload allows it; else the general kernel runs.
     ``packed``: the GQA group's query heads share one block of rows (decode), K/V read once per
-    KV head. ``num_splits``: key ranges, merged by the combine kernel. ``tma``: Q/K/V tiles
+    KV head. ``num_splits``: key ranges, merged by the combine kernel, or with
+    ``fused_combine`` by the split that finishes last (one launch). ``tma``: Q/K/V tiles
     through tensor descriptors (Hopper's TMA) where the inputs allow it."""
 
     block_m: int
@@ -40,6 +41,7 @@ class FwdConfig:
     packed: bool = False
     num_splits: int = 1
     dense: bool = True
+    fused_combine: bool = False
 
     def as_dict(self) -> dict:
         return {"kernel": "fwd", **asdict(self)}
@@ -180,6 +182,7 @@ def decode_dict(config: FwdConfig) -> dict:
         "num_warps": config.num_warps,
         "num_stages": config.num_stages,
         "rows": config.block_m,  # the packed group's query rows per program
+        "fused_combine": config.fused_combine,
     }
 
 

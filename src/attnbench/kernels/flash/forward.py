@@ -23,7 +23,9 @@ the saved log-sum-exp is base 2.
   rows (decode) the ``G`` query heads sharing a KV head form one block of ``G * Sq`` rows, so
   K/V are read once per KV head. ``SPLIT``: when the programs would not fill the GPU each also
   takes one of ``num_splits`` key ranges, writes a float32 partial output and log-sum-exp, and
-  ``_combine_kernel`` merges them. Grid ``(B * heads, blocks, splits)``.
+  ``_combine_kernel`` merges them; or (``FUSE``, config ``fused_combine``) the split that
+  finishes last, counted by an atomic per row block, merges them itself: one launch, not two.
+  Grid ``(B * heads, blocks, splits)``.
 
 With the constexpr flags off, neither body contains code of the other or of a mask it does
 not use (``lab/triton_resources.py`` reports each one's registers and shared memory).
@@ -274,7 +276,7 @@ def _fwd_blocks(
 
 @triton.jit
 def _general_program(
-    Q, K, V, Out, LSE, Opart, Lpart, Slopes, DocStart, DocEnd,
+    Q, K, V, Out, LSE, Opart, Lpart, Slopes, DocStart, DocEnd, Counter,
     stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
     stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om,
     Hq, Hkv, Sq, Skv, window, kv_per_split, qk_scale,
@@ -282,7 +284,7 @@ def _general_program(
     HAS_DOCS: tl.constexpr, ALIBI: tl.constexpr, PACKED: tl.constexpr, SPLIT: tl.constexpr,
     STORE_LSE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr,
     DV: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr,
-    USE_DESC: tl.constexpr,
+    USE_DESC: tl.constexpr, FUSE: tl.constexpr,
 ):  # fmt: skip
     """One program of the general kernel: grid (B * heads, row blocks, key splits)."""
     pid_bh = tl.program_id(0)
@@ -379,6 +381,14 @@ def _general_program(
         dv_ok = offs_dv < BLOCK_DV
     else:
         dv_ok = offs_dv < DV
+    o_ptrs = (
+        Out
+        + b64 * stride_ob
+        + head[:, None].to(tl.int64) * stride_oh
+        + i[:, None].to(tl.int64) * stride_om
+        + offs_dv[None, :]
+    )
+    lse_ptrs = LSE + (b64 * Hq + head) * Sq + i
     if SPLIT:
         row = (pid_bh.to(tl.int64) * tl.num_programs(2) + split) * rows_total + r
         tl.store(
@@ -387,17 +397,55 @@ def _general_program(
             mask=r_ok[:, None],
         )
         tl.store(Lpart + row, lse, mask=r_ok)
+        if FUSE:
+            _last_split_merges(
+                Opart, Lpart, Out, Counter, pid_bh, pid_m, r, r_ok, o_ptrs, lse_ptrs, dv_ok,
+                rows_total, STORE_LSE, BLOCK_M, BLOCK_DV,
+            )  # fmt: skip
     else:
-        o_ptrs = (
-            Out
-            + b64 * stride_ob
-            + head[:, None].to(tl.int64) * stride_oh
-            + i[:, None].to(tl.int64) * stride_om
-            + offs_dv[None, :]
-        )
         tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=r_ok[:, None] & dv_ok[None, :])
         if STORE_LSE:
-            tl.store(LSE + (b64 * Hq + head) * Sq + i, lse, mask=r_ok)
+            tl.store(lse_ptrs, lse, mask=r_ok)
+
+
+@triton.jit
+def _last_split_merges(
+    Opart, Lpart, Out, Counter, pid_bh, pid_m, r, r_ok, o_ptrs, lse_ptrs, dv_ok, rows_total,
+    STORE_LSE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_DV: tl.constexpr,
+):  # fmt: skip
+    """The combine kernel's merge, done by the split of a row block that finishes last (one
+    atomic ticket per row block; every thread's partials stored before it is taken, read back
+    from L2), which then re-arms the counter for the next call or CUDA-graph replay."""
+    splits = tl.num_programs(2)
+    tl.debug_barrier()
+    slot = Counter + pid_bh * tl.num_programs(1) + pid_m
+    ticket = tl.atomic_add(slot, 1, sem="acq_rel", scope="gpu")
+    if ticket == splits - 1:
+        offs_dv = tl.arange(0, BLOCK_DV)
+        top = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+        total = tl.zeros([BLOCK_M], dtype=tl.float32)
+        acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
+        for s in range(splits):  # online: weights exp2(lse_split - running max)
+            row = (pid_bh.to(tl.int64) * splits + s) * rows_total + r
+            lse = tl.load(Lpart + row, mask=r_ok, other=float("-inf"), cache_modifier=".cg")
+            part = tl.load(
+                Opart + row[:, None] * BLOCK_DV + offs_dv[None, :],
+                mask=r_ok[:, None],
+                other=0.0,
+                cache_modifier=".cg",
+            )
+            new_top = tl.maximum(top, lse)
+            safe = tl.where(new_top == float("-inf"), 0.0, new_top)  # no key yet: no -inf - -inf
+            alpha = tl.math.exp2(top - safe)
+            w = tl.math.exp2(lse - safe)
+            acc = acc * alpha[:, None] + part * w[:, None]
+            total = total * alpha + w
+            top = new_top
+        out = acc / total[:, None]
+        tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=r_ok[:, None] & dv_ok[None, :])
+        if STORE_LSE:
+            tl.store(lse_ptrs, top + tl.math.log2(total), mask=r_ok)
+        tl.atomic_xchg(slot, 0)
 
 
 # -- the kernel ---------------------------------------------------------------------------------
@@ -413,6 +461,7 @@ def _fwd_kernel(
     Slopes,
     DocStart,
     DocEnd,
+    Counter,
     stride_qb,
     stride_qh,
     stride_qm,
@@ -451,6 +500,7 @@ def _fwd_kernel(
     DENSE: tl.constexpr,
     SA: tl.constexpr = 1,
     V_T: tl.constexpr = False,
+    FUSE: tl.constexpr = False,
 ):
     # strides arrive divided by SA: multiplied back here, the compiler knows they are multiples
     # of SA (head_dim 56: rows of 112 bytes load in 16-byte vectors, not element by element)
@@ -468,12 +518,12 @@ def _fwd_kernel(
         )  # fmt: skip
     else:
         _general_program(
-            Q, K, V, Out, LSE, Opart, Lpart, Slopes, DocStart, DocEnd,
+            Q, K, V, Out, LSE, Opart, Lpart, Slopes, DocStart, DocEnd, Counter,
             stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
             stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om,
             Hq, Hkv, Sq, Skv, window, kv_per_split, qk_scale,
             GROUP, CAUSAL, HAS_WINDOW, HAS_DOCS, ALIBI, PACKED, SPLIT, STORE_LSE,
-            BLOCK_M, BLOCK_N, D, DV, BLOCK_D, BLOCK_DV, PREC, USE_DESC,
+            BLOCK_M, BLOCK_N, D, DV, BLOCK_D, BLOCK_DV, PREC, USE_DESC, FUSE,
         )  # fmt: skip
 
 
@@ -658,6 +708,20 @@ def _descriptors(q, k, v, config: FwdConfig, v_t: bool = False):
     return desc(q, config.block_m), desc(k, config.block_n), v_desc
 
 
+_COUNTERS: dict[torch.device, torch.Tensor] = {}
+
+
+def split_counters(device: torch.device, n: int) -> torch.Tensor:
+    """Zeroed int32 tickets for the fused combine, at least ``n``, kept per device: the split
+    that merges a row block sets its ticket back to zero, so the next call (or a CUDA-graph
+    replay) finds them armed. Calls that run at once on two streams must not share them."""
+    buf = _COUNTERS.get(device)
+    if buf is None or buf.numel() < n:
+        buf = torch.zeros(max(n, 4096), dtype=torch.int32, device=device)
+        _COUNTERS[device] = buf
+    return buf
+
+
 def attention_forward(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -699,11 +763,13 @@ def attention_forward(
     v_t = v_transposed_applies(q, k, use_desc, dense)
     src = _descriptors(q, k, v, config, v_t) if use_desc else (q, k, v)
     grid = (num_m, programs, 1) if dense else (programs, num_m, splits)
+    fuse = splits > 1 and config.fused_combine
+    counter = split_counters(q.device, programs * num_m) if fuse else dummy
     _fwd_kernel[grid](
         *src, o, lse if lse is not None else dummy, opart, lpart,
         mask.slopes if mask.slopes is not None else dummy,
         mask.doc_start if mask.doc_start is not None else dummy,
-        mask.doc_end if mask.doc_end is not None else dummy,
+        mask.doc_end if mask.doc_end is not None else dummy, counter,
         *(st // sa for st in strides),
         hq, hkv, sq, skv, mask.window or 0, kv_per_split, scale * LOG2E,
         GROUP=group, CAUSAL=mask.causal, HAS_WINDOW=mask.window is not None,
@@ -711,10 +777,10 @@ def attention_forward(
         PACKED=packed, SPLIT=splits > 1, STORE_LSE=need_lse,
         BLOCK_M=config.block_m, BLOCK_N=config.block_n, D=d, DV=dv,
         BLOCK_D=block_d, BLOCK_DV=block_dv, PREC=prec(q.dtype), USE_DESC=use_desc,
-        DENSE=dense, SA=sa, V_T=v_t,
+        DENSE=dense, SA=sa, V_T=v_t, FUSE=fuse,
         num_warps=config.num_warps, num_stages=config.num_stages,
     )  # fmt: skip
-    if splits > 1:
+    if splits > 1 and not fuse:
         _combine_kernel[(programs, rows_total)](
             opart, lpart, o, lse if lse is not None else dummy,
             o.stride(0), o.stride(1), o.stride(2),
