@@ -37,6 +37,9 @@ git -C "$work/repo" checkout -q --detach "origin/${BRANCH:-main}"  # its benchma
 cd "$work/repo" && git log --oneline -1
 export PYTHONPATH="$work/repo/src:${PYTHONPATH:-}" ATTNBENCH_RECORDS="$work/repo/records/$MACHINE"
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True PYTHONUNBUFFERED=1
+# asv's new environments run `pip install wheel pip>=8`: without an index that is satisfied only
+# by the host's own packages, seen through the system site (the host's PyTorch is seen anyway)
+export VIRTUALENV_SYSTEM_SITE_PACKAGES=${VIRTUALENV_SYSTEM_SITE_PACKAGES:-1}
 export ATTNBENCH_FA4_DISK_CACHE=${ATTNBENCH_FA4_DISK_CACHE:-1}  # as the GPU workflow
 if [ -n "${SET:-}" ]; then export ATTNBENCH_SET=$SET; fi
 if [ -n "${IMPLS:-}" ]; then export ATTNBENCH_IMPLS=$IMPLS; fi
