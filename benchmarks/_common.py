@@ -146,19 +146,29 @@ _DEFAULT_IMPLS = [
 CANDIDATE_IMPLS = [i.name for i in select_impls(_from_env("ATTNBENCH_IMPLS", _DEFAULT_IMPLS))]
 
 
+def _can_probe() -> bool:
+    """Whether availability is asked: not with ``ATTNBENCH_PROBE=0``, nor for a commit whose
+    library has no :mod:`attnbench.availability` (older than 94e1345)."""
+    if os.environ.get("ATTNBENCH_PROBE", "1") == "0":
+        return False
+    try:
+        import attnbench.availability  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _availability(names: list[str]) -> dict[str, str | None]:
     """Why each implementation can run nothing here (``None``: it can), asked once in a child
-    process and kept in a file for the run's other processes; ``ATTNBENCH_PROBE=0`` (or a
-    commit without :mod:`attnbench.availability`) rules nothing out."""
-    if os.environ.get("ATTNBENCH_PROBE", "1") == "0":
+    process and kept in a file for the run's other processes; unprobed, nothing is ruled out."""
+    if not PROBED:
         return dict.fromkeys(names)
-    try:
-        from attnbench.availability import probe
-    except ImportError:
-        return dict.fromkeys(names)
+    from attnbench.availability import probe
+
     return probe(names, "cuda" if HAS_CUDA else "cpu")
 
 
+PROBED = _can_probe()  # False: Availability reports n/a (unknown), not "can run"
 AVAILABILITY = _availability(CANDIDATE_IMPLS)
 # the metric classes' parameters: an implementation that can run nothing here would add only
 # skipped processes (a third of them on the H100); Availability records why it is left out

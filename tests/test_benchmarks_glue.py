@@ -259,3 +259,27 @@ def test_benchmarks_import_against_an_old_commit(repo_root, tmp_path, commit):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[0] == str(len(workload_set("history")))
+
+
+@pytest.mark.parametrize("how", ["ATTNBENCH_PROBE=0", "a library without the probe"])
+def test_availability_is_unknown_where_it_was_not_asked(bench, monkeypatch, how):
+    """Unprobed (a commit older than attnbench.availability, or the probe switched off), an
+    implementation's availability is n/a, not "can run": history shows no backend vanishing at
+    the commit that added the probe. Probed, the quick set's sdpa-cudnn reads 0 on a CPU."""
+    common, _, _ = bench
+    from benchmarks.availability import Availability
+
+    assert common.PROBED and Availability().track_available("sdpa-cudnn") == 0.0
+    assert Availability().track_available("eager") == 1.0
+    if how.startswith("ATTNBENCH_PROBE"):
+        monkeypatch.setenv("ATTNBENCH_PROBE", "0")
+    else:
+        monkeypatch.setitem(sys.modules, "attnbench.availability", None)  # import fails
+    for mod in ("benchmarks._common", "benchmarks.availability"):
+        monkeypatch.delitem(sys.modules, mod)
+    common = importlib.import_module("benchmarks._common")
+    from benchmarks.availability import Availability
+
+    assert not common.PROBED
+    assert all(v is None for v in common.AVAILABILITY.values())  # nothing ruled out
+    assert torch.isnan(torch.tensor(Availability().track_available("sdpa-cudnn")))
