@@ -316,6 +316,21 @@ def test_stop_after_leaves_the_rest_for_a_rerun(tmp_path, monkeypatch):
     assert bench.measure(p, "m", ["c" * 40], ["^a", "^b"], env={}, stop_after=60) == 0
 
 
+def test_again_runs_the_shards_a_commit_already_has(tmp_path, monkeypatch):
+    """A commit whose shards all have results: skipped, unless --again (the nightly run
+    re-measures main's newest with a larger set)."""
+    from tools.ci import bench
+
+    started = []
+    monkeypatch.setattr(bench, "asv_executable", lambda python=None: Path("asv"))
+    monkeypatch.setattr(bench, "measured_keys", lambda p, m, c: {"forward.F.track_x"})
+    monkeypatch.setattr(bench, "run_shard", lambda p, a, c, shard, e, t: started.append(shard))
+    p = SimpleNamespace(repo=tmp_path)
+    assert bench.measure(p, "m", ["c" * 40], ["^forward\\."], env={}) == 0 and started == []
+    assert bench.measure(p, "m", ["c" * 40], ["^forward\\."], env={}, again=True) == 0
+    assert started == ["^forward\\."]
+
+
 def test_shards_are_the_suite_classes(tmp_path):
     from tools.ci import bench
 

@@ -97,6 +97,7 @@ def bench(args: argparse.Namespace) -> int:
     opts = ["--machine", name, *which, "--launch", launch]
     opts += ["--set", args.set] if args.set else []
     opts += ["--shard-timeout", str(args.shard_timeout)] if args.shard_timeout else []
+    opts += ["--again"] if args.again else []
     # commit: one asv run per commit (fastest); class: one per benchmark class (a killed run
     # keeps every class it finished; each asv run costs a suite import more)
     for shard in args.shard or (["."] if args.split == "commit" else []):
@@ -130,6 +131,9 @@ def main() -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("bench", help="run the asv suite for HEAD and HEAD~1 and publish html/")
+    b.add_argument(
+        "--again", action="store_true", help="measure again where results exist (--commits)"
+    )
     b.add_argument(
         "--set",
         help="workload set(s) for ATTNBENCH_SET (default: the suite's: gpu with CUDA, else quick)",

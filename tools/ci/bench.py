@@ -9,6 +9,8 @@ skipped, so a rerun after a kill measures only the rest. Each benchmark has asv'
 (its ``timeout`` attribute); ``--shard-timeout`` bounds a whole shard (its process group is
 killed), so a hang costs one shard, not the sweep. ``--stop-after`` starts no shard once that
 many seconds have passed (a runner's job limit, say) and exits 75: a rerun resumes the rest.
+``--again`` runs every shard even where results exist (a commit re-measured with a larger set,
+say): asv replaces those benchmarks' results in the commit's file.
 
     python -m tools.ci.bench --machine h100-x1 --new --max-commits 10
     python -m tools.ci.bench --machine cpu-box --commits HEAD~1,HEAD --shard '^forward\\.'
@@ -203,15 +205,17 @@ def measure(
     stop_after: float | None = None,
     extra: Sequence[str] = (),
     python: Path | None = None,
+    again: bool = False,
 ) -> int:
-    """Measure each commit's pending shards; the worst exit status of the asv runs (0: all ok),
-    or :data:`OUT_OF_TIME` when ``stop_after`` seconds passed with shards left."""
+    """Measure each commit's pending shards (``again``: every shard); the worst exit status of
+    the asv runs (0: all ok), or :data:`OUT_OF_TIME` when ``stop_after`` seconds passed with
+    shards left."""
     asv = [str(asv_executable(python)), "run", "--machine", machine, "--launch-method", launch]
     asv += ["--record-samples", *extra]  # the gate tests time_* figures' samples
     failed: list[tuple[str, str, int]] = []  # (commit, shard, exit status)
     start = time.monotonic()
     for n, commit in enumerate(commits, 1):
-        todo = pending_shards(project, machine, commit, shards)
+        todo = list(shards) if again else pending_shards(project, machine, commit, shards)
         done = len(shards) - len(todo)
         log(f"[{n}/{len(commits)}] {commit[:8]}: {len(todo)} shard(s) to run, {done} done")
         for shard in todo:
@@ -253,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stop-after", type=float, help="start no shard after this many seconds (exit 75)"
     )
+    parser.add_argument(
+        "--again", action="store_true", help="run every shard, also those with results"
+    )
     parser.add_argument("--launch", default="forkserver", help="asv --launch-method")
     parser.add_argument("--set", help="ATTNBENCH_SET for the suite (default: the suite's)")
     parser.add_argument("--no-register", action="store_true", help="machine already registered")
@@ -285,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             shard_timeout=args.shard_timeout,
             stop_after=args.stop_after,
             extra=args.asv_args,
+            again=args.again,
         )
     except PipelineError as exc:
         print(f"bench: {exc}", file=sys.stderr)
