@@ -546,30 +546,34 @@ def test_decode_any_split_count_gives_the_same_answer(kernels, splits, seed):
 @pytest.mark.parametrize("splits", [2, 8, 64])
 def test_fused_combine_agrees_with_the_combine_kernel_call_after_call(kernels, splits, seed):
     """The last split merging (one atomic ticket per row block, partials read back from L2):
-    the combine kernel's answer, on 200 calls in a row and on 20 CUDA-graph replays (a ticket
-    not re-armed, or a partial read before it landed, would show as a wrong row)."""
+    the combine kernel's answer on 200 calls and 20 CUDA-graph replays, the inputs switching
+    between two sets each time, so that a partial read before it landed (the previous call's,
+    of the other inputs) or a ticket not re-armed shows as a wrong row."""
     from attnbench.kernels.flash.forward import MaskArgs, attention_forward
 
-    q, k, v = _inputs(seed, 8, 32, 8, 1, 4096, 128, torch.bfloat16)
+    sets = [_inputs(seed + n, 8, 32, 8, 1, 4096, 128, torch.bfloat16) for n in range(2)]
     two = FwdConfig(16, 64, 4, 3, packed=True, num_splits=splits, dense=False)
     one = replace(two, fused_combine=True)
     mask = MaskArgs(False)
-    ref = attention_forward(q, k, v, 0.1, mask, two)[0]
+    refs = [attention_forward(*qkv, 0.1, mask, two)[0].float() for qkv in sets]
+    assert (refs[0] - refs[1]).abs().amax() > 0.1  # the two sets' answers tell apart
 
-    def diff(o: torch.Tensor) -> torch.Tensor:  # NaN stays NaN (and fails below)
-        return (o.float() - ref.float()).abs().amax()
+    def diff(o: torch.Tensor, n: int) -> torch.Tensor:  # NaN stays NaN (and fails below)
+        return (o.float() - refs[n % 2]).abs().amax()
 
-    diffs = torch.stack([diff(attention_forward(q, k, v, 0.1, mask, one)[0]) for _ in range(200)])
+    diffs = [diff(attention_forward(*sets[n % 2], 0.1, mask, one)[0], n) for n in range(200)]
+    q, k, v = (t.clone() for t in sets[0])  # the graph's own inputs, refilled before replays
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         captured = attention_forward(q, k, v, 0.1, mask, one)[0]
-    replays = []
-    for _ in range(20):
+    for n in range(20):
+        for dst, src in zip((q, k, v), sets[n % 2], strict=True):
+            dst.copy_(src)
         captured.zero_()
         graph.replay()
-        replays.append(diff(captured))
-    diffs = torch.cat([diffs, torch.stack(replays)])
-    assert bool((diffs <= 1e-2).all()), f"fused merges off by up to {diffs.max().item()}"
+        diffs.append(diff(captured, n))
+    worst = torch.stack(diffs)
+    assert bool((worst <= 1e-2).all()), f"fused merges off by up to {worst.max().item()}"
 
 
 def test_impls_run_through_attnbench(kernels, seed):
