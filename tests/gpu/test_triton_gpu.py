@@ -556,10 +556,14 @@ def test_fused_combine_agrees_with_the_combine_kernel_call_after_call(kernels, s
     one = replace(two, fused_combine=True)
     mask = MaskArgs(False)
     refs = [attention_forward(*qkv, 0.1, mask, two)[0].float() for qkv in sets]
-    assert (refs[0] - refs[1]).abs().amax() > 0.1  # the two sets' answers tell apart
 
-    def diff(o: torch.Tensor, n: int) -> torch.Tensor:  # NaN stays NaN (and fails below)
-        return (o.float() - refs[n % 2]).abs().amax()
+    def diff(o: torch.Tensor, n: int) -> torch.Tensor:
+        """In bf16 ulps of the combine kernel's answer, at worst (1: a rounding flip; NaN
+        stays NaN and fails below)."""
+        ref = refs[n % 2]
+        return ((o.float() - ref).abs() / (ref.abs() * 2**-7 + 1e-6)).amax()
+
+    assert diff(refs[1], 0) > 10  # a merge with the other set's partials would show
 
     diffs = [diff(attention_forward(*sets[n % 2], 0.1, mask, one)[0], n) for n in range(200)]
     q, k, v = (t.clone() for t in sets[0])  # the graph's own inputs, refilled before replays
@@ -573,7 +577,7 @@ def test_fused_combine_agrees_with_the_combine_kernel_call_after_call(kernels, s
         graph.replay()
         diffs.append(diff(captured, n))
     worst = torch.stack(diffs)
-    assert bool((worst <= 1e-2).all()), f"fused merges off by up to {worst.max().item()}"
+    assert bool((worst <= 1).all()), f"fused merges off by up to {worst.max().item()} ulps"
 
 
 def test_impls_run_through_attnbench(kernels, seed):
