@@ -137,7 +137,10 @@ def choose_fwd_config(
         if kv_len < 4096 * splits:  # short shares need more programs in flight
             splits = max(splits, min(cdiv(kv_len, 512), cdiv(4 * num_sms, programs)))
         splits = min(splits, cdiv(kv_len, 256))
-        return FwdConfig(block_m, block_n, 4, 3 if wide <= 256 else 2, False, True, splits, False)
+        # the split finishing last merges (one launch): H200, 1.23x the best two-launch
+        # configuration at a 4096-key cache, 1.01x at 16384 (lab/NOTEBOOK.md)
+        stages = 3 if wide <= 256 else 2
+        return FwdConfig(block_m, block_n, 4, stages, False, True, splits, False, splits > 1)
     # the dense specialization only where it measured faster than the general kernel
     dense = DENSE_FWD.get(head_dim) if head_dim == v_head_dim and itemsize <= 2 else None
     programs = batch * q_heads * cdiv(q_len, 128)
@@ -168,7 +171,7 @@ def choose_bwd_config(head_dim: int, v_head_dim: int, itemsize: int = 2) -> BwdC
         return BwdConfig(32, 64, 64, 32, 4, 1) if dmax <= 128 else BwdConfig(16, 32, 32, 16, 4, 1)
     if dmax <= 128:
         return BwdConfig(64, 128, 128, 64, 8, 3)
-    return BwdConfig(32, 64, 64, 32, 8, 1)
+    return BwdConfig(64, 32, 64, 32, 8, 2)  # spill-free at D=256; H200: 1.39x (32,64,64,32,8,1)
 
 
 # -- decode -------------------------------------------------------------------------------------
