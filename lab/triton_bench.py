@@ -399,14 +399,16 @@ def parse_fwd_configs(text: str, chosen) -> list:
 
 
 def parse_bwd_configs(text: str) -> list:
-    """``"64,32,64,32,8,2;16,64,64,32,8,2"``: block_m1, block_n1, block_m2, block_n2, warps,
-    stages each."""
+    """``"64,32,64,32,8,2;16,64,64,32,8,2,atomic"``: block_m1, block_n1, block_m2, block_n2,
+    warps, stages each; ``atomic`` last: dQ added by atomics in the dK/dV kernel."""
     from attnbench.kernels.flash import configs as tc
 
     out = []
     for item in filter(None, (x.strip() for x in text.split(";"))):
-        m1, n1, m2, n2, warps, stages = (int(x) for x in item.split(","))
-        out.append(tc.BwdConfig(m1, n1, m2, n2, warps, stages))
+        fields = [x.strip() for x in item.split(",")]
+        atomic = fields[-1] == "atomic"
+        m1, n1, m2, n2, warps, stages = (int(x) for x in fields[: len(fields) - atomic])
+        out.append(tc.BwdConfig(m1, n1, m2, n2, warps, stages, atomic_dq=atomic))
     return out
 
 
@@ -448,6 +450,8 @@ def bwd_candidates(w) -> list:
     for (m1, n1, m2, n2), warps, stages in itertools.product(tiles, (4, 8), (1, 2, 3)):
         if _smem(n1, m1, bd, bdv, stages, size) <= SMEM_LIMIT:
             out.append(tc.BwdConfig(m1, n1, m2, n2, warps, stages))
+            if bd > 128:  # no second QK^T for dQ: the recompute costs most at D=256
+                out.append(tc.BwdConfig(m1, n1, m2, n2, warps, stages, atomic_dq=True))
     return out
 
 

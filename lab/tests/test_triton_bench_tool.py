@@ -90,9 +90,12 @@ def test_fp8_check_says_what_it_needs_without_a_gpu():
 
 
 def test_bwd_configs_are_parsed_in_order(bench):
-    """``--bwd-configs``: m1,n1,m2,n2,warps,stages per item, the pass's only candidates."""
-    got = bench.parse_bwd_configs("64,32,64,32,8,2; 16,64,64,32,8,2;")
-    assert [(c.block_m1, c.block_n1, c.block_m2, c.block_n2, c.num_warps, c.num_stages)
-            for c in got] == [(64, 32, 64, 32, 8, 2), (16, 64, 64, 32, 8, 2)]  # fmt: skip
-    with pytest.raises(ValueError):
-        bench.parse_bwd_configs("64,32,64,32,8")
+    """``--bwd-configs``: m1,n1,m2,n2,warps,stages[,atomic] per item, the pass's only
+    candidates."""
+    got = bench.parse_bwd_configs("64,32,64,32,8,2; 16,64,64,32,8,2, atomic;")
+    assert [(c.block_m1, c.block_n1, c.block_m2, c.block_n2, c.num_warps, c.num_stages,
+             c.atomic_dq) for c in got] == [(64, 32, 64, 32, 8, 2, False),
+                                            (16, 64, 64, 32, 8, 2, True)]  # fmt: skip
+    for bad in ("64,32,64,32,8", "64,32,64,32,8,atomic", "64,32,64,32,8,2,fast"):
+        with pytest.raises(ValueError):
+            bench.parse_bwd_configs(bad)
