@@ -243,16 +243,24 @@ def _benchmark_names(results_dir: Path, listed: dict) -> set[str]:
     return names
 
 
+@pytest.fixture(scope="module")
+def published(asv_project, plain_run) -> subprocess.CompletedProcess:
+    """``asv publish`` as typed (PATH and HOME only) after both runs: the site of every
+    machine's results, read by the tests below (each publish takes tens of seconds)."""
+    p = asv_project
+    env = _clean_env(Path(p.env["HOME"]))
+    return _run([ASV, "publish"], cwd=p.repo, env=env, timeout=600)
+
+
 @pytest.mark.slow
 @needs_asv
 @needs_git
-def test_publish_after_a_cpu_run_keeps_every_gpu_benchmark(asv_project, plain_run):
+def test_publish_after_a_cpu_run_keeps_every_gpu_benchmark(asv_project, published):
     """A CPU machine discovers no GPU-only benchmark (MaskedMetrics, track_gpu_peak_memory):
     after its runs, the site still draws every benchmark of the committed GPU results."""
     p = asv_project
-    env = _clean_env(Path(p.env["HOME"]))
-    publish = _run([ASV, "publish"], cwd=p.repo, env=env, timeout=600)
-    assert "Skipping results" not in publish.stdout + publish.stderr  # results/: asv's files
+    # every file in results/ is asv's (other machines' folders too)
+    assert "Skipping results" not in published.stdout + published.stderr
     listed = json.loads((p.repo / "results" / "benchmarks.json").read_text())
     on_site = json.loads((p.repo / "html" / "index.json").read_text())["benchmarks"]
     graphs = list((p.repo / "html" / "graphs").rglob("*.json"))
@@ -274,10 +282,9 @@ def _regressions(repo: Path) -> list:
 @pytest.mark.slow
 @needs_asv
 @needs_git
-def test_asv_publish_with_the_direction_aware_plugin(asv_project):
+def test_asv_publish_with_the_direction_aware_plugin(asv_project, published):
     p = asv_project
     html = p.repo / "html"
-    _run([ASV, "publish"], cwd=p.repo, env=p.env, timeout=300)
     assert (html / "index.html").exists()
     graphs = {f.name for f in (html / "graphs").rglob("*.json")}
     assert "forward.Forward.time_forward.json" in graphs

@@ -1,7 +1,8 @@
 """The whole gate with real asv and git, on attnbench itself in a scratch clone: a docs-only
 commit passes, a planted 1.5x slowdown of chunked fails the gate naming only chunked's figures,
 a slowdown the re-measure does not confirm is "unsure" and passes, and figures skipped (n/a) or
-measured at base and missing at head are "gone" and pass. Slow: each runs asv for real."""
+measured at base and missing at head are "gone" and pass. Slow: each runs asv for real, on
+eager and chunked and one prefill workload (each more costs every asv run and re-measure)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import pytest
 from .conftest import ROOT
 
 ASV = Path(sys.executable).parent / "asv"
+#: the quick set's small GQA prefill: one workload keeps each asv run and re-measure short
+WORKLOAD = "h8kv2d64/prefill/s256/b2/full/fp32"
 
 
 @pytest.mark.slow
@@ -27,7 +30,8 @@ def test_gate_passes_a_docs_commit_and_catches_a_planted_slowdown(tmp_path):
     cmd = [
         sys.executable, "-m", "tools.ci.gate_trial", "--machine", "trialbox",
         "--trials", "1", "--plant", "chunked:1.5", "--json", str(out), "--keep",
-        str(tmp_path / "scratch"), "--impls", "eager,chunked", "--bench", r"^forward\.Forward",
+        str(tmp_path / "scratch"), "--impls", "eager,chunked", "--set", WORKLOAD,
+        "--bench", r"^forward\.Forward",
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -90,27 +94,34 @@ _slow_under_asv()
 """
 
 
+def _drop_quick_row(catalogue: Path, row: str) -> None:
+    """Remove one workload row of the quick set from a scratch clone's catalogue."""
+    text = catalogue.read_text()
+    assert row in text, f"the quick set's row {row} changed: update this test"
+    catalogue.write_text(text.replace(row, "", 1))
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not ASV.exists(), reason=f"no asv next to {sys.executable}")
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_gate_passes_what_it_cannot_confirm_and_what_was_removed(tmp_path):
-    """Base: chunked's decode is n/a. Head: the decode workload removed from the quick set, and
-    chunked slower only where asv measures it. Each commit measured by tools.ci.bench (asv
-    run), then the gate on the stored results: it exits 0, chunked's flagged times are
-    re-measured, not confirmed, so "unsure"; n/a -> missing and measured -> missing are
-    "gone"; nothing "failed"."""
+    """Base: chunked's decode is n/a (and the quick set has one prefill workload left). Head:
+    the decode workload removed from the quick set, and chunked slower only where asv measures
+    it. Each commit measured by tools.ci.bench (asv run), then the gate on the stored results:
+    it exits 0, chunked's flagged times are re-measured, not confirmed, so "unsure"; n/a ->
+    missing and measured -> missing are "gone"; nothing "failed"."""
     from tools.ci import gate_trial
 
     repo = gate_trial.scratch_clone(ROOT, tmp_path)
     init = repo / "src" / "attnbench" / "impls" / "__init__.py"
     init.write_text(init.read_text() + RETIRE_DECODE)
-    gate_trial._git(repo, "commit", "-q", "-am", "chunked: no decode")
-    base = gate_trial._git(repo, "rev-parse", "HEAD")
     catalogue = repo / "src" / "attnbench" / "catalogue.py"
-    text = catalogue.read_text()
+    # one prefill pair left in the quick set: the sweeps and the re-measure stay short
+    _drop_quick_row(catalogue, 'Workload(1, 8, 8, 512, 512, 64, causal=True, dtype="fp32"),')
+    gate_trial._git(repo, "commit", "-q", "-am", "chunked: no decode; one prefill workload")
+    base = gate_trial._git(repo, "rev-parse", "HEAD")
     decode_row = 'Workload(4, 8, 1, 1, 2048, 64, causal=True, dtype="fp32", scenario="decode"),'
-    assert decode_row in text, "the quick set's decode row changed: update this test"
-    catalogue.write_text(text.replace(decode_row, "", 1))
+    _drop_quick_row(catalogue, decode_row)
     init.write_text(init.read_text() + SLOW_UNDER_ASV)
     gate_trial._git(repo, "commit", "-q", "-am", "quick set without decode; chunked slow in asv")
     head = gate_trial._git(repo, "rev-parse", "HEAD")
@@ -156,7 +167,7 @@ def test_first_bad_names_the_commit_that_planted_a_slowdown(tmp_path):
     gate_trial._git(repo, "add", "docs/later.md")
     gate_trial._git(repo, "commit", "-q", "-m", "docs again")
     head = gate_trial._git(repo, "rev-parse", "HEAD")
-    pair = ("chunked", "h8kv2d64/prefill/s256/b2/full/fp32", "forward")
+    pair = ("chunked", WORKLOAD, "forward")
     found, steps = first_bad.first_bad(Project.load(repo), base, head, pair)
     assert found == planted, steps
 

@@ -69,6 +69,7 @@ for line in sys.stdin:
             print(f"{key}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             out[key] = None
     print("MARK" + json.dumps(out), flush=True)
+os._exit(0)  # answers are flushed: no interpreter teardown (a second with torch, per process)
 """.replace("MARK", MARK).replace("BURST", repr(BURST_SECONDS))
 #: the CPU both sides are held to on a machine without a GPU: they never run at once, and two
 #: cores of one machine can differ (a busy hyperthread sibling, interrupts) by 2x
@@ -98,7 +99,7 @@ class Child:
     """A process that imports one commit's attnbench (``src`` first on ``PYTHONPATH``) and
     measures pairs on request, keeping them prepared between turns."""
 
-    def __init__(self, src: Path, env: dict | None = None) -> None:
+    def __init__(self, src: Path, env: dict | None = None, *, wait: bool = True) -> None:
         child_env = dict(os.environ if env is None else env)
         child_env.pop("ATTNBENCH_RECORDS", None)
         child_env["PYTHONPATH"] = os.pathsep.join([str(src), child_env.get("PYTHONPATH", "")])
@@ -110,10 +111,17 @@ class Child:
             stdout=subprocess.PIPE,
             text=True,
         )
+        if wait:
+            self.ready()
+
+    def ready(self) -> Child:
+        """Wait until the child has imported attnbench (seconds: torch), and check that it is
+        the commit's (``wait=False`` leaves this to the caller: children start at once)."""
         module = self._answer()["module"]
-        if not Path(module).resolve().is_relative_to(Path(src).resolve()):
+        if not Path(module).resolve().is_relative_to(Path(self.src).resolve()):
             self.close()
-            raise PipelineError(f"re-measuring imported {module}, not the commit's {src}")
+            raise PipelineError(f"re-measuring imported {module}, not the commit's {self.src}")
+        return self
 
     def _answer(self) -> dict:
         assert self.proc.stdout is not None
@@ -153,7 +161,9 @@ def ratios(a: Path, b: Path, pairs: list[Pair], rounds: int, env: dict | None = 
     a slow phase of the machine, nor going first, falls on one side only."""
     out: dict[Pair, list[float | None]] = {p: [] for p in pairs}
     for r in range(rounds):
-        with Child(a, env) as first, Child(b, env) as second:
+        # both import at once (seconds each, on two cores), then they take turns, one at a time
+        with Child(a, env, wait=False) as first, Child(b, env, wait=False) as second:
+            first.ready(), second.ready()
             first.measure(pairs), second.measure(pairs)  # warm-up, not counted
             if r % 2:
                 tb, ta = second.measure(pairs), first.measure(pairs)

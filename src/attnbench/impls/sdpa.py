@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.nn.attention.bias import causal_lower_right
 
 from ..masks import causal_mask, causal_offset
 from .base import ALL_DTYPES, ALL_MASKS, HALF, NO_FP8_IN_TORCH, Implementation
@@ -29,6 +28,9 @@ class _Sdpa(Implementation):
         if sq == skv:
             return {"is_causal": True}
         if self.backend is None:  # PyTorch's own lower-right causal bias, fused where it can
+            # imported here: the module pulls in torch._dynamo, over a second per process
+            from torch.nn.attention.bias import causal_lower_right
+
             return {"attn_mask": causal_lower_right(sq, skv)}
         # CausalBias would pick a kernel itself, ignoring the pin: pass the mask as a tensor
         return {"attn_mask": causal_mask(sq, skv, q.device, q_start=causal_offset(sq, skv))}
