@@ -26,10 +26,13 @@ WORKLOAD = "h8kv2d64/prefill/s256/b2/full/fp32"
 @pytest.mark.skipif(not ASV.exists(), reason=f"no asv next to {sys.executable}")
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_gate_passes_a_docs_commit_and_catches_a_planted_slowdown(tmp_path):
+    """The gate's whole path, end to end. 2x, not 1.5x: how often 1.5x is caught is what the
+    trials measure (docs/results.md); here one turn of a 1.5x re-measure on a busy core can
+    fall short of the effect, and the test would fail on the machine, not the gate."""
     out = tmp_path / "trial.json"
     cmd = [
         sys.executable, "-m", "tools.ci.gate_trial", "--machine", "trialbox",
-        "--trials", "1", "--plant", "chunked:1.5", "--json", str(out), "--keep",
+        "--trials", "1", "--plant", "chunked:2", "--json", str(out), "--keep",
         str(tmp_path / "scratch"), "--impls", "eager,chunked", "--set", WORKLOAD,
         "--bench", r"^forward\.Forward",
     ]  # fmt: skip
