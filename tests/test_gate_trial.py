@@ -1,5 +1,5 @@
 """The whole gate with real asv and git, on attnbench itself in a scratch clone: a docs-only
-commit passes, a planted 1.5x slowdown of chunked fails the gate naming only chunked's figures,
+commit passes, a planted 2x slowdown of chunked fails the gate naming only chunked's figures,
 a slowdown the re-measure does not confirm is "unsure" and passes, and figures skipped (n/a) or
 measured at base and missing at head are "gone" and pass. Slow: each runs asv for real, on
 eager and chunked and one prefill workload (each more costs every asv run and re-measure)."""
