@@ -5,7 +5,9 @@ A decode step reads K and V once and does little arithmetic on them: it is bound
 bandwidth, and the work must be spread over enough programs to keep every SM loading. The
 configuration (:func:`~.configs.choose_fwd_config`) packs the ``G`` query heads of a KV head into
 the rows of one tile (K/V read once per group, never repeated) and cuts the cache into key
-splits, each writing a float32 partial output and log-sum-exp that the combine kernel merges.
+splits, each writing a float32 partial output and log-sum-exp; the split that finishes last for
+a block of rows merges them in the same launch (``FwdConfig.fused_combine``, the default where
+keys are split), else a second kernel does.
 """
 
 from __future__ import annotations
