@@ -274,6 +274,12 @@ def test_sweep_records_every_pair_with_reasons():
     assert ok.speedup is not None and ok.speedup > 0
     assert ok.max_abs_error < 2e-4 and ok.nonfinite == 0
     assert ok.host_peak_rss > 0 and ok.gpu_peak_allocated is None
+    # where the pair's seconds went, each phase timed, together within the pair's wall time
+    phases = ok.extra["phase_seconds"]
+    assert set(phases) == {"prepare", "timing", "memory", "error"}
+    assert all(v >= 0 for v in phases.values()), phases
+    assert phases["timing"] > 0.05  # time_cpu samples for at least its minimum time
+    assert sum(phases.values()) <= ok.extra["wall_seconds"] + 0.005
     assert not skipped.ok and "needs a CUDA device" in skipped.reason
     assert skipped.time is None and skipped.speedup is None
     assert skipped.as_dict()["reason"] == skipped.reason

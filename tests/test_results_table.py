@@ -118,6 +118,27 @@ def test_costs_sum_each_class_s_sweep_and_first_calls(tmp_path):
     assert "| ForwardMetrics | B | 1 | 80.0 | 75.0 |" in lines
     assert "| eager-compiled | 8.0 | 75.0 |" in lines  # per implementation, both runs
     assert "| B | ForwardMetrics | eager-compiled | `w-eager-compiled` | 75.0 |" in lines
+    assert not [line for line in lines if "timing s" in line]  # no record has phases
+
+
+def test_costs_sum_each_class_s_phases(tmp_path):
+    """``phase_seconds`` summed per class and run; a record without them counts 0."""
+
+    def rec(suite, phases):
+        extra = {"wall_seconds": sum(phases.values()), "phase_seconds": phases}
+        return {"suite": suite, "impl": "x", "workload": "w", "extra": extra}
+
+    a = tmp_path / "a.jsonl"
+    a.write_text("\n".join(json.dumps(r) for r in [
+        rec("ForwardMetrics", {"prepare": 1.0, "timing": 2.0, "memory": 0.25, "error": 0.5}),
+        rec("ForwardMetrics", {"prepare": 0.5, "timing": 1.5, "memory": 0.25}),
+        rec("DecodeMetrics", {"prepare": 0.1, "timing": 0.2, "memory": 0.3, "error": 0.4}),
+        {"suite": "DecodeMetrics", "impl": "y", "workload": "w", "extra": {"wall_seconds": 1}},
+    ]))  # fmt: skip
+    lines = _tool().costs(a).splitlines()
+    assert "| class | run | prepare s | timing s | memory s | error s |" in lines
+    assert "| ForwardMetrics | A | 1.5 | 3.5 | 0.5 | 0.5 |" in lines
+    assert "| DecodeMetrics | A | 0.1 | 0.2 | 0.3 | 0.4 |" in lines
 
 
 def test_spread_from_records_alone_compares_what_both_runs_measured(tmp_path):

@@ -26,8 +26,9 @@ end.
 
 ``--costs``: from ``ATTNBENCH_RECORDS`` files (one run, or two side by side), each class's
 pairs, the seconds its sweep spent on them (``extra.wall_seconds``) and of those the first
-calls (``first_call_seconds``: binding, compiling, JIT), then the first-call seconds per
-implementation and the slowest first calls.
+calls (``first_call_seconds``: binding, compiling, JIT), the same seconds by phase
+(``phase_seconds``: prepare, timing, memory, error) where records have them, then the
+first-call seconds per implementation and the slowest first calls.
 """
 
 from __future__ import annotations
@@ -181,6 +182,7 @@ def costs(*paths: Path, top: int = 6) -> str:
         wall = sum(extra(r, "wall_seconds") for r in recs)
         first = sum(extra(r, "first_call_seconds") for r in recs)
         lines.append(f"| all | {name} | {len(recs)} | {wall:.1f} | {first:.1f} |")
+    lines += _phases(runs, names)
     per_impl: dict[str, list[float]] = {}
     for i, recs in enumerate(runs):
         for r in recs:
@@ -198,6 +200,25 @@ def costs(*paths: Path, top: int = 6) -> str:
         for n, r in slow
     ]
     return "\n".join(lines)
+
+
+PHASES = ("prepare", "timing", "memory", "error")
+
+
+def _phases(runs: list[list[dict]], names) -> list[str]:
+    """Per class and run, the sweep's seconds by phase (``extra.phase_seconds``: records of
+    commits that write it); nothing when no record has them."""
+    if not any((r.get("extra") or {}).get("phase_seconds") for recs in runs for r in recs):
+        return []
+    lines = ["", "| class | run | " + " | ".join(f"{p} s" for p in PHASES) + " |",
+             "|---" * (len(PHASES) + 2) + "|"]  # fmt: skip
+    for cls in sorted({r["suite"] for recs in runs for r in recs}):
+        for name, recs in zip(names, runs, strict=True):
+            got = [(r.get("extra") or {}).get("phase_seconds") or {} for r in recs
+                   if r["suite"] == cls]  # fmt: skip
+            sums = (sum(float(g.get(p) or 0.0) for g in got) for p in PHASES)
+            lines.append(f"| {cls} | {name} | " + " | ".join(f"{x:.1f}" for x in sums) + " |")
+    return lines
 
 
 #: median / minimum at or above which a run's samples of a pair count as spread within the run

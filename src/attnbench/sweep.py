@@ -80,9 +80,12 @@ def measure_case(
     The GPU's SM clock, temperature and compute processes are read before and after timing
     (``extra``; ``shared_gpu`` says when another program held the GPU meanwhile); a rate above
     the card's peak makes the record a failure whose reason says so."""
+    clock = time.perf_counter
+    t0 = clock()
     start = gpu_state(case.device)
     stats = case.time(mode)
     end = gpu_state(case.device)
+    phases = {"timing": clock() - t0}
     r = rates(case.workload, stats.median, mode)
     name = device_name(case.device)
     if name is not None:
@@ -94,7 +97,9 @@ def measure_case(
             bad.extra["rejected_median_seconds"] = stats.median
             bad.extra["gpu_state"] = {"start": start, "end": end}
             return bad
+    t0 = clock()
     mem = case.memory(mode)
+    phases["memory"] = clock() - t0
     rec = Record(
         case.impl.name,
         case.workload.name,
@@ -123,8 +128,12 @@ def measure_case(
     if case.config:
         rec.extra["config"] = case.config
     if errors:
+        t0 = clock()
         err = case.forward_error(reference)
         rec.max_abs_error, rec.rel_error, rec.nonfinite = err.max_abs, err.rel_norm, err.nonfinite
+        phases["error"] = clock() - t0
+    # where this pair's seconds went (with the sweep's "prepare"): what a faster suite cuts
+    rec.extra["phase_seconds"] = {k: round(v, 4) for k, v in phases.items()}
     return rec
 
 
@@ -173,7 +182,9 @@ def sweep(
                 start = time.perf_counter()
                 try:
                     case = prepare(by_name.get(name, name), workload, device, mode=mode)
+                    prepared = time.perf_counter() - start  # inputs, bind, first call
                     rec = measure_case(case, mode, errors=errors, reference=reference)
+                    rec.extra.setdefault("phase_seconds", {})["prepare"] = round(prepared, 4)
                 except (UnsupportedError, AttnbenchError) as exc:
                     rec = Record(name, wname, mode, device.type, reason=str(exc))
                 except Exception as exc:
