@@ -154,7 +154,7 @@ class TritonDecode(_Triton):
     name = "triton-decode"
     description = (
         "in-house Triton decode (flash-decoding): a group's query heads in one tile (K/V read "
-        "once), the cache cut into key splits across the SMs, then a combine kernel"
+        "once), the cache cut into key splits across the SMs, merged by the split that ends last"
     )
     supports_backward = False
 
