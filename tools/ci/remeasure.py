@@ -163,7 +163,8 @@ def ratios(a: Path, b: Path, pairs: list[Pair], rounds: int, env: dict | None = 
     for r in range(rounds):
         # both import at once (seconds each, on two cores), then they take turns, one at a time
         with Child(a, env, wait=False) as first, Child(b, env, wait=False) as second:
-            first.ready(), second.ready()
+            first.ready()
+            second.ready()
             first.measure(pairs), second.measure(pairs)  # warm-up, not counted
             if r % 2:
                 tb, ta = second.measure(pairs), first.measure(pairs)
