@@ -29,12 +29,24 @@ MARK = "attnbench-remeasure:"
 ROUNDS = 5  # turns each, by default
 BURST_SECONDS = 0.05  # sampling per pair and turn, on the CPU: short, so both sides share a phase
 
+# Before torch, the child fixes glibc's malloc thresholds: by default a freed block above the
+# (dynamic) mmap threshold goes back to the kernel and the next call faults it in again, in CPU
+# seconds counted to the process. Whether a process is in that regime depends on its heap's
+# history: on the 2-core CPU machine one process read eager's 4 ms call (h8kv2d64 s256) at 7-9
+# ms for its first seconds, another at 3.5 from the start, and turns of identical code read
+# 0.36-2.7x; with the thresholds fixed, 0.82-1.11x (three A/A runs of 10 turns, two pairs).
 # Runs in the child, against the checked-out commit's attnbench (only long-standing API): one
 # line of pairs in, one line of medians out, the prepared cases kept between turns. On the CPU
 # one thread's worth of work is timed in process CPU seconds, which another program on the
 # machine does not inflate, on one core for both sides; on a GPU, attnbench's own device timing.
 _CHILD = """
-import json, os, statistics, sys, time
+import ctypes, json, os, statistics, sys, time
+try:  # glibc: blocks up to 32 MiB stay in the heap, which is never trimmed
+    _libc = ctypes.CDLL("libc.so.6")
+    _libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+    _libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+except (OSError, AttributeError):  # not glibc
+    pass
 import torch
 import attnbench
 from attnbench.case import prepare
