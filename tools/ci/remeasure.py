@@ -34,7 +34,8 @@ BURST_SECONDS = 0.05  # sampling per pair and turn, on the CPU: short, so both s
 # seconds counted to the process. Whether a process is in that regime depends on its heap's
 # history: on the 2-core CPU machine one process read eager's 4 ms call (h8kv2d64 s256) at 7-9
 # ms for its first seconds, another at 3.5 from the start, and turns of identical code read
-# 0.36-2.7x; with the thresholds fixed, 0.82-1.11x (three A/A runs of 10 turns, two pairs).
+# 0.36-2.7x; with the thresholds fixed, 0.82-1.11x in three A/A runs of 10 turns (two pairs)
+# and in a fourth all but one turn, which read 1.29-1.36x for both pairs (the machine).
 # Runs in the child, against the checked-out commit's attnbench (only long-standing API): one
 # line of pairs in, one line of medians out, the prepared cases kept between turns. On the CPU
 # one thread's worth of work is timed in process CPU seconds, which another program on the
@@ -111,7 +112,7 @@ class Child:
     """A process that imports one commit's attnbench (``src`` first on ``PYTHONPATH``) and
     measures pairs on request, keeping them prepared between turns."""
 
-    def __init__(self, src: Path, env: dict | None = None, *, wait: bool = True) -> None:
+    def __init__(self, src: Path, env: dict | None = None) -> None:
         child_env = dict(os.environ if env is None else env)
         child_env.pop("ATTNBENCH_RECORDS", None)
         child_env["PYTHONPATH"] = os.pathsep.join([str(src), child_env.get("PYTHONPATH", "")])
@@ -123,12 +124,10 @@ class Child:
             stdout=subprocess.PIPE,
             text=True,
         )
-        if wait:
-            self.ready()
 
     def ready(self) -> Child:
         """Wait until the child has imported attnbench (seconds: torch), and check that it is
-        the commit's (``wait=False`` leaves this to the caller: children start at once)."""
+        the commit's (the constructor does not wait: two children import at once)."""
         module = self._answer()["module"]
         if not Path(module).resolve().is_relative_to(Path(self.src).resolve()):
             self.close()
@@ -174,7 +173,7 @@ def ratios(a: Path, b: Path, pairs: list[Pair], rounds: int, env: dict | None = 
     out: dict[Pair, list[float | None]] = {p: [] for p in pairs}
     for r in range(rounds):
         # both import at once (seconds each, on two cores), then they take turns, one at a time
-        with Child(a, env, wait=False) as first, Child(b, env, wait=False) as second:
+        with Child(a, env) as first, Child(b, env) as second:
             first.ready()
             second.ready()
             first.measure(pairs), second.measure(pairs)  # warm-up, not counted
