@@ -136,14 +136,21 @@ def _timed(names: list[str]) -> list[str]:
 
 TIMED_WORKLOADS = _timed(FORWARD_WORKLOADS)  # wall-time classes: forward
 TIMED_TRAIN_WORKLOADS = _timed(TRAIN_WORKLOADS)
-# without a GPU, compiling implementations (flex, *-compiled) are left out unless named: each
-# asv process would compile every shape again on the CPU (seconds to tens of seconds each)
-_DEFAULT_IMPLS = [
-    i.name
-    for i in select_impls(impl_names(benchmarked_only=True))
-    if HAS_CUDA or not getattr(i, "compiles", False)
-]
-CANDIDATE_IMPLS = [i.name for i in select_impls(_from_env("ATTNBENCH_IMPLS", _DEFAULT_IMPLS))]
+_BENCHMARKED = select_impls(impl_names(benchmarked_only=True))
+
+
+def _default_impls() -> list[str]:
+    """Without a GPU, compiling implementations (flex, *-compiled) are left out unless named:
+    each asv process would compile every shape again on the CPU (seconds to tens of seconds
+    each). With one, the ``nightly_only`` ones (attribute absent before it existed: kept), so
+    that one commit's run takes minutes; ``ATTNBENCH_IMPLS=all`` names every benchmarked one."""
+    if HAS_CUDA:
+        return [i.name for i in _BENCHMARKED if not getattr(i, "nightly_only", False)]
+    return [i.name for i in _BENCHMARKED if not getattr(i, "compiles", False)]
+
+
+_CHOSEN = _from_env("ATTNBENCH_IMPLS", _default_impls())
+CANDIDATE_IMPLS = [i.name for i in (_BENCHMARKED if _CHOSEN == ["all"] else select_impls(_CHOSEN))]
 
 
 def _can_probe() -> bool:
@@ -173,7 +180,10 @@ AVAILABILITY = _availability(CANDIDATE_IMPLS)
 # the metric classes' parameters: an implementation that can run nothing here would add only
 # skipped processes (a third of them on the H100); Availability records why it is left out
 IMPLS = [n for n in CANDIDATE_IMPLS if AVAILABILITY.get(n) is None]
-BASELINE = "eager"
+# each sweep times this one too, for track_speedup_vs_eager; ATTNBENCH_BASELINE=none: no
+# speedups, one implementation fewer to time (a history of many commits, say)
+_BASELINE = os.environ.get("ATTNBENCH_BASELINE", "").strip() or "eager"
+BASELINE = None if _BASELINE == "none" else _BASELINE
 PARAM_NAMES = ["implementation", "workload"]
 
 

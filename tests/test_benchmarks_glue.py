@@ -82,6 +82,16 @@ def test_one_class_per_scenario_and_a_timed_subset_on_gpu(monkeypatch, bench):
     assert forward.Forward.params[1] == [next(w.name for w in gpu if w.scenario == "prefill")]
     assert train.ForwardBackward.params[1] == [next(w.name for w in gpu if w.has_backward)]
     assert "flex" in common.IMPLS  # compiling implementations are benchmarked on a GPU
+    # each commit's GPU run leaves the nightly-only ones out; ATTNBENCH_IMPLS=all has them
+    nightly = {n for n in impl_names(benchmarked_only=True) if get_impl(n).nightly_only}
+    assert {"eager-compiled", "sdpa-compiled", "sdpa-math", "chunked"} <= nightly
+    assert not nightly & set(common.CANDIDATE_IMPLS) and "eager" in common.CANDIDATE_IMPLS
+    assert {"triton-flash", "triton-decode", "sdpa-cudnn", "fa4"} <= set(common.CANDIDATE_IMPLS)
+    monkeypatch.setenv("ATTNBENCH_IMPLS", "all")
+    monkeypatch.delitem(sys.modules, "benchmarks._common")
+    common = importlib.import_module("benchmarks._common")
+    assert common.CANDIDATE_IMPLS == impl_names(benchmarked_only=True)
+    monkeypatch.delenv("ATTNBENCH_IMPLS")
 
     monkeypatch.setenv("ATTNBENCH_TIMED_SET", "gpu-inhouse")
     monkeypatch.delitem(sys.modules, "benchmarks._common")
@@ -208,6 +218,28 @@ def test_swept_benchmarks_read_one_sweep(bench, capsys):
     assert "attnbench: skipped:" in capsys.readouterr().err
     assert Small.track_tflops.unit == "TFLOP/s"
     assert "higher is better" in Small.track_speedup_vs_eager.pretty_name
+
+
+def test_no_baseline_times_no_eager_and_leaves_speedups_nan(monkeypatch, bench):
+    """ATTNBENCH_BASELINE=none (a long history): the sweep times only the named ones."""
+    monkeypatch.setenv("ATTNBENCH_BASELINE", "none")
+    monkeypatch.delitem(sys.modules, "benchmarks._common")
+    monkeypatch.delitem(sys.modules, "benchmarks.forward")
+    common = importlib.import_module("benchmarks._common")
+    forward = importlib.import_module("benchmarks.forward")
+    assert common.BASELINE is None
+    workload = "h8d64/prefill/s128/b1/full/fp32"
+
+    class Small(forward.ForwardMetrics):
+        params = (["chunked"], [workload])
+
+    cache = Small().setup_cache()
+    assert set(cache) == {("chunked", workload)}  # eager not timed
+    b = Small()
+    b.setup(cache, "chunked", workload)
+    assert b.track_seconds(cache, "chunked", workload) > 0
+    speedup = b.track_speedup_vs_eager(cache, "chunked", workload)
+    assert speedup != speedup  # NaN: asv's n/a
 
 
 def test_history_set_is_spelled_out_for_older_commits(monkeypatch, bench):

@@ -331,6 +331,31 @@ def test_again_runs_the_shards_a_commit_already_has(tmp_path, monkeypatch):
     assert started == ["^forward\\."]
 
 
+def test_together_measures_each_shard_once_for_every_commit_that_lacks_it(tmp_path, monkeypatch):
+    """--together: one asv run per shard, on the commits whose results lack it, in order."""
+    from tools.ci import bench
+
+    runs = []
+    have = {"a" * 40: {"forward.F.track_x"}, "b" * 40: set(), "c" * 40: {"train.T.track_x"}}
+    monkeypatch.setattr(bench, "asv_executable", lambda python=None: Path("asv"))
+    monkeypatch.setattr(bench, "measured_keys", lambda p, m, c: have[c])
+    monkeypatch.setattr(bench, "run_shard", lambda p, a, cs, shard, e, t: runs.append((cs, shard)))
+    p = SimpleNamespace(repo=tmp_path)
+    assert (
+        bench.measure(p, "m", list(have), ["^forward\\.", "^train\\."], env={}, together=True) == 0
+    )
+    assert runs == [(["b" * 40, "c" * 40], "^forward\\."), (["a" * 40, "b" * 40], "^train\\.")]
+
+
+def test_a_run_of_several_commits_lists_them_all_for_asv(tmp_path):
+    from tools.ci import bench
+
+    p = SimpleNamespace(repo=tmp_path)
+    echo = [sys.executable, "-c", "pass"]
+    assert bench.run_shard(p, echo, ["a" * 40, "b" * 40], "^x", dict(os.environ), timeout=30) == 0
+    assert (tmp_path / ".asv" / "ci-commit.txt").read_text() == "a" * 40 + "\n" + "b" * 40 + "\n"
+
+
 def test_shards_are_the_suite_classes(tmp_path):
     from tools.ci import bench
 

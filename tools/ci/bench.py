@@ -10,7 +10,10 @@ skipped, so a rerun after a kill measures only the rest. Each benchmark has asv'
 killed), so a hang costs one shard, not the sweep. ``--stop-after`` starts no shard once that
 many seconds have passed (a runner's job limit, say) and exits 75: a rerun resumes the rest.
 ``--again`` runs every shard even where results exist (a commit re-measured with a larger set,
-say): asv replaces those benchmarks' results in the commit's file.
+say): asv replaces those benchmarks' results in the commit's file. ``--together`` measures each
+shard's pending commits in one ``asv run`` (asv saves each commit's results as it finishes it):
+one asv start-up and benchmark discovery for them all, which is what a history of many old
+commits spends most on; the benchmarks are discovered on the first commit.
 
     python -m tools.ci.bench --machine h100-x1 --new --max-commits 10
     python -m tools.ci.bench --machine cpu-box --commits HEAD~1,HEAD --shard '^forward\\.'
@@ -141,19 +144,20 @@ def new_commits(
 def run_shard(
     project: Project,
     asv_args: list[str],
-    commit: str,
+    commit: str | list[str],
     shard: str,
     env: dict,
     timeout: float | None,
 ) -> int:
-    """One ``asv run`` of one shard on one commit, in its own process group; each line it
-    prints is prefixed with the seconds since it started (where a run's time goes: building
-    the commit, discovery, each class's sweep, the figures read back)."""
+    """One ``asv run`` of one shard on one commit (or several, in turn), in its own process
+    group; each line it prints is prefixed with the seconds since it started (where a run's
+    time goes: building the commit, discovery, each class's sweep, the figures read back)."""
     hashfile = project.repo / ".asv" / "ci-commit.txt"
     hashfile.parent.mkdir(parents=True, exist_ok=True)
     from attnbench.atomic import write_text  # here: the package imports torch
 
-    write_text(hashfile, commit + "\n")
+    commits = [commit] if isinstance(commit, str) else commit
+    write_text(hashfile, "".join(c + "\n" for c in commits))
     cmd = [*asv_args, "--bench", shard, f"HASHFILE:{hashfile}"]
     log("+ " + " ".join(cmd))
     proc = subprocess.Popen(
@@ -168,7 +172,7 @@ def run_shard(
         copier.join()
         return rc
     except subprocess.TimeoutExpired:
-        log(f"shard {shard} of {commit[:8]} ran past {timeout:.0f} s: stopping it")
+        log(f"shard {shard} of {_names(commits)} ran past {timeout:.0f} s: stopping it")
         _kill_group(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=30)
@@ -180,6 +184,10 @@ def run_shard(
     except BaseException:  # interrupted: take asv and its benchmark processes down too
         _kill_group(proc.pid, signal.SIGKILL)
         raise
+
+
+def _names(commits: list[str]) -> str:
+    return ",".join(c[:8] for c in commits)
 
 
 def _stamp_lines(stream: IO[str], start: float) -> None:
@@ -206,33 +214,45 @@ def measure(
     extra: Sequence[str] = (),
     python: Path | None = None,
     again: bool = False,
+    together: bool = False,
 ) -> int:
     """Measure each commit's pending shards (``again``: every shard); the worst exit status of
     the asv runs (0: all ok), or :data:`OUT_OF_TIME` when ``stop_after`` seconds passed with
-    shards left."""
+    shards left. ``together``: one asv run per shard for all its pending commits."""
     asv = [str(asv_executable(python)), "run", "--machine", machine, "--launch-method", launch]
     asv += ["--record-samples", *extra]  # the gate tests time_* figures' samples
-    failed: list[tuple[str, str, int]] = []  # (commit, shard, exit status)
+    failed: list[tuple[str, str, int]] = []  # (commits, shard, exit status)
     start = time.monotonic()
-    for n, commit in enumerate(commits, 1):
-        todo = list(shards) if again else pending_shards(project, machine, commit, shards)
-        done = len(shards) - len(todo)
-        log(f"[{n}/{len(commits)}] {commit[:8]}: {len(todo)} shard(s) to run, {done} done")
-        for shard in todo:
-            if stop_after is not None and time.monotonic() - start >= stop_after:
-                left = sum(len(pending_shards(project, machine, c, shards)) for c in commits)
-                log(f"stopped after {time.monotonic() - start:.0f} s: {left} shard(s) left; "
-                    "run again to resume")  # fmt: skip
-                return OUT_OF_TIME
-            shard_start = time.monotonic()
-            rc = run_shard(project, asv, commit, shard, env, shard_timeout)
-            log(f"shard {shard} of {commit[:8]} took {time.monotonic() - shard_start:.0f} s")
-            log(f"shard {shard} of {commit[:8]} exited {rc}")
-            if rc == 1 and not any(re.search(shard, n) for n in discovered(project)):
-                log(f"shard {shard}: no such benchmark on this machine (asv: none selected)")
-                continue
-            if rc:
-                failed.append((commit[:8], shard, rc))
+
+    def todo_of(commit: str) -> list[str]:
+        return list(shards) if again else pending_shards(project, machine, commit, shards)
+
+    if together:  # (commits, shard) runs: each shard once, on every commit that lacks it
+        runs = [([c for c in commits if shard in todo_of(c)], shard) for shard in shards]
+        runs = [(cs, shard) for cs, shard in runs if cs]
+        log(f"{len(commits)} commit(s) together: {len(runs)} asv run(s)")
+    else:
+        runs = []
+        for n, commit in enumerate(commits, 1):
+            todo = todo_of(commit)
+            log(f"[{n}/{len(commits)}] {commit[:8]}: {len(todo)} shard(s) to run, "
+                f"{len(shards) - len(todo)} done")  # fmt: skip
+            runs += [([commit], shard) for shard in todo]
+    for cs, shard in runs:
+        if stop_after is not None and time.monotonic() - start >= stop_after:
+            left = sum(len(pending_shards(project, machine, c, shards)) for c in commits)
+            log(f"stopped after {time.monotonic() - start:.0f} s: {left} shard(s) left; "
+                "run again to resume")  # fmt: skip
+            return OUT_OF_TIME
+        shard_start = time.monotonic()
+        rc = run_shard(project, asv, cs, shard, env, shard_timeout)
+        log(f"shard {shard} of {_names(cs)} took {time.monotonic() - shard_start:.0f} s")
+        log(f"shard {shard} of {_names(cs)} exited {rc}")
+        if rc == 1 and not any(re.search(shard, n) for n in discovered(project)):
+            log(f"shard {shard}: no such benchmark on this machine (asv: none selected)")
+            continue
+        if rc:
+            failed.append((_names(cs), shard, rc))
     log(f"measured {len(commits)} commit(s) in {time.monotonic() - start:.0f} s")
     for short, shard, rc in failed:  # asv exits 2 if a benchmark failed; the rest is saved
         log(f"  not clean: {short} {shard}: exit {rc}")
@@ -259,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--again", action="store_true", help="run every shard, also those with results"
+    )
+    parser.add_argument(
+        "--together", action="store_true", help="one asv run per shard for all its commits"
     )
     parser.add_argument("--launch", default="forkserver", help="asv --launch-method")
     parser.add_argument("--set", help="ATTNBENCH_SET for the suite (default: the suite's)")
@@ -293,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             stop_after=args.stop_after,
             extra=args.asv_args,
             again=args.again,
+            together=args.together,
         )
     except PipelineError as exc:
         print(f"bench: {exc}", file=sys.stderr)

@@ -67,6 +67,7 @@ class Chunked(Implementation):
     dtype_notes = {"fp8": NO_FP8_IN_TORCH}
     family = "in-house"
     description = "in-house pure-PyTorch online-softmax attention, tiled; memory linear in length"
+    nightly_only = True  # on a GPU: a loop of PyTorch matmuls (each commit's CPU run has it)
 
     def forward(self, q, k, v, *, causal, scale, mask=None):
         return chunked_attention(q, k, v, causal=causal, scale=scale)

@@ -80,6 +80,7 @@ class _Compiled(Implementation):
 @register
 class EagerCompiled(_Compiled):
     name = "eager-compiled"
+    nightly_only = True  # Inductor compiles for seconds a shape, tens of seconds on a fresh host
     rounds_scores = True  # eager's math: QKᵀ in the input dtype
     description = (
         "eager's QKᵀ -> softmax (float32) -> V under torch.compile (Inductor fuses masking "
@@ -93,6 +94,7 @@ class EagerCompiled(_Compiled):
 @register
 class SdpaCompiled(_Compiled):
     name = "sdpa-compiled"
+    nightly_only = True  # on a GPU, sdpa's own kernels after a compile of seconds a shape
     description = (
         "scaled_dot_product_attention under torch.compile, PyTorch choosing the kernel; masks "
         "beyond causal as an additive attn_mask built once per workload"

@@ -73,6 +73,7 @@ class SdpaMath(_Sdpa):
     name = "sdpa-math"
     description = "SDPA pinned to the MATH backend (unfused, in PyTorch ops)"
     backend = SDPBackend.MATH
+    nightly_only = True  # on a GPU: eager's kind of unfused matmuls, tens of x slower
 
 
 @register
