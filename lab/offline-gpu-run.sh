@@ -15,6 +15,9 @@
 #   SHARDS         asv --bench regexes, one asv run each (default: one per benchmark class)
 #   SET, IMPLS     ATTNBENCH_SET, ATTNBENCH_IMPLS
 #   SHARD_TIMEOUT  seconds before a shard is killed (default 1700)
+#   AGAIN=1        measure again where results exist (tools.ci.bench --again)
+#   TOGETHER=1     one asv run per shard for all the commits (--together: a long history)
+#   BASELINE       ATTNBENCH_BASELINE (none: no eager timed for speedups)
 # Results: $WORK/repo/results/$MACHINE (asv) and $WORK/repo/records/$MACHINE (every figure's
 # record), both in $WORK/results.tar; the run's log in $WORK/bench.log.
 set -euo pipefail
@@ -43,7 +46,10 @@ export VIRTUALENV_SYSTEM_SITE_PACKAGES=${VIRTUALENV_SYSTEM_SITE_PACKAGES:-1}
 export ATTNBENCH_FA4_DISK_CACHE=${ATTNBENCH_FA4_DISK_CACHE:-1}  # as the GPU workflow
 if [ -n "${SET:-}" ]; then export ATTNBENCH_SET=$SET; fi
 if [ -n "${IMPLS:-}" ]; then export ATTNBENCH_IMPLS=$IMPLS; fi
+if [ -n "${BASELINE:-}" ]; then export ATTNBENCH_BASELINE=$BASELINE; fi
 args=()
+[ "${AGAIN:-0}" = 1 ] && args+=(--again)
+[ "${TOGETHER:-0}" = 1 ] && args+=(--together)
 for s in ${SHARDS:-}; do args+=(--shard "$s"); done
 status=0
 python3 -m tools.ci.bench --machine "$MACHINE" --commits "${COMMITS:-HEAD}" \
