@@ -546,3 +546,37 @@ def test_workflows_name_sets_that_exist():
             named.update(value.split(","))
     assert "gpu-nightly" in named  # the check can fail: the nightly run names its set
     assert named <= set(set_names()), named - set(set_names())
+
+
+def test_machine_fields_are_coarse_so_one_runner_draws_one_history(tmp_path):
+    """Two leases of one H200 (kernel build, RAM a few MB apart, driver in cpu): after the
+    rewrite their result files carry the same fields, hence one graph; figures untouched."""
+    from attnbench.system import asv_machine_entry, coarse_asv_fields
+    from tools.ci import machine_fields
+
+    def fields(build: str, ram: int) -> dict:
+        gpu = "NVIDIA H200 x1, driver 580.159.04, CUDA 13.0"
+        os_ = f"Linux 6.18.44-fc-{build}-gpu"
+        return {"arch": "x86_64", "cpu": f"Xeon | GPU: {gpu}", "machine": "h200-x1",
+                "num_cpu": "16", "os": os_, "ram": str(ram)}  # fmt: skip
+
+    a, b = fields("v973", 135128870912), fields("v1147", 135128952832)
+    assert a != b and coarse_asv_fields(a) == coarse_asv_fields(b)
+    assert coarse_asv_fields(a) == {**a, "cpu": "Xeon | GPU: NVIDIA H200 x1", "os": "Linux 6.18",
+                                    "ram": "126 GiB"}  # fmt: skip
+    assert coarse_asv_fields(coarse_asv_fields(a)) == coarse_asv_fields(a)
+    info = {"os": "Linux 6.18.44-fc-v973-gpu", "arch": "x86_64", "cpu": "Xeon", "num_cpu": 16,
+            "ram": 135128870912, "gpu": "NVIDIA H200", "gpu_count": 1}  # fmt: skip
+    assert asv_machine_entry("h200-x1", info) == coarse_asv_fields(a)
+
+    folder = tmp_path / "h200-x1"
+    folder.mkdir()
+    (folder / "machine.json").write_text(json.dumps({**b, "version": 1}))
+    for name, f in (("c1", a), ("c2", b)):
+        doc = {"commit_hash": name, "params": {**f, "python": "3.12"}, "results": {"x": [[1.5]]}}
+        (folder / f"{name}-virtualenv-py3.12.json").write_text(json.dumps(doc))
+    assert machine_fields.rewrite(folder) == 3 and machine_fields.rewrite(folder) == 0
+    docs = [json.loads((folder / f"c{i}-virtualenv-py3.12.json").read_text()) for i in (1, 2)]
+    assert docs[0]["params"] == docs[1]["params"] == {**coarse_asv_fields(a), "python": "3.12"}
+    assert docs[0]["results"] == {"x": [[1.5]]}
+    assert json.loads((folder / "machine.json").read_text())["os"] == "Linux 6.18"

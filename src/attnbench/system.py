@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 
@@ -95,26 +96,48 @@ def machine_info() -> dict:
     return info
 
 
-def register_asv_machine(name: str) -> dict:
-    """Record this machine for asv under ``name`` with OS, CPU, RAM and the GPU (asv has no GPU
-    field: it is written into ``cpu``). ``asv machine --yes`` alone would record the name only."""
-    from asv.machine import MachineCollection
-
-    from .atomic import install_in_asv
-
-    install_in_asv()  # MachineCollection.save rewrites ~/.asv-machine.json: whole or not at all
-    info = machine_info()
+def asv_machine_entry(name: str, info: dict) -> dict:
+    """This machine's asv fields (:func:`coarse_asv_fields` of what :func:`machine_info`
+    found): asv has no GPU field, so the GPU model and count go into ``cpu``."""
     cpu = info["cpu"]
-    if info["gpu"]:
-        gpu = f"{info['gpu']} x{info['gpu_count']}, driver {info['driver']}, CUDA {info['cuda']}"
-        cpu += f" | GPU: {gpu}"
+    if info.get("gpu"):
+        cpu += f" | GPU: {info['gpu']} x{info['gpu_count']}"
     entry = {
         "machine": name,
         "os": info["os"],
         "arch": info["arch"],
         "cpu": cpu,
         "num_cpu": str(info["num_cpu"]),
-        "ram": str(info["ram"] or ""),
+        "ram": str(info.get("ram") or ""),
     }
+    return coarse_asv_fields(entry)
+
+
+def coarse_asv_fields(fields: dict) -> dict:
+    """asv keys each graph by a machine's fields (all in the graph's path): kept coarse, the
+    same runner after a kernel build, a driver update or a RAM figure a few MB off draws one
+    history, not several. OS as kernel major.minor, RAM in GiB, no driver or CUDA version in
+    ``cpu`` (``python -m attnbench.system`` prints them). Idempotent; other keys untouched."""
+    out = dict(fields)
+    system, _, release = str(out.get("os", "")).partition(" ")
+    version = re.match(r"\d+\.\d+", release)  # 6.18.44-fc-v973-gpu: 6.18
+    if version:
+        out["os"] = f"{system} {version.group(0)}"
+    if str(out.get("ram", "")).isdigit():
+        out["ram"] = f"{round(int(out['ram']) / 2**30)} GiB"
+    if "cpu" in out:
+        out["cpu"] = re.sub(r", driver [^|]*$", "", str(out["cpu"]))
+    return out
+
+
+def register_asv_machine(name: str) -> dict:
+    """Record this machine for asv under ``name`` (:func:`asv_machine_entry`). ``asv machine
+    --yes`` alone would record the name only."""
+    from asv.machine import MachineCollection
+
+    from .atomic import install_in_asv
+
+    install_in_asv()  # MachineCollection.save rewrites ~/.asv-machine.json: whole or not at all
+    entry = asv_machine_entry(name, machine_info())
     MachineCollection.save(name, entry)
     return entry
