@@ -339,6 +339,18 @@ def test_host_site_names_the_directory_holding_torch():
     assert asv_host.export_host_site(kept) == "/somewhere"  # a value given is kept
 
 
+def test_host_site_keeps_what_pythonpath_adds(tmp_path, monkeypatch):
+    """asv strips PYTHONPATH's entries from its benchmark processes: a package found only there
+    (wheels unpacked on an offline GPU host) reaches them through the host site instead."""
+    from attnbench import asv_host
+
+    extra = tmp_path / "site"
+    extra.mkdir()
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(extra), str(tmp_path / "absent")]))
+    dirs = asv_host.host_site_dirs()
+    assert dirs[0] == str(extra) and str(tmp_path / "absent") not in dirs
+
+
 def test_asv_conf_loads_the_plugins_and_writes_the_host_site():
     from asv import util
 

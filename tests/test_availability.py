@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -49,6 +50,23 @@ def test_probe_asks_a_child_once_then_reads_the_file(monkeypatch, tmp_path):
     monkeypatch.setenv("ASV_COMMIT", "feedface")
     assert availability.probe(["eager", "sdpa-cudnn"], "cpu") == first
     assert len(calls) == 2
+
+
+def test_the_child_searches_the_path_of_the_process_that_asks(monkeypatch, tmp_path):
+    """asv's benchmark processes drop PYTHONPATH's entries from sys.path, not from the
+    environment: the child must see what the benchmarks see (fa4 found by the probe and then
+    'not installed' in every sweep, H200)."""
+    monkeypatch.setenv("ATTNBENCH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "stripped"))
+    monkeypatch.syspath_prepend(str(tmp_path / "kept"))
+    seen = []
+    real = subprocess.run
+    monkeypatch.setattr(
+        subprocess, "run", lambda cmd, **kw: seen.append(kw["env"]) or real(cmd, **kw)
+    )
+    assert availability.probe(["eager"], "cpu") == {"eager": None}
+    child_path = seen[0]["PYTHONPATH"].split(os.pathsep)
+    assert str(tmp_path / "kept") in child_path and str(tmp_path / "stripped") not in child_path
 
 
 def test_a_failed_probe_rules_nothing_out(monkeypatch, tmp_path, capsys):

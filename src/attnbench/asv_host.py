@@ -21,10 +21,14 @@ VARIABLE = "ATTNBENCH_HOST_SITE"
 
 
 def host_site_dirs() -> list[str]:
-    """This Python's site directories (its own first, then those it inherits), its user site,
-    and the directory holding ``torch`` (found without importing it), existing ones only."""
+    """This Python's ``PYTHONPATH`` entries, its site directories (its own first, then those
+    it inherits), its user site, and the directory holding ``torch`` (found without importing
+    it), existing ones only. ``PYTHONPATH``: asv removes its entries from the path of every
+    benchmark process, so a package asv's Python finds only through it (wheels unpacked with
+    ``pip --target`` on an offline host, say) would be missing from the benchmarks."""
     paths = sysconfig.get_paths()
-    dirs = [*site.getsitepackages(), paths["purelib"], paths["platlib"]]
+    dirs = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    dirs += [*site.getsitepackages(), paths["purelib"], paths["platlib"]]
     if site.ENABLE_USER_SITE:
         dirs.append(site.getusersitepackages())
     spec = importlib.util.find_spec("torch")

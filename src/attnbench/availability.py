@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -69,6 +70,7 @@ def cache_key(names: Sequence[str], device: str) -> str:
     newest = max((p.stat().st_mtime_ns for p in package.rglob("*.py")), default=0)
     facts = {
         "python": sys.executable,
+        "path": sys.path,
         "package": str(package),
         "sources": newest,
         "versions": _versions(),
@@ -90,9 +92,12 @@ def probe(names: Sequence[str], device: str = "cuda") -> dict[str, str | None]:
     except (OSError, ValueError):
         pass
     cmd = [sys.executable, "-m", "attnbench.availability", "--device", device, *names]
+    # the child searches this process's path, not its environment's: asv's benchmark processes
+    # drop PYTHONPATH's entries from sys.path but not from the environment they pass on
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     try:
         done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=True
+            cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=True, env=env
         )
         answer = json.loads(done.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
