@@ -4,7 +4,7 @@ from asv_runner.benchmarks.mark import skip_benchmark_if
 
 from ._common import HAS_CUDA, IMPLS, TIMED_TRAIN_WORKLOADS, TRAIN_WORKLOADS, _label, _Swept, _Timed
 
-if TRAIN_WORKLOADS:  # a set without train workloads has no such benchmarks
+if TIMED_TRAIN_WORKLOADS:  # none on a GPU unless ATTNBENCH_TIMED_SET names some
 
     class ForwardBackward(_Timed):
         mode = "forward_backward"
@@ -19,6 +19,9 @@ if TRAIN_WORKLOADS:  # a set without train workloads has no such benchmarks
 
         _label(time_forward_backward, "forward+backward: wall time of a synchronized call")
         _label(peakmem_forward_backward, "forward+backward: host peak RSS")
+
+
+if TRAIN_WORKLOADS:  # a set without train workloads has no such benchmarks
 
     class ForwardBackwardMetrics(_Swept):
         mode = "forward_backward"

@@ -80,11 +80,10 @@ def test_one_class_per_scenario_and_a_timed_subset_on_gpu(monkeypatch, bench):
     )
     # decode's wall time is launch and synchronization: its device time is the figure
     assert forward.Forward.params[1] == [next(w.name for w in gpu if w.scenario == "prefill")]
-    assert train.ForwardBackward.params[1] == [next(w.name for w in gpu if w.has_backward)]
-    assert "flex" in common.IMPLS  # compiling implementations are benchmarked on a GPU
+    assert not hasattr(train, "ForwardBackward")  # train's wall time: ATTNBENCH_TIMED_SET
     # each commit's GPU run leaves the nightly-only ones out; ATTNBENCH_IMPLS=all has them
     nightly = {n for n in impl_names(benchmarked_only=True) if get_impl(n).nightly_only}
-    assert {"eager-compiled", "sdpa-compiled", "sdpa-math", "chunked"} <= nightly
+    assert {"eager-compiled", "sdpa-compiled", "sdpa-math", "chunked", "flex"} <= nightly
     assert not nightly & set(common.CANDIDATE_IMPLS) and "eager" in common.CANDIDATE_IMPLS
     assert {"triton-flash", "triton-decode", "sdpa-cudnn", "fa4"} <= set(common.CANDIDATE_IMPLS)
     monkeypatch.setenv("ATTNBENCH_IMPLS", "all")

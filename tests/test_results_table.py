@@ -172,3 +172,18 @@ def test_command_line_forms_and_mistakes(tmp_path):
     for wrong in (["--spread", str(path)], ["--records", "a", "b", str(path)], ["--count"]):
         with pytest.raises(SystemExit):
             tool.main(wrong)
+
+
+def test_history_has_a_column_per_commit_and_a_dash_where_unmeasured(tmp_path):
+    def rec(impl, median, reason=None):
+        time = None if reason else {"median": median}
+        return {"suite": "ForwardMetrics", "impl": impl, "workload": "w", "mode": "forward",
+                "reason": reason, "time": time}  # fmt: skip
+
+    old, new = tmp_path / "7c4b0342.jsonl", tmp_path / "a23074d7.jsonl"
+    old.write_text("\n".join(json.dumps(r) for r in [rec("k", 8.3e-3), rec("m", 0, "n/a")]))
+    new.write_text("\n".join(json.dumps(r) for r in [rec("k", 5.9e-3), rec("m", 1e-4)]))
+    lines = _tool().history(old, new).splitlines()
+    assert lines[0] == "| implementation | workload | 7c4b034 | a23074d |"
+    assert "| k | `w` forward | 8300 | 5900 |" in lines
+    assert "| m | `w` forward | - | 100 |" in lines

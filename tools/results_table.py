@@ -14,6 +14,7 @@ or GB/s of the fewest bytes (decode); ``–`` where the pair was skipped.
     python3 tools/results_table.py --spread A B --records RA RB   # ... with what the records say
     python3 tools/results_table.py --spread-records RA RB  # the records' medians (a cut-short run)
     python3 tools/results_table.py --costs RECORDS [RECORDS_B]   # where a sweep's time went
+    python3 tools/results_table.py --history R1 R2 ...  # median us per pair, a column per commit
 
 ``--spread``: the relative difference of every pair's median time (``track_seconds``) between
 two result files (two whole runs), largest first, with how many of the pairs at or above
@@ -299,6 +300,21 @@ def spread(
     return "\n".join(lines)
 
 
+def history(*paths: Path) -> str:
+    """Median time (us) per (implementation, workload, mode) across records files, one column
+    per file in the order given (a commit each: the file name's stem); '-' where not measured."""
+    runs = [{(r, w, m): rec for (_, r, w), rec in _records(p).items() for m in [rec["mode"]]}
+            for p in paths]  # fmt: skip
+    keys = sorted({k for run in runs for k in run})
+    head = "| implementation | workload | " + " | ".join(p.stem[:7] for p in paths) + " |"
+    lines = [head, "|---|---|" + "---|" * len(paths)]
+    for impl, workload, mode in keys:
+        cells = [f"{run[(impl, workload, mode)]['time']['median'] * 1e6:.0f}"
+                 if (impl, workload, mode) in run else "-" for run in runs]  # fmt: skip
+        lines.append(f"| {impl} | `{workload}` {mode} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> str:
     """The command line (the module docstring's forms): what to print."""
     parser = argparse.ArgumentParser(
@@ -310,6 +326,7 @@ def main(argv: list[str] | None = None) -> str:
     how.add_argument("--spread", action="store_true", help="two asv files (runs A, B) compared")
     how.add_argument("--spread-records", action="store_true", help="two records files compared")
     how.add_argument("--costs", action="store_true", help="records files: where time went")
+    how.add_argument("--history", action="store_true", help="records files: medians by commit")
     parser.add_argument("--records", nargs=2, type=Path, metavar=("RA", "RB"),
                         help="with --spread: each run's ATTNBENCH_RECORDS file")  # fmt: skip
     parser.add_argument("files", nargs="+", type=Path)
@@ -324,6 +341,8 @@ def main(argv: list[str] | None = None) -> str:
         return spread(None, None, records=tuple(args.files))
     if args.costs:
         return costs(*args.files)
+    if args.history:
+        return history(*args.files)
     show = count if args.count else matrix if args.matrix else table
     return "\n".join(show(path) for path in args.files)
 
