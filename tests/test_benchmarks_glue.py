@@ -119,6 +119,8 @@ def test_sweeps_keep_their_records(monkeypatch, tmp_path, bench):
     assert recs[0]["tflops"] == cache[("chunked", workload)]["tflops"] > 0
     assert "needs a CUDA device" in recs[1]["reason"]
     assert all(r["extra"]["wall_seconds"] >= 0 for r in recs)
+    # how long the process had lived when its sweep began (asv's start of a class's process)
+    assert all(0 < r["process_age"] < 3600 for r in recs)
 
 
 def test_availability_benchmark_records_why(monkeypatch, tmp_path, bench, capsys):
