@@ -14,8 +14,8 @@ Two kinds of classes, so that asv's process per (benchmark, parameters) stays ch
   few minutes on an H100 and a killed run loses one class (``tools.ci.bench`` shards by class).
 - ``_Timed``: ``time_*``/``peakmem_*``, asv's own clock and RSS around a prepared case. asv
   starts a process per parameter (CUDA start-up, imports, compilation: seconds each), so on a
-  GPU these run on ``TIMED_WORKLOADS`` only, the first prefill and the first train workload
-  (``ATTNBENCH_TIMED_SET`` picks others); on the CPU on every workload.
+  GPU these run on ``TIMED_WORKLOADS`` only, the first prefill workload (``ATTNBENCH_TIMED_SET``
+  picks others, train ones included); on the CPU on every workload.
 
 Every class has an explicit ``version``: asv hides results recorded under another version, so
 a cosmetic edit of this file does not orphan a machine's history; bump it when what a figure

@@ -137,7 +137,7 @@ class Implementation:
     benchmarked: ClassVar[bool] = True
     #: True: on a GPU, left out of each commit's default asv run and measured by the nightly
     #: one (``ATTNBENCH_IMPLS=all``) or on request: its kernels are another implementation's,
-    #: or it compiles for seconds a shape (docs/pipeline.md, what one commit's GPU run costs)
+    #: or it compiles for seconds a shape (docs/results.md, one commit's GPU run in minutes)
     nightly_only: ClassVar[bool] = False
     #: True when QKᵀ leaves the matmul in the input dtype (plain PyTorch): fp16/bf16 scores are
     #: rounded before the softmax, which loses accuracy once q·k is large (``check``: "lossy")
