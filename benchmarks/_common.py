@@ -128,11 +128,8 @@ def _timed(names: list[str]) -> list[str]:
     # synchronization (its device time is track_seconds, from CUDA-graph replays); each
     # process here costs seconds (CUDA start-up, compiling the case again): train's too, 3.8 s
     # a process, 35 s of a commit's 319 s H200 run (ATTNBENCH_TIMED_SET brings it back)
-    firsts = {}
-    for w in ALL_WORKLOADS:
-        if w.name in names and w.scenario == "prefill":
-            firsts.setdefault(w.scenario, w.name)
-    return list(firsts.values())
+    prefill = [w.name for w in ALL_WORKLOADS if w.name in names and w.scenario == "prefill"]
+    return prefill[:1]
 
 
 TIMED_WORKLOADS = _timed(FORWARD_WORKLOADS)  # wall-time classes: forward

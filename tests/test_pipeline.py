@@ -549,7 +549,7 @@ def test_workflows_name_sets_that_exist():
 
 
 def test_machine_fields_are_coarse_so_one_runner_draws_one_history(tmp_path):
-    """Two leases of one H200 (kernel build, RAM a few MB apart, driver in cpu): after the
+    """One H200 registered twice (kernel build, RAM a few MB apart, driver in cpu): after the
     rewrite their result files carry the same fields, hence one graph; figures untouched."""
     from attnbench.system import asv_machine_entry, coarse_asv_fields
     from tools.ci import machine_fields
